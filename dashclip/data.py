@@ -1,0 +1,129 @@
+"""Image preprocessing (PIL/numpy, no torchvision) and the (image, text, category) dataset.
+
+Images are resized on the short side, centre-cropped to a square and normalised with a
+configurable mean/std (EfficientNet-Lite uses mean = std = 0.5). Decoded, resized images can be
+cached on disk as uint8 arrays keyed by the image's path and modification time, which pays when
+the same catalog is read for several epochs or several models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from dashclip import columns as C
+
+
+def product_text(title: str, description: str = "", max_chars: int = 600) -> str:
+    """The text the text tower sees for a product: title, then the start of the description."""
+    title, description = (title or "").strip(), (description or "").strip()
+    if title and description:
+        text = f"{title}. {description}"
+    else:
+        text = title or description
+    return text[:max_chars]
+
+
+def decode_resize(data_or_path: bytes | str | os.PathLike, size: int) -> np.ndarray:
+    """Decode an image and return it as (size, size, 3) uint8, short side resized then centre-cropped."""
+    src = io.BytesIO(data_or_path) if isinstance(data_or_path, (bytes, bytearray)) else data_or_path
+    with Image.open(src) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        im = im.resize((nw, nh), Image.Resampling.BICUBIC)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+        return np.asarray(im, dtype=np.uint8)
+
+
+def to_tensor(img: np.ndarray, mean: float | tuple = 0.5, std: float | tuple = 0.5) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 normalised."""
+    x = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+    return (x - mean_t) / std_t
+
+
+class ImageCache:
+    """On-disk cache of decoded, resized uint8 images keyed by (path, mtime, size, image size)."""
+
+    def __init__(self, root: str | os.PathLike, size: int):
+        self.root = Path(root)
+        self.size = size
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _key(self, path: str) -> Path:
+        st = os.stat(path)
+        h = hashlib.sha1(f"{path}|{st.st_mtime_ns}|{st.st_size}|{self.size}".encode()).hexdigest()
+        return self.root / h[:2] / f"{h}.npy"
+
+    def get(self, path: str) -> np.ndarray:
+        key = self._key(path)
+        if key.exists():
+            try:
+                return np.load(key)
+            except (OSError, ValueError):
+                pass  # a partial file from a killed worker: decode again
+        img = decode_resize(path, self.size)
+        key.parent.mkdir(exist_ok=True)
+        tmp = key.with_name(f"{key.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, img)
+        os.replace(tmp, key)
+        return img
+
+
+class ProductDataset(Dataset):
+    """Items of an ingested products frame: image tensor (zeros when absent), text, category.
+
+    Returns dicts with ``index``, ``image`` (3, S, S), ``has_image``, ``text``, ``category``.
+    """
+
+    def __init__(self, products: pd.DataFrame, image_size: int = 224, mean: float | tuple = 0.5,
+                 std: float | tuple = 0.5, cache_dir: str | os.PathLike | None = None,
+                 with_text: bool = True, max_text_chars: int = 600):
+        self.paths = [p if h else None for p, h in zip(products[C.IMAGE_PATH], products[C.HAS_IMAGE])]
+        titles = products[C.TITLE].tolist()
+        descs = products[C.DESCRIPTION].tolist() if C.DESCRIPTION in products else [""] * len(products)
+        self.texts = [product_text(t, d, max_text_chars) if with_text else "" for t, d in zip(titles, descs)]
+        self.categories = products[C.CATEGORY].tolist() if C.CATEGORY in products else [""] * len(products)
+        self.size, self.mean, self.std = image_size, mean, std
+        self.cache = ImageCache(cache_dir, image_size) if cache_dir else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load_image(self, i: int) -> torch.Tensor | None:
+        path = self.paths[i]
+        if path is None:
+            return None
+        img = self.cache.get(path) if self.cache else decode_resize(path, self.size)
+        return to_tensor(img, self.mean, self.std)
+
+    def __getitem__(self, i: int) -> dict:
+        img = self.load_image(i)
+        return {
+            "index": i,
+            "image": img if img is not None else torch.zeros(3, self.size, self.size),
+            "has_image": img is not None,
+            "text": self.texts[i],
+            "category": self.categories[i],
+        }
+
+
+def product_loader(dataset: ProductDataset, batch_size: int = 64, workers: int = 2,
+                   shuffle: bool = False, seed: int = 0) -> DataLoader:
+    """Batched loader; worker processes decode images in parallel."""
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                      persistent_workers=False, generator=gen, pin_memory=False)

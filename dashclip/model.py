@@ -1,0 +1,156 @@
+"""The DashCLIP model: image and text towers, the fusion encoder, projections and the query tower.
+
+``forward`` takes tower-trunk outputs (cacheable) and returns named, L2-normalised embeddings
+plus the logit scale; it does not tokenise, sample negatives or read the schedule.
+
+Checkpoints are Hugging Face style: ``config.json`` (the DashCLIPConfig), ``model.safetensors``,
+``meta.json`` (model version, stage, whether a query tower is present, the training config),
+``text_config.json`` / ``vision_config.json`` (backbone architectures, so loading needs no
+package weights) and ``tokenizer/``. ``DashCLIP.from_pretrained(dir)`` loads one back.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from dashclip.config import DashCLIPConfig
+from dashclip.fusion import FusionEncoder
+from dashclip.towers import TextTower, build_image_tower, build_text_tower, l2n, masked_pool
+
+
+class DashCLIP(nn.Module):
+    def __init__(self, cfg: DashCLIPConfig, with_query_tower: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        self.image_tower = build_image_tower(cfg.image)
+        self.text_tower = build_text_tower(cfg.text)
+        for p in self.text_tower.parameters():  # stage 1 keeps the text backbone frozen
+            p.requires_grad_(False)
+        H, Di, E = self.text_tower.hidden, self.image_tower.out_dim, cfg.embed_dim
+        self.fusion = FusionEncoder(H, Di, cfg.fusion)
+        self.image_proj = nn.Linear(Di, E)
+        self.text_proj = nn.Linear(H, E)
+        self.product_proj = nn.Linear(H, E)
+        self.product_proj.load_state_dict(self.text_proj.state_dict())  # start where the text space is
+        self.itm_head = nn.Linear(H, 2)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature)),
+                                        requires_grad=cfg.learn_temperature)
+        self.query_tower: TextTower | None = None
+        self.query_proj: nn.Linear | None = None
+        if with_query_tower:
+            self.add_query_tower()
+
+    # --- stage 2: the query tower starts as a trainable copy of the text tower -------------
+    def add_query_tower(self) -> None:
+        self.query_tower = copy.deepcopy(self.text_tower)
+        for p in self.query_tower.parameters():
+            p.requires_grad_(True)
+        self.query_proj = copy.deepcopy(self.text_proj)
+
+    @property
+    def has_query_tower(self) -> bool:
+        return self.query_tower is not None
+
+    # --- pieces, on trunk outputs -----------------------------------------------------------
+    def patches(self, image_trunk: torch.Tensor) -> torch.Tensor:
+        return self.image_tower.head(image_trunk)  # (B, P, Di)
+
+    def embed_image(self, patches: torch.Tensor) -> torch.Tensor:
+        return l2n(self.image_proj(patches.mean(1)))  # (B, E)
+
+    def embed_text(self, text_states: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        return l2n(self.text_proj(self.text_tower.pool(text_states, text_mask)))  # (B, E)
+
+    def fuse(self, text_states, text_mask, patches, has_image) -> torch.Tensor:
+        fused = self.fusion(text_states, text_mask, patches, has_image)  # (B, T, H)
+        return masked_pool(fused, text_mask, "mean")  # (B, H)
+
+    def embed_fused(self, fused_pooled: torch.Tensor) -> torch.Tensor:
+        return l2n(self.product_proj(fused_pooled))  # (B, E)
+
+    def itm_logits(self, fused_pooled: torch.Tensor) -> torch.Tensor:
+        return self.itm_head(fused_pooled)  # (B, 2): not matched / matched
+
+    def forward(self, image_trunk: torch.Tensor, has_image: torch.Tensor, text_states: torch.Tensor,
+                text_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        patches = self.patches(image_trunk)
+        fused = self.fuse(text_states, text_mask, patches, has_image)
+        return {
+            "image": self.embed_image(patches),
+            "text": self.embed_text(text_states, text_mask),
+            "product": self.embed_fused(fused),
+            "fused": fused,
+            "patches": patches,
+            "logit_scale": self.logit_scale.exp().clamp(max=100.0),
+        }
+
+    # --- end to end, from pixels and token ids (inference) ---------------------------------
+    @torch.no_grad()
+    def encode_products(self, pixels: torch.Tensor, has_image: torch.Tensor, input_ids: torch.Tensor,
+                        attention_mask: torch.Tensor) -> torch.Tensor:
+        states = self.text_tower(input_ids, attention_mask)
+        patches = self.patches(self.image_tower.trunk(pixels))
+        return self.embed_fused(self.fuse(states, attention_mask, patches, has_image))
+
+    def encode_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        tower, proj = (self.query_tower, self.query_proj) if self.has_query_tower else (self.text_tower, self.text_proj)
+        states = tower(input_ids, attention_mask)
+        return l2n(proj(tower.pool(states, attention_mask)))
+
+    @torch.no_grad()
+    def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Unimodal text embeddings (the stage-1 text tower), e.g. category names for zero-shot."""
+        return self.embed_text(self.text_tower(input_ids, attention_mask), attention_mask)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.text_tower.tokenize(texts)
+
+    # --- checkpoints ------------------------------------------------------------------------
+    def save_pretrained(self, out: str | Path, stage: str, extra_meta: dict | None = None) -> str:
+        """Write the checkpoint; returns its model version (content-addressed)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(out / "model.safetensors"))
+        digest = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()[:10]
+        version = f"{self.cfg.name}-{stage}-{digest}"
+        (out / "config.json").write_text(self.cfg.model_dump_json(indent=2))
+        (out / "text_config.json").write_text(self.text_tower.model.config.to_json_string())
+        if hasattr(self.image_tower, "model"):
+            (out / "vision_config.json").write_text(self.image_tower.model.config.to_json_string())
+        self.text_tower.tokenizer.save_pretrained(str(out / "tokenizer"))
+        meta = {"model_version": version, "stage": stage, "has_query_tower": self.has_query_tower,
+                "embed_dim": self.cfg.embed_dim, "image_size": self.cfg.image.image_size,
+                "image_mean": list(self.cfg.image.mean), "image_std": list(self.cfg.image.std),
+                "max_length": self.cfg.text.max_length, **(extra_meta or {})}
+        (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        return version
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, map_location: str = "cpu") -> "DashCLIP":
+        path = Path(path)
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path} is not a DashCLIP checkpoint (no config.json)")
+        cfg = DashCLIPConfig.model_validate_json((path / "config.json").read_text())
+        meta = json.loads((path / "meta.json").read_text())
+        # rebuild the architecture only: the weights come from model.safetensors
+        text_arch = json.loads((path / "text_config.json").read_text())
+        cfg.text.random_init = text_arch
+        cfg.text.tokenizer = str(path / "tokenizer")
+        if cfg.image.kind == "hf_vision":
+            cfg.image.random_init = json.loads((path / "vision_config.json").read_text())
+        else:
+            cfg.image.pretrained = False
+        model = cls(cfg, with_query_tower=meta.get("has_query_tower", False))
+        model.load_state_dict(load_file(str(path / "model.safetensors"), device=map_location))
+        model.model_version = meta["model_version"]
+        model.meta = meta
+        return model.eval()

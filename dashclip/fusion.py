@@ -60,9 +60,13 @@ class FusionEncoder(nn.Module):
         self.img_in = nn.Sequential(nn.Linear(image_dim, text_dim), nn.LayerNorm(text_dim))
         self.layers = nn.ModuleList(FusionLayer(text_dim, heads, cfg) for _ in range(cfg.layers))
 
-    def forward(self, text_states: torch.Tensor, text_mask: torch.Tensor, patches: torch.Tensor,
+    def image_tokens(self, patches: torch.Tensor) -> torch.Tensor:
+        """(B, P, D_img) -> (B, P, H): compute once, reuse for matched and negative pairs."""
+        return self.img_in(patches)
+
+    def forward(self, text_states: torch.Tensor, text_mask: torch.Tensor, img: torch.Tensor,
                 has_image: torch.Tensor) -> torch.Tensor:
-        img = self.img_in(patches)  # (B, P, H)
+        """img: image tokens from ``image_tokens`` (B, P, H)."""
         img_mask = torch.ones(img.shape[:2], dtype=torch.bool, device=img.device)
         mask = text_mask.bool()
         x = text_states

@@ -69,8 +69,11 @@ class DashCLIP(nn.Module):
     def embed_text(self, text_states: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         return l2n(self.text_proj(self.text_tower.pool(text_states, text_mask)))  # (B, E)
 
-    def fuse(self, text_states, text_mask, patches, has_image) -> torch.Tensor:
-        fused = self.fusion(text_states, text_mask, patches, has_image)  # (B, T, H)
+    def image_tokens(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.fusion.image_tokens(patches)  # (B, P, H)
+
+    def fuse(self, text_states, text_mask, image_tokens, has_image) -> torch.Tensor:
+        fused = self.fusion(text_states, text_mask, image_tokens, has_image)  # (B, T, H)
         return masked_pool(fused, text_mask, "mean")  # (B, H)
 
     def embed_fused(self, fused_pooled: torch.Tensor) -> torch.Tensor:
@@ -80,15 +83,23 @@ class DashCLIP(nn.Module):
         return self.itm_head(fused_pooled)  # (B, 2): not matched / matched
 
     def forward(self, image_trunk: torch.Tensor, has_image: torch.Tensor, text_states: torch.Tensor,
-                text_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+                text_mask: torch.Tensor, fusion_states: torch.Tensor | None = None,
+                fusion_mask: torch.Tensor | None = None, fusion_has_image: torch.Tensor | None = None,
+                ) -> dict[str, torch.Tensor]:
+        """Embeddings from trunk outputs. The fusion encoder may be given other text (e.g. the
+        empty text, for image-grounded product embeddings) or other image flags than the text
+        tower; by default it sees the same inputs."""
         patches = self.patches(image_trunk)
-        fused = self.fuse(text_states, text_mask, patches, has_image)
+        img_tokens = self.image_tokens(patches)
+        fused = self.fuse(text_states if fusion_states is None else fusion_states,
+                          text_mask if fusion_mask is None else fusion_mask, img_tokens,
+                          has_image if fusion_has_image is None else fusion_has_image)
         return {
             "image": self.embed_image(patches),
             "text": self.embed_text(text_states, text_mask),
             "product": self.embed_fused(fused),
             "fused": fused,
-            "patches": patches,
+            "image_tokens": img_tokens,
             "logit_scale": self.logit_scale.exp().clamp(max=100.0),
         }
 
@@ -97,8 +108,8 @@ class DashCLIP(nn.Module):
     def encode_products(self, pixels: torch.Tensor, has_image: torch.Tensor, input_ids: torch.Tensor,
                         attention_mask: torch.Tensor) -> torch.Tensor:
         states = self.text_tower(input_ids, attention_mask)
-        patches = self.patches(self.image_tower.trunk(pixels))
-        return self.embed_fused(self.fuse(states, attention_mask, patches, has_image))
+        img_tokens = self.image_tokens(self.patches(self.image_tower.trunk(pixels)))
+        return self.embed_fused(self.fuse(states, attention_mask, img_tokens, has_image))
 
     def encode_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         tower, proj = (self.query_tower, self.query_proj) if self.has_query_tower else (self.text_tower, self.text_proj)
@@ -141,15 +152,17 @@ class DashCLIP(nn.Module):
             raise FileNotFoundError(f"{path} is not a DashCLIP checkpoint (no config.json)")
         cfg = DashCLIPConfig.model_validate_json((path / "config.json").read_text())
         meta = json.loads((path / "meta.json").read_text())
-        # rebuild the architecture only: the weights come from model.safetensors
-        text_arch = json.loads((path / "text_config.json").read_text())
-        cfg.text.random_init = text_arch
-        cfg.text.tokenizer = str(path / "tokenizer")
-        if cfg.image.kind == "hf_vision":
-            cfg.image.random_init = json.loads((path / "vision_config.json").read_text())
+        # rebuild the architecture only (weights come from model.safetensors); model.cfg stays
+        # the configuration the checkpoint was trained with
+        arch = cfg.model_copy(deep=True)
+        arch.text.random_init = json.loads((path / "text_config.json").read_text())
+        arch.text.tokenizer = str(path / "tokenizer")
+        if arch.image.kind == "hf_vision":
+            arch.image.random_init = json.loads((path / "vision_config.json").read_text())
         else:
-            cfg.image.pretrained = False
-        model = cls(cfg, with_query_tower=meta.get("has_query_tower", False))
+            arch.image.pretrained = False
+        model = cls(arch, with_query_tower=meta.get("has_query_tower", False))
+        model.cfg = cfg
         model.load_state_dict(load_file(str(path / "model.safetensors"), device=map_location))
         model.model_version = meta["model_version"]
         model.meta = meta

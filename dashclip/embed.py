@@ -1,0 +1,214 @@
+"""Batch embedding of products and queries with a DashCLIP checkpoint.
+
+    python -m dashclip.embed products --checkpoint DIR --catalog PATH --out PATH.parquet
+    python -m dashclip.embed queries  --checkpoint DIR --queries PATH --out PATH.parquet
+
+Products are validated exactly as ingestion does (``dashclip.catalog``); rejected rows go to
+``<out>.rejects.parquet`` and never stop the run. The importable ``ProductEmbedder`` and
+``QueryEmbedder`` are what Spark workers and the online path load (once per process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+from tqdm import tqdm
+
+from dashclip import columns as C
+from dashclip.catalog import IngestConfig, ingest_frame, normalize_text, read_catalog
+from dashclip.data import ProductDataset, product_loader
+from dashclip.io import write_parquet_atomic
+from dashclip.model import DashCLIP
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def embedding_table(ids: list[str], emb: np.ndarray, id_col: str, extra: dict | None = None) -> pd.DataFrame:
+    """A frame whose embedding column is list<float32> in parquet."""
+    df = pd.DataFrame({id_col: ids})
+    for k, v in (extra or {}).items():
+        df[k] = v
+    df[C.EMBEDDING] = list(np.asarray(emb, dtype=np.float32))
+    return df
+
+
+def write_embedding_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Parquet with ``embedding`` as list<float32> (pandas would infer list<double> for empty frames)."""
+    fields = []
+    for col in df.columns:
+        if col == C.EMBEDDING:
+            fields.append(pa.field(col, pa.list_(pa.float32())))
+        else:
+            fields.append(pa.field(col, pa.Schema.from_pandas(df[[col]], preserve_index=False).field(col).type))
+    table = pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False)
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+class _Embedder:
+    def __init__(self, checkpoint: str | os.PathLike, device: str | None = None, batch_size: int = 64,
+                 threads: int | None = None, amp: bool | None = None):
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = pick_device(device)
+        self.model = DashCLIP.from_pretrained(checkpoint).to(self.device).eval()
+        self.model_version: str = self.model.model_version
+        self.meta: dict = self.model.meta
+        self.batch_size = batch_size
+        self.amp = (self.device.type == "cuda") if amp is None else amp
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+
+class ProductEmbedder(_Embedder):
+    """Product tower: image + text -> product embedding (B, E)."""
+
+    def embed_products(self, products: pd.DataFrame, progress: bool = False, workers: int = 0,
+                       with_text: bool = True) -> np.ndarray:
+        """Embeddings for an ingested products frame (``image_path``, ``has_image``, ``title``...)."""
+        m = self.meta
+        ds = ProductDataset(products, image_size=m["image_size"], mean=tuple(m["image_mean"]),
+                            std=tuple(m["image_std"]), with_text=with_text)
+        out = np.zeros((len(ds), m["embed_dim"]), dtype=np.float32)
+        loader = product_loader(ds, batch_size=self.batch_size, workers=workers)
+        with torch.inference_mode(), self._autocast():
+            for b in tqdm(loader, desc="embed products", disable=not progress, unit="batch"):
+                tok = self.model.tokenize(b["text"])
+                e = self.model.encode_products(b["image"].to(self.device), b["has_image"].to(self.device),
+                                               tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
+                out[b["index"].numpy()] = e.float().cpu().numpy()
+        return out
+
+    def embed_frame(self, raw: pd.DataFrame, base_dir: str | os.PathLike, progress: bool = False,
+                    cfg: IngestConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Validate + embed a raw catalog frame; returns (table, rejects)."""
+        res = ingest_frame(raw, Path(base_dir), cfg, progress=progress)
+        prods = res.products
+        emb = self.embed_products(prods, progress=progress)
+        table = embedding_table(prods[C.PRODUCT_ID].tolist(), emb, C.PRODUCT_ID,
+                                {C.HAS_IMAGE: prods[C.HAS_IMAGE].to_numpy(), C.MODEL_VERSION: self.model_version})
+        table[C.CONTENT_HASH] = prods[C.CONTENT_HASH].to_numpy()
+        return table, res.rejects
+
+
+class QueryEmbedder(_Embedder):
+    """Query tower: text -> query embedding (B, E) in the product space."""
+
+    def embed(self, queries: list[str], progress: bool = False) -> np.ndarray:
+        out = np.zeros((len(queries), self.meta["embed_dim"]), dtype=np.float32)
+        with torch.inference_mode(), self._autocast():
+            for s in tqdm(range(0, len(queries), self.batch_size), desc="embed queries", disable=not progress):
+                tok = self.model.tokenize([normalize_text(q) for q in queries[s:s + self.batch_size]])
+                e = self.model.encode_queries(tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
+                out[s:s + len(e)] = e.float().cpu().numpy()
+        return out
+
+    __call__ = embed
+
+
+def read_queries(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A query file (``query_id, query``; CSV or parquet) -> (clean, rejects)."""
+    path = Path(path)
+    df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(
+        path, dtype=str, keep_default_na=False)
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    missing = [c for c in (C.QUERY_ID, C.QUERY) if c not in df.columns]
+    if missing:
+        raise ValueError(f"query file {path}: missing column(s) {missing}; found {list(df.columns)}")
+    rejects, keep, seen = [], [], set()
+    for i, (qid, q) in enumerate(zip(df[C.QUERY_ID].astype(str), df[C.QUERY].astype(str))):
+        qid, q = normalize_text(qid), normalize_text(q)
+        reason = field = None
+        if not qid:
+            field, reason = C.QUERY_ID, "empty query_id"
+        elif not q:
+            field, reason = C.QUERY, "empty query"
+        elif qid in seen:
+            field, reason = C.QUERY_ID, "duplicate query_id"
+        if reason:
+            rejects.append({C.SOURCE_ROW: i, C.QUERY_ID: qid, C.REJECT_FIELD: field, C.REJECT_REASON: reason})
+            continue
+        seen.add(qid)
+        keep.append({C.QUERY_ID: qid, C.QUERY: q})
+    return (pd.DataFrame(keep, columns=[C.QUERY_ID, C.QUERY]),
+            pd.DataFrame(rejects, columns=[C.SOURCE_ROW, C.QUERY_ID, C.REJECT_FIELD, C.REJECT_REASON]))
+
+
+def rejects_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".rejects.parquet")
+
+
+def _cmd_products(args) -> int:
+    t0 = time.perf_counter()
+    emb = ProductEmbedder(args.checkpoint, device=args.device, batch_size=args.batch_size)
+    catalog = Path(args.catalog)
+    table, rejects = emb.embed_frame(read_catalog(catalog), catalog.resolve().parent, progress=True)
+    write_embedding_parquet(table, args.out)
+    write_parquet_atomic(rejects, rejects_path(args.out))
+    print(f"rows out: {len(table)}  rows rejected: {len(rejects)}  model_version: {emb.model_version}  "
+          f"({time.perf_counter() - t0:.1f} s)")
+    print(f"wrote {args.out} and {rejects_path(args.out)}")
+    return 0
+
+
+def _cmd_queries(args) -> int:
+    t0 = time.perf_counter()
+    emb = QueryEmbedder(args.checkpoint, device=args.device, batch_size=args.batch_size)
+    queries, rejects = read_queries(args.queries)
+    vecs = emb.embed(queries[C.QUERY].tolist(), progress=True)
+    table = embedding_table(queries[C.QUERY_ID].tolist(), vecs, C.QUERY_ID,
+                            {C.QUERY: queries[C.QUERY].to_numpy(), C.MODEL_VERSION: emb.model_version})
+    write_embedding_parquet(table, args.out)
+    write_parquet_atomic(rejects, rejects_path(args.out))
+    print(f"rows out: {len(table)}  rows rejected: {len(rejects)}  model_version: {emb.model_version}  "
+          f"({time.perf_counter() - t0:.1f} s)")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dashclip.embed")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("products", help="embed a catalog (canonical format)")
+    p.add_argument("--catalog", required=True)
+    q = sub.add_parser("queries", help="embed a query file (query_id, query)")
+    q.add_argument("--queries", required=True)
+    for s in (p, q):
+        s.add_argument("--checkpoint", required=True)
+        s.add_argument("--out", required=True)
+        s.add_argument("--batch-size", type=int, default=64)
+        s.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _cmd_products(args) if args.cmd == "products" else _cmd_queries(args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

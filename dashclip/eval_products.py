@@ -1,0 +1,178 @@
+"""Stage-1 evaluation: category probes, zero-shot categories and title→image retrieval.
+
+Reports, for the DashCLIP product embeddings and for the off-the-shelf towers (no continual
+pretraining: pooled image features, pooled text features, both concatenated):
+- leaf-category accuracy of a logistic-regression probe trained on the training products;
+- the same probe on image-only product embeddings (title and description withheld);
+- zero-shot category accuracy (category names embedded as text, nearest wins);
+- title→image retrieval Recall@1/5/10 (a title against image-only product embeddings; any
+  product with that exact title is a hit). The off-the-shelf towers share no space, so their
+  figure is chance, computed exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from dashclip import columns as C
+from dashclip.catalog import load_products
+from dashclip.model import DashCLIP
+from dashclip.stage1 import embed_cached
+from dashclip.towers import build_image_tower, l2n
+from dashclip.trunk_cache import build_trunk_cache, text_states
+
+log = logging.getLogger(__name__)
+KS = (1, 5, 10)
+
+
+def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                   C_reg: float = 1.0) -> float:
+    """Linear probe: standardised features, multinomial logistic regression."""
+    scaler = StandardScaler().fit(x_train)
+    clf = LogisticRegression(C=C_reg, max_iter=300, tol=1e-3)
+    clf.fit(scaler.transform(x_train), y_train)
+    return float((clf.predict(scaler.transform(x_test)) == y_test).mean())
+
+
+def zero_shot_accuracy(x: np.ndarray, y: np.ndarray, class_emb: np.ndarray, classes: list[str]) -> float:
+    pred = np.asarray(classes)[(x @ class_emb.T).argmax(1)]
+    return float((pred == y).mean())
+
+
+def title_to_image_recall(q: np.ndarray, gallery: np.ndarray, q_titles: list[str], g_titles: list[str],
+                          ks=KS) -> dict[str, float]:
+    """Each title against the gallery; a hit is any gallery product with the same (lower-cased) title."""
+    g = np.asarray([t.lower() for t in g_titles])
+    qt = np.asarray([t.lower() for t in q_titles])
+    order = np.argsort(-(q @ gallery.T), axis=1)[:, : max(ks)]
+    hits = g[order] == qt[:, None]
+    return {f"R@{k}": float(hits[:, :k].any(1).mean()) for k in ks}
+
+
+def chance_recall(q_titles: list[str], g_titles: list[str], ks=KS) -> dict[str, float]:
+    """Expected Recall@k of a random ranking: 1 - C(N-m, k) / C(N, k) averaged over queries."""
+    counts = pd.Series([t.lower() for t in g_titles]).value_counts()
+    n = len(g_titles)
+    out = {}
+    for k in ks:
+        vals = []
+        for t in q_titles:
+            m = int(counts.get(t.lower(), 0))
+            vals.append(1.0 - math.comb(n - m, k) / math.comb(n, k) if n >= k else float(m > 0))
+        out[f"R@{k}"] = float(np.mean(vals))
+    return out
+
+
+def category_text(path: str) -> str:
+    return " ".join(p for p in path.split(" > "))
+
+
+@torch.no_grad()
+def baseline_features(model: DashCLIP, cache, idx: torch.Tensor) -> dict[str, np.ndarray]:
+    """Off-the-shelf towers: pretrained image head over the cached trunk, pooled text states."""
+    tower = build_image_tower(model.cfg.image).eval()  # pretrained weights, no continual pretraining
+    img, txt = [], []
+    for s in range(0, len(idx), 256):
+        b = idx[s:s + 256]
+        img.append(tower.head(cache.image[b].float()).mean(1))
+        m = cache.mask[b]
+        txt.append(model.text_tower.pool(cache.text[b].float(), m))
+    img_f, txt_f = torch.cat(img).numpy(), torch.cat(txt).numpy()
+    return {"image": img_f, "text": txt_f,
+            "image+text": np.concatenate([l2n(torch.from_numpy(img_f)).numpy(), l2n(torch.from_numpy(txt_f)).numpy()], 1)}
+
+
+@torch.no_grad()
+def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog: str | Path | None = None,
+                      cache_dir: str | None = "runs/cache", max_rows: int | None = None, seed: int = 0) -> dict:
+    """Evaluate on the catalog's test split (or, with train_catalog, on every row of catalog)."""
+    model = DashCLIP.from_pretrained(checkpoint)
+    prods = load_products(catalog)
+    if train_catalog is None:
+        train_df = prods[prods[C.SPLIT] == "train"]
+        test_df = prods[prods[C.SPLIT] == "test"]
+        setting = f"held-out test split of {catalog}"
+    else:
+        tr = load_products(train_catalog)
+        train_df, test_df = tr[tr[C.SPLIT] == "train"], prods
+        setting = f"every product of {catalog}, probe trained on {train_catalog}"
+    if max_rows:
+        train_df = train_df.sample(min(max_rows, len(train_df)), random_state=seed)
+        test_df = test_df.sample(min(max_rows, len(test_df)), random_state=seed)
+    both = pd.concat([train_df, test_df], ignore_index=True)
+    cache = build_trunk_cache(model, both, cache_dir=cache_dir)
+    n_tr = len(train_df)
+    idx_tr, idx_te = torch.arange(n_tr), torch.arange(n_tr, len(both))
+    y_tr, y_te = train_df[C.CATEGORY].to_numpy(), test_df[C.CATEGORY].to_numpy()
+
+    full = {k: embed_cached(model, cache, i)["product"].numpy() for k, i in (("tr", idx_tr), ("te", idx_te))}
+    img_only = {k: embed_cached(model, cache, i, image_only=True)["product"].numpy() for k, i in (("tr", idx_tr), ("te", idx_te))}
+    base = {k: baseline_features(model, cache, i) for k, i in (("tr", idx_tr), ("te", idx_te))}
+
+    classes = sorted(set(y_tr) | set(y_te))
+    cls_states, cls_mask = text_states(model, [category_text(c) for c in classes])
+    cls_dash = model.embed_text(cls_states.float(), cls_mask).numpy()
+    cls_base = l2n(model.text_tower.pool(cls_states.float(), cls_mask)).numpy()
+
+    titles = test_df[C.TITLE].tolist()
+    t_states, t_mask = text_states(model, titles)
+    q_dash = model.embed_text(t_states.float(), t_mask).numpy()
+
+    def norm(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+
+    report = {
+        "setting": setting,
+        "checkpoint": str(checkpoint),
+        "model_version": model.model_version,
+        "train_products": int(n_tr),
+        "test_products": int(len(test_df)),
+        "categories": len(classes),
+        "dashclip": {
+            "probe_acc": probe_accuracy(full["tr"], y_tr, full["te"], y_te),
+            "probe_acc_image_only": probe_accuracy(img_only["tr"], y_tr, img_only["te"], y_te),
+            "zero_shot_acc": zero_shot_accuracy(full["te"], y_te, cls_dash, classes),
+            "zero_shot_acc_image_only": zero_shot_accuracy(img_only["te"], y_te, cls_dash, classes),
+            "title_to_image": title_to_image_recall(q_dash, img_only["te"], titles, titles),
+        },
+        "baseline_image": {"probe_acc": probe_accuracy(base["tr"]["image"], y_tr, base["te"]["image"], y_te)},
+        "baseline_text": {
+            "probe_acc": probe_accuracy(base["tr"]["text"], y_tr, base["te"]["text"], y_te),
+            "zero_shot_acc": zero_shot_accuracy(norm(base["te"]["text"]), y_te, cls_base, classes),
+        },
+        "baseline_image+text": {"probe_acc": probe_accuracy(base["tr"]["image+text"], y_tr, base["te"]["image+text"], y_te)},
+        "baseline_title_to_image_chance": chance_recall(titles, titles),
+    }
+    return report
+
+
+def markdown_table(r: dict) -> str:
+    d, ch = r["dashclip"], r["baseline_title_to_image_chance"]
+    rows = [
+        ("DashCLIP product (image + text)", d["probe_acc"], d["zero_shot_acc"], None),
+        ("DashCLIP product, image only", d["probe_acc_image_only"], d["zero_shot_acc_image_only"], d["title_to_image"]),
+        ("off-the-shelf image (EfficientNet pooled)", r["baseline_image"]["probe_acc"], None, ch),
+        ("off-the-shelf text (MiniLM pooled)", r["baseline_text"]["probe_acc"], r["baseline_text"]["zero_shot_acc"], None),
+        ("off-the-shelf image + text (concatenated)", r["baseline_image+text"]["probe_acc"], None, None),
+    ]
+
+    def f(x):
+        return "–" if x is None else f"{100 * x:.1f}"
+
+    lines = [f"Setting: {r['setting']} ({r['test_products']} products, {r['categories']} leaf categories).", "",
+             "| embedding | probe acc % | zero-shot acc % | title→image R@1 / R@5 / R@10 % |",
+             "| --- | --- | --- | --- |"]
+    for name, p, z, t in rows:
+        tt = "–" if t is None else " / ".join(f(t[f"R@{k}"]) for k in KS)
+        if t is ch:
+            tt += " (chance: no shared space)"
+        lines.append(f"| {name} | {f(p)} | {f(z)} | {tt} |")
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""Query evaluation: retrieval over a whole catalog against graded judgments, beside text baselines.
+
+For each query, every product of the catalog is scored by DashCLIP (query tower vs product
+embeddings), BM25 over product text (title, description, category; light stemming) and the
+packaged MiniLM zero-shot (query vs product text). Reports nDCG@10 (gains 2^label - 1),
+Recall@100 of exact matches (label 3), MRR of the first exact match, and relevance AUC (score
+separating label >= 2 from the rest, per query, averaged). Unlisted products count as 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dashclip import columns as C
+from dashclip.catalog import load_products
+from dashclip.config import TextTowerConfig
+from dashclip.metrics import auc, ndcg_at_k, recall_at_k, reciprocal_rank
+from dashclip.model import DashCLIP
+from dashclip.retrieval import BM25Index, product_search_text
+from dashclip.stage1 import embed_cached
+from dashclip.stage2 import encode_queries
+from dashclip.towers import build_text_tower, l2n
+from dashclip.trunk_cache import build_trunk_cache
+
+log = logging.getLogger(__name__)
+METRICS = ("ndcg@10", "recall@100_exact", "mrr_exact", "auc_relevant")
+
+
+def read_judgments(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path, dtype={C.QUERY_ID: str, C.PRODUCT_ID: str})
+    missing = [c for c in (C.QUERY_ID, C.QUERY, C.PRODUCT_ID, C.LABEL) if c not in df.columns]
+    if missing:
+        raise ValueError(f"judgments {path}: missing column(s) {missing}; found {list(df.columns)}")
+    bad = ~df[C.LABEL].isin([0, 1, 2, 3])
+    if bad.any():
+        i = int(np.nonzero(bad.to_numpy())[0][0])
+        raise ValueError(f"judgments {path}: row {i} has label {df[C.LABEL].iloc[i]!r}; labels are 0..3")
+    return df
+
+
+@torch.no_grad()
+def minilm_scores(queries: list[str], texts: list[str], cfg: TextTowerConfig | None = None) -> np.ndarray:
+    """(Q, N) cosine similarities from the packaged MiniLM, no fine-tuning."""
+    tower = build_text_tower(cfg or TextTowerConfig()).eval()
+
+    def enc(xs):
+        out = []
+        for s in range(0, len(xs), 128):
+            tok = tower.tokenize(xs[s:s + 128])
+            out.append(l2n(tower.pool(tower(**tok), tok["attention_mask"])))
+        return torch.cat(out).numpy()
+
+    return enc(queries) @ enc(texts).T
+
+
+def per_query_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    order = np.argsort(-scores, kind="stable")
+    ranked = labels[order]
+    n_exact = int((labels == 3).sum())
+    return {"ndcg@10": ndcg_at_k(ranked, labels, 10), "recall@100_exact": recall_at_k(ranked, n_exact, 100, 3),
+            "mrr_exact": reciprocal_rank(ranked, 3) if n_exact else float("nan"),
+            "auc_relevant": auc(scores, labels >= 2)}
+
+
+def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str | Path,
+                     rankings_out: str | Path | None = None, cache_dir: str | None = "runs/cache") -> dict:
+    model = DashCLIP.from_pretrained(checkpoint)
+    products = load_products(catalog).reset_index(drop=True)
+    judg = read_judgments(judgments)
+    pid_row = {p: i for i, p in enumerate(products[C.PRODUCT_ID])}
+    unknown = set(judg[C.PRODUCT_ID]) - set(pid_row)
+    if unknown:
+        log.warning("%d judged product ids are not in the catalog (ignored), e.g. %s", len(unknown), sorted(unknown)[:3])
+    qs = judg.drop_duplicates(C.QUERY_ID)[[C.QUERY_ID, C.QUERY]].reset_index(drop=True)
+    labels = np.zeros((len(qs), len(products)), dtype=np.int64)
+    qrow = {q: i for i, q in enumerate(qs[C.QUERY_ID])}
+    known = judg[judg[C.PRODUCT_ID].isin(pid_row)]
+    labels[known[C.QUERY_ID].map(qrow).to_numpy(), known[C.PRODUCT_ID].map(pid_row).to_numpy()] = known[C.LABEL].to_numpy()
+
+    cache = build_trunk_cache(model, products, cache_dir=cache_dir)
+    p_emb = embed_cached(model, cache, torch.arange(len(products)))["product"].numpy()
+    queries = qs[C.QUERY].tolist()
+    systems = {"dashclip": encode_queries(model, queries) @ p_emb.T}
+    texts = product_search_text(products)
+    bm25 = BM25Index(texts)
+    systems["bm25"] = np.stack([bm25.scores(q) for q in queries])
+    systems["minilm_zero_shot"] = minilm_scores(queries, texts, model.cfg.text)
+
+    report = {"checkpoint": str(checkpoint), "model_version": model.model_version, "catalog": str(catalog),
+              "products": len(products), "queries": len(qs), "judged_pairs": int(len(known))}
+    per_query = {}
+    for name, scores in systems.items():
+        rows = [per_query_metrics(scores[i], labels[i]) for i in range(len(qs))]
+        df = pd.DataFrame(rows)
+        report[name] = {m: float(df[m].mean(skipna=True)) for m in METRICS}
+        per_query[name] = df
+    best_base = max(report["bm25"]["ndcg@10"], report["minilm_zero_shot"]["ndcg@10"])
+    report["ndcg@10_gain_over_best_baseline"] = report["dashclip"]["ndcg@10"] - best_base
+    report["auc_above_both_baselines"] = bool(report["dashclip"]["auc_relevant"] > max(
+        report["bm25"]["auc_relevant"], report["minilm_zero_shot"]["auc_relevant"]))
+    if rankings_out:
+        top = np.argsort(-systems["dashclip"], axis=1)[:, :100]
+        rk = pd.DataFrame({C.QUERY_ID: np.repeat(qs[C.QUERY_ID].to_numpy(), top.shape[1]),
+                           C.PRODUCT_ID: products[C.PRODUCT_ID].to_numpy()[top.ravel()],
+                           "rank": np.tile(np.arange(1, top.shape[1] + 1), len(qs)),
+                           "score": np.take_along_axis(systems["dashclip"], top, 1).ravel().astype(np.float32)})
+        out = Path(rankings_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rk.to_csv(out, index=False) if out.suffix == ".csv" else rk.to_parquet(out, index=False)
+    return report
+
+
+def markdown_table(r: dict) -> str:
+    lines = [f"{r['queries']} queries over {r['products']} products ({r['judged_pairs']} judged pairs; unlisted = 0).", "",
+             "| system | nDCG@10 | Recall@100 (exact) | MRR (exact) | relevance AUC |", "| --- | --- | --- | --- | --- |"]
+    for name in ("dashclip", "bm25", "minilm_zero_shot"):
+        m = r[name]
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS) + " |")
+    return "\n".join(lines)
+
+
+def make_judgments(products: pd.DataFrame, queries: pd.DataFrame, annotator=None) -> pd.DataFrame:
+    """Graded judgments for queries over a catalog from the rule annotator (nonzero labels only)."""
+    from dashclip.queries import Annotator
+
+    ann = annotator or Annotator(products)
+    pids = products[C.PRODUCT_ID].to_numpy()
+    rows = []
+    for qid, q in zip(queries[C.QUERY_ID], queries[C.QUERY]):
+        g = ann.grade_all(q)
+        nz = np.nonzero(g)[0]
+        rows.append(pd.DataFrame({C.QUERY_ID: qid, C.QUERY: q, C.PRODUCT_ID: pids[nz], C.LABEL: g[nz]}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=[C.QUERY_ID, C.QUERY, C.PRODUCT_ID, C.LABEL])

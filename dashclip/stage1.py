@@ -1,0 +1,282 @@
+"""Stage 1: continual pretraining of the product encoder on the catalog (ITC + ITM + alignment).
+
+The frozen trunks run once (``trunk_cache``); training updates the image tower's top block,
+the fusion encoder, the projections, the ITM head and the temperature. Text dropout feeds the
+fusion encoder the empty text for some rows, so image-only products get an image-grounded
+embedding in the same space; image dropout trains the text-only path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from dashclip import columns as C
+from dashclip.catalog import load_products
+from dashclip.config import load_model_config
+from dashclip.losses import itc_loss, itm_loss, sample_hard_negatives
+from dashclip.model import DashCLIP
+from dashclip.trunk_cache import TrunkCache, build_trunk_cache
+
+log = logging.getLogger(__name__)
+
+
+def default_catalog() -> str:
+    root = Path(__file__).resolve().parents[1]
+    return os.environ.get("DASHCLIP_CATALOG", str(Path(os.environ.get("DASHCLIP_DATA", root.parent / "shared" / "data")) / "catalog.csv"))
+
+
+class Stage1Config(BaseModel):
+    """Stage-1 training settings (validated once, saved in the checkpoint's meta.json)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    catalog: str = Field(default_factory=default_catalog, description="catalog file or ingested products.parquet")
+    model: str = "dashclip-base"  # named architecture or JSON path
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(128, ge=4)
+    lr: float = 5e-4  # new layers (fusion, projections, heads)
+    lr_backbone: float = 5e-5  # fine-tuned top of the image tower
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    text_dropout: float = Field(0.3, ge=0, le=1)
+    image_dropout: float = Field(0.1, ge=0, le=1)
+    itm_fraction: float = Field(0.25, ge=0, le=1)
+    w_itc: float = 1.0
+    w_itm: float = 1.0
+    w_align_text: float = 1.0
+    w_align_image: float = 1.0
+    patience: int = 2
+    seed: int = 0
+    threads: int | None = None
+    max_train_rows: int | None = None  # faster settings for smoke runs
+    cache_dir: str | None = "runs/cache"
+    workers: int = 1
+
+
+def class_keys(products: pd.DataFrame) -> torch.Tensor:
+    """Integer key per product: the normalised title (same title = same class, not a negative)."""
+    t = products[C.TITLE].str.lower().str.strip()
+    t = t.where(t != "", "__id__" + products[C.PRODUCT_ID])
+    return torch.as_tensor(pd.factorize(t)[0], dtype=torch.long)
+
+
+def lr_lambda(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up then cosine decay to 10%."""
+    if step < warmup:
+        return (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def length_bucketed_batches(idx: torch.Tensor, lengths: torch.Tensor, batch_size: int, gen: torch.Generator,
+                            chunk_batches: int = 8) -> list[torch.Tensor]:
+    """Shuffle, sort by text length within chunks of a few batches, shuffle the batches.
+
+    Batches then share similar lengths, so little compute is spent on padding."""
+    perm = idx[torch.randperm(len(idx), generator=gen)]
+    batches = []
+    for s in range(0, len(perm), batch_size * chunk_batches):
+        chunk = perm[s:s + batch_size * chunk_batches]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    order = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in order if len(batches[i]) >= 4]
+
+
+def _batch(cache: TrunkCache, idx: torch.Tensor):
+    m = cache.mask[idx]
+    t = int(m.sum(1).max())  # trim padding shared by the whole batch
+    return cache.image[idx].float(), cache.has_image[idx], cache.text[idx, :t].float(), m[:, :t]
+
+
+def _with_empty_text(states, mask, rows, cache: TrunkCache):
+    """Replace the text of ``rows`` by the empty text's token states (image-grounded path)."""
+    states, mask = states.clone(), mask.clone()
+    t0 = len(cache.empty_mask)
+    if states.shape[1] < t0:
+        pad = t0 - states.shape[1]
+        states = torch.nn.functional.pad(states, (0, 0, 0, pad))
+        mask = torch.nn.functional.pad(mask, (0, pad))
+    states[rows] = 0
+    mask[rows] = False
+    states[rows, :t0] = cache.empty_text.float()
+    mask[rows, :t0] = True
+    return states, mask
+
+
+def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
+                gen: torch.Generator, train: bool = True) -> dict[str, torch.Tensor]:
+    img, has, txt, msk = _batch(cache, idx)
+    k = keys[idx]
+    B = len(idx)
+    drop_text = (torch.rand(B, generator=gen) < cfg.text_dropout) & has if train else torch.zeros(B, dtype=torch.bool)
+    drop_img = (torch.rand(B, generator=gen) < cfg.image_dropout) & ~drop_text if train else torch.zeros(B, dtype=torch.bool)
+    f_txt, f_msk = _with_empty_text(txt, msk, drop_text, cache) if drop_text.any() else (txt, msk)
+    out = model(img, has, txt, msk, fusion_states=f_txt, fusion_mask=f_msk, fusion_has_image=has & ~drop_img)
+    s = out["logit_scale"]
+    losses = {
+        "itc": itc_loss(out["image"][has], out["text"][has], s, k[has]),
+        "align_text": itc_loss(out["product"], out["text"], s, k),
+        "align_image": itc_loss(out["product"][has], out["image"][has], s, k[has]),
+    }
+    # ITM on hard negatives, for rows whose fusion saw their own full text and image
+    sub = torch.nonzero(has & ~drop_text & ~drop_img).squeeze(1)[: max(2, int(cfg.itm_fraction * B))]
+    if train and cfg.w_itm > 0 and len(sub) >= 2 and len(torch.unique(k[sub])) > 1:
+        sim = out["text"][sub] @ out["image"][sub].t()  # (S, S) text -> image
+        neg_img = sample_hard_negatives(sim, k[sub], gen)
+        neg_txt = sample_hard_negatives(sim.t(), k[sub], gen)
+        ok1, ok2 = k[sub][neg_img] != k[sub], k[sub][neg_txt] != k[sub]
+        patches, ones = out["image_tokens"][sub], torch.ones(len(sub), dtype=torch.bool)
+        f1 = model.fuse(txt[sub], msk[sub], patches[neg_img], ones)[ok1]
+        f2 = model.fuse(txt[sub][neg_txt], msk[sub][neg_txt], patches, ones)[ok2]
+        losses["itm"] = itm_loss(model.itm_logits(out["fused"][sub]), model.itm_logits(torch.cat([f1, f2])))
+    weights = {"itc": cfg.w_itc, "align_text": cfg.w_align_text, "align_image": cfg.w_align_image, "itm": cfg.w_itm}
+    losses["total"] = sum(weights[n] * v for n, v in losses.items())
+    return losses
+
+
+@torch.no_grad()
+def embed_cached(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, image_only: bool = False,
+                 batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Image, text and product embeddings of cached rows (product from the empty text if image_only)."""
+    model.eval()
+    outs: dict[str, list] = {"image": [], "text": [], "product": []}
+    for s in range(0, len(idx), batch_size):
+        b = idx[s:s + batch_size]
+        img, has, txt, msk = _batch(cache, b)
+        f_txt, f_msk = _with_empty_text(txt, msk, torch.ones(len(b), dtype=torch.bool), cache) if image_only else (txt, msk)
+        out = model(img, has, txt, msk, fusion_states=f_txt, fusion_mask=f_msk)
+        for n in outs:
+            outs[n].append(out[n])
+    return {n: torch.cat(v) for n, v in outs.items()}
+
+
+def recall_at_k(q: torch.Tensor, d: torch.Tensor, q_keys: torch.Tensor, d_keys: torch.Tensor, k: int) -> float:
+    """Fraction of queries with a same-key item among the top k (by dot product)."""
+    top = (q @ d.t()).topk(min(k, len(d)), dim=1).indices
+    return float((d_keys[top] == q_keys[:, None]).any(1).float().mean())
+
+
+@torch.no_grad()
+def validate(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config) -> dict:
+    model.eval()
+    gen = torch.Generator().manual_seed(123)
+    tot, n = {}, 0
+    for s in range(0, len(idx), cfg.batch_size):
+        b = idx[s:s + cfg.batch_size]
+        if len(b) < 4:
+            continue
+        for name, v in step_losses(model, cache, b, keys, cfg, gen, train=False).items():
+            tot[name] = tot.get(name, 0.0) + float(v) * len(b)
+        n += len(b)
+    metrics = {f"val_{k}": v / max(n, 1) for k, v in tot.items()}
+    full = embed_cached(model, cache, idx)
+    img_only = embed_cached(model, cache, idx, image_only=True)
+    kk = keys[idx]
+    metrics["val_text_to_imageonly_R@10"] = recall_at_k(full["text"], img_only["product"], kk, kk, 10)
+    metrics["val_text_to_product_R@1"] = recall_at_k(full["text"], full["product"], kk, kk, 1)
+    return metrics
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    ax[0].plot(ep, [h["train_total"] for h in history], marker="o", label="train total")
+    ax[0].plot(ep, [h["val_total"] for h in history], marker="o", label="val total")
+    ax[0].set_xlabel("epoch"), ax[0].set_ylabel("loss"), ax[0].legend(), ax[0].set_title("stage 1 loss")
+    ax[1].plot(ep, [h["val_text_to_imageonly_R@10"] for h in history], marker="o", label="text→image-only R@10")
+    ax[1].plot(ep, [h["val_text_to_product_R@1"] for h in history], marker="o", label="text→product R@1")
+    ax[1].set_xlabel("epoch"), ax[1].legend(), ax[1].set_title("validation retrieval")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> dict:
+    """Train, validate each epoch, stop early, save the best checkpoint + curve; returns the summary."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    products = load_products(cfg.catalog)
+    model = DashCLIP(load_model_config(cfg.model))
+    cache = build_trunk_cache(model, products, cache_dir=cfg.cache_dir, progress=progress, workers=cfg.workers)
+    t_cache = time.perf_counter() - t_start
+    keys = class_keys(products)
+    split = products[C.SPLIT].to_numpy()
+    train_idx = torch.as_tensor(np.nonzero(split == "train")[0])
+    val_idx = torch.as_tensor(np.nonzero(split == "val")[0])
+    if cfg.max_train_rows:
+        train_idx = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.max_train_rows]]
+    if len(val_idx) < 4:  # tiny catalogs: validate on a slice of train
+        val_idx = train_idx[: max(4, len(train_idx) // 5)]
+    log.info("stage 1: %d train, %d val products", len(train_idx), len(val_idx))
+
+    backbone = [p for p in model.image_tower.parameters() if p.requires_grad]
+    bb_ids = {id(p) for p in backbone}
+    new = [p for p in model.parameters() if p.requires_grad and id(p) not in bb_ids]
+    opt = torch.optim.AdamW([{"params": backbone, "lr": cfg.lr_backbone}, {"params": new, "lr": cfg.lr}],
+                            weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.warmup_steps, total))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    lengths = cache.mask.sum(1)
+
+    history, best, best_state, bad = [], float("inf"), None, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        sums, n = {}, 0
+        bar = tqdm(length_bucketed_batches(train_idx, lengths, cfg.batch_size, gen), desc=f"stage1 epoch {epoch}",
+                   disable=not progress)
+        for b in bar:
+            losses = step_losses(model, cache, b, keys, cfg, gen)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            for name, v in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(v) * len(b)
+            n += len(b)
+            bar.set_postfix(loss=f"{float(losses['total']):.3f}")
+        rec = {"epoch": epoch, **{f"train_{k}": v / n for k, v in sums.items()}, **validate(model, cache, val_idx, keys, cfg),
+               "temperature": float(1 / model.logit_scale.exp()), "elapsed_s": round(time.perf_counter() - t_start, 1)}
+        history.append(rec)
+        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in rec.items() if isinstance(v, float)})
+        if rec["val_total"] < best - 1e-4:
+            best, bad = rec["val_total"], 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                log.info("early stopping after epoch %d", epoch)
+                break
+    model.load_state_dict(best_state)
+    summary = {"best_val_total": best, "epochs_run": len(history), "cache_s": round(t_cache, 1),
+               "train_s": round(time.perf_counter() - t_start, 1), "train_rows": len(train_idx), "val_rows": len(val_idx)}
+    version = model.save_pretrained(out, stage="stage1", extra_meta={"train_config": cfg.model_dump(),
+                                                                      "summary": summary, "history": history})
+    (out / "history.json").write_text(json.dumps(history, indent=2))
+    plot_history(history, out / "training_curve.png")
+    summary["model_version"] = version
+    return summary

@@ -1,0 +1,256 @@
+"""Stage 2: relevance labels at scale and a query encoder aligned into the product space.
+
+1. Queries generated from the training products (plus any query file a user gives).
+2. Candidates per query mined with BM25 and the stage-1 embeddings (hard negatives) plus random.
+3. Seed: the rule annotator grades a budget of pairs (the "human" labels).
+4. Teacher: a cross-encoder fine-tuned on the seed, checked on held-out seed pairs, labels
+   every mined pair.
+5. QCC: the query tower (a copy of the stage-1 text tower) is trained with graded soft targets
+   over each query's labelled candidates, other queries' candidates it has labels for, and
+   random catalog negatives; the product tower stays frozen (its embeddings are precomputed).
+   Validation: nDCG@10 on queries from the validation products, judged by the annotator.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from dashclip import columns as C
+from dashclip.catalog import load_products
+from dashclip.embed import read_queries
+from dashclip.io import write_parquet_atomic
+from dashclip.losses import qcc_loss
+from dashclip.metrics import ndcg_at_k
+from dashclip.model import DashCLIP
+from dashclip.queries import Annotator, generate_queries
+from dashclip.retrieval import BM25Index, dense_top_k, product_search_text
+from dashclip.stage1 import default_catalog, embed_cached, lr_lambda
+from dashclip.teacher import CrossEncoder, agreement, teacher_product_text, train_teacher
+from dashclip.trunk_cache import build_trunk_cache
+
+log = logging.getLogger(__name__)
+
+
+class Stage2Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    catalog: str = Field(default_factory=default_catalog)
+    queries_file: str | None = None  # extra user queries (query_id, query), labelled like the generated ones
+    queries_per_category: int = 10
+    queries_per_product: float = 0.5
+    val_queries: int = 300
+    seed_budget: int = 3000  # annotated ("human") pairs
+    seed_heldout: float = 0.2  # share of seed queries kept to measure the teacher
+    cand_bm25: int = 8
+    cand_dense: int = 8
+    cand_random: int = 4
+    teacher_epochs: int = 2
+    teacher_lr: float = 4e-5
+    teacher_batch_size: int = 32
+    teacher_max_length: int = 64
+    epochs: int = Field(4, ge=1)
+    batch_size: int = 64
+    lr: float = 3e-5  # query tower
+    lr_proj: float = 3e-4  # query projection and temperature
+    random_negatives: int = 256
+    warmup_steps: int = 20
+    patience: int = 2
+    seed: int = 0
+    threads: int | None = None
+    cache_dir: str | None = "runs/cache"
+
+
+def mine_candidates(queries: list[str], q_emb: np.ndarray, p_emb: np.ndarray, bm25: BM25Index,
+                    cfg: Stage2Config, rng: np.random.Generator) -> list[np.ndarray]:
+    """Per query: BM25 top, stage-1 embedding top (hard negatives included) and random products."""
+    dense = dense_top_k(q_emb, p_emb, cfg.cand_dense) if cfg.cand_dense else np.zeros((len(queries), 0), int)
+    out = []
+    for i, q in enumerate(queries):
+        c = np.concatenate([bm25.top_k(q, cfg.cand_bm25) if cfg.cand_bm25 else np.zeros(0, int), dense[i],
+                            rng.integers(0, len(p_emb), cfg.cand_random)])
+        out.append(np.unique(c))
+    return out
+
+
+def _pairs_frame(qids, queries, cands) -> pd.DataFrame:
+    rows = [(qid, q, int(p)) for qid, q, c in zip(qids, queries, cands) for p in c]
+    return pd.DataFrame(rows, columns=[C.QUERY_ID, C.QUERY, "row"])
+
+
+@torch.no_grad()
+def encode_queries(model: DashCLIP, queries: list[str], query_tower: bool = True, batch_size: int = 256) -> np.ndarray:
+    out = []
+    for s in range(0, len(queries), batch_size):
+        tok = model.tokenize(queries[s:s + batch_size])
+        e = model.encode_queries(**tok) if query_tower else model.encode_texts(**tok)
+        out.append(e.float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.embed_dim), np.float32)
+
+
+def val_ndcg(model: DashCLIP, queries: list[str], judgments: list[np.ndarray], p_val: np.ndarray) -> float:
+    model.eval()
+    q = encode_queries(model, queries)
+    top = dense_top_k(q, p_val, 10)
+    return float(np.mean([ndcg_at_k(j[t], j, 10) for j, t in zip(judgments, top)]))
+
+
+def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, p_train: np.ndarray,
+                    out: Path, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Queries -> mined candidates -> seed annotation -> teacher -> labelled pairs."""
+    rng = np.random.default_rng(cfg.seed)
+    queries = generate_queries(train_df, cfg.queries_per_category, cfg.queries_per_product, seed=cfg.seed, prefix="gen")
+    if cfg.queries_file:
+        user, _ = read_queries(cfg.queries_file)
+        queries = pd.concat([queries, user], ignore_index=True).drop_duplicates(C.QUERY_ID)
+    qtexts = queries[C.QUERY].tolist()
+    bm25 = BM25Index(product_search_text(train_df))
+    cands = mine_candidates(qtexts, encode_queries(model, qtexts, query_tower=False), p_train, bm25, cfg, rng)
+    pairs = _pairs_frame(queries[C.QUERY_ID], qtexts, cands)
+
+    # seed: whole queries, until the annotation budget is spent
+    order = rng.permutation(len(queries))
+    sizes = np.array([len(cands[i]) for i in order])
+    n_seed = int(np.searchsorted(np.cumsum(sizes), cfg.seed_budget, side="right"))
+    n_seed = min(n_seed, len(queries) // 2)  # the teacher always has queries of its own to label
+    seed_q = set(queries[C.QUERY_ID].iloc[order[:max(n_seed, 2)]])
+    heldout_q = set(list(seed_q)[: max(1, int(len(seed_q) * cfg.seed_heldout))])
+    annotator = Annotator(train_df)
+    seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].copy()
+    seed[C.LABEL] = annotator.grade_pairs(seed[C.QUERY].tolist(), seed["row"].tolist())
+    seed_train = seed[~seed[C.QUERY_ID].isin(heldout_q)]
+    seed_test = seed[seed[C.QUERY_ID].isin(heldout_q)]
+    records = train_df.to_dict("records")
+    ptext = [teacher_product_text(r) for r in records]
+
+    teacher = CrossEncoder(model.cfg.text, max_length=cfg.teacher_max_length)
+    before = agreement(teacher.predict(seed_test[C.QUERY].tolist(), [ptext[r] for r in seed_test["row"]]),
+                       seed_test[C.LABEL].to_numpy())
+    losses = train_teacher(teacher, seed_train[C.QUERY].tolist(), [ptext[r] for r in seed_train["row"]],
+                           seed_train[C.LABEL].to_numpy(), epochs=cfg.teacher_epochs, lr=cfg.teacher_lr,
+                           batch_size=cfg.teacher_batch_size, seed=cfg.seed, progress=progress)
+    after = agreement(teacher.predict(seed_test[C.QUERY].tolist(), [ptext[r] for r in seed_test["row"]]),
+                      seed_test[C.LABEL].to_numpy())
+    log.info("teacher agreement on held-out seed: before %s after %s", before, after)
+
+    rest = pairs[~pairs[C.QUERY_ID].isin(seed_q)].copy()
+    probs = teacher.predict(rest[C.QUERY].tolist(), [ptext[r] for r in rest["row"]], progress=progress)
+    rest[C.LABEL] = probs @ np.arange(4)
+    rest["source"] = "teacher"
+    seed_train = seed_train.assign(source="seed")  # gold labels stay gold; held-out seed stays out
+    labelled = pd.concat([seed_train, rest], ignore_index=True)
+    labelled[C.PRODUCT_ID] = train_df[C.PRODUCT_ID].to_numpy()[labelled["row"].to_numpy()]
+    write_parquet_atomic(labelled.drop(columns=["row"]), out / "labels.parquet")
+    write_parquet_atomic(seed.assign(product_id=train_df[C.PRODUCT_ID].to_numpy()[seed["row"].to_numpy()])
+                         .drop(columns=["row"]), out / "seed_labels.parquet")
+    queries.to_csv(out / "train_queries.csv", index=False)
+    stats = {"queries": len(queries), "pairs_mined": len(pairs), "seed_pairs": len(seed),
+             "seed_queries": len(seed_q), "seed_heldout_pairs": len(seed_test), "teacher_labelled_pairs": len(rest),
+             "teacher_agreement_untrained": before, "teacher_agreement": after, "teacher_train_loss": losses,
+             "seed_label_counts": seed[C.LABEL].value_counts().sort_index().to_dict()}
+    return labelled, stats
+
+
+def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, progress: bool = True) -> dict:
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    products = load_products(cfg.catalog)
+    model = DashCLIP.from_pretrained(stage1_dir)
+    model.add_query_tower()
+    cache = build_trunk_cache(model, products, cache_dir=cfg.cache_dir, progress=progress)
+    split = products[C.SPLIT].to_numpy()
+    tr_idx, va_idx = np.nonzero(split == "train")[0], np.nonzero(split == "val")[0]
+    if len(va_idx) == 0:
+        va_idx = tr_idx[: max(1, len(tr_idx) // 5)]
+    p_all = embed_cached(model, cache, torch.arange(len(products)))["product"].numpy()  # frozen product tower
+    train_df, val_df = products.iloc[tr_idx].reset_index(drop=True), products.iloc[va_idx].reset_index(drop=True)
+    p_train, p_val = p_all[tr_idx], p_all[va_idx]
+
+    labelled, stats = build_label_set(cfg, model, train_df, p_train, out, progress)
+    t_labels = time.perf_counter() - t0
+
+    # validation queries from held-out (validation) products, judged by the annotator
+    vq = generate_queries(val_df, 3, 0.2, seed=cfg.seed + 1, exclude=set(labelled[C.QUERY]), prefix="val")
+    vq = vq.sample(min(cfg.val_queries, len(vq)), random_state=cfg.seed)
+    v_ann = Annotator(val_df)
+    v_judg = [v_ann.grade_all(q) for q in vq[C.QUERY]]
+    keep = [i for i, j in enumerate(v_judg) if (j >= 2).any()]
+    vq_texts, v_judg = [vq[C.QUERY].iloc[i] for i in keep], [v_judg[i] for i in keep]
+
+    groups = {qid: (g[C.QUERY].iloc[0], g["row"].to_numpy(), g[C.LABEL].to_numpy(dtype=np.float32))
+              for qid, g in labelled.groupby(C.QUERY_ID)}
+    qids = list(groups)
+    P = torch.from_numpy(p_train)
+    params_tower = list(model.query_tower.parameters())
+    params_head = list(model.query_proj.parameters()) + [model.logit_scale]
+    model.logit_scale.requires_grad_(True)
+    opt = torch.optim.AdamW([{"params": params_tower, "lr": cfg.lr}, {"params": params_head, "lr": cfg.lr_proj}],
+                            weight_decay=0.01)
+    steps = cfg.epochs * math.ceil(len(qids) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.warmup_steps, steps))
+    rng = np.random.default_rng(cfg.seed)
+    history = [{"epoch": 0, "val_ndcg@10": val_ndcg(model, vq_texts, v_judg, p_val)}]
+    log.info("stage 2 start: val nDCG@10 (stage-1 text tower as query tower) %.4f", history[0]["val_ndcg@10"])
+    best, best_state, bad = history[0]["val_ndcg@10"], None, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = rng.permutation(len(qids))
+        tot, n = 0.0, 0
+        for s in tqdm(range(0, len(order), cfg.batch_size), desc=f"stage2 epoch {epoch}", disable=not progress):
+            batch = [groups[qids[i]] for i in order[s:s + cfg.batch_size]]
+            rows = np.unique(np.concatenate([b[1] for b in batch] + [rng.integers(0, len(P), cfg.random_negatives)]))
+            col = {r: j for j, r in enumerate(rows)}
+            labels = torch.zeros(len(batch), len(rows))
+            valid = torch.zeros(len(batch), len(rows), dtype=torch.bool)
+            other = np.ones(len(rows), dtype=bool)
+            for b in batch:  # candidates of other queries are unlabelled for this one: left out
+                other[[col[r] for r in b[1]]] = False
+            for i, (_, r, lab) in enumerate(batch):
+                cols = [col[x] for x in r]
+                labels[i, cols] = torch.from_numpy(lab)
+                valid[i, cols] = True
+                valid[i, other] = True  # random catalog negatives
+            tok = model.tokenize([b[0] for b in batch])
+            q = model.encode_queries(**tok)
+            loss = qcc_loss(q, P[rows], labels, model.logit_scale.exp().clamp(max=100.0), valid)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params_tower + params_head, 1.0)
+            opt.step()
+            sched.step()
+            tot += float(loss) * len(batch)
+            n += len(batch)
+        rec = {"epoch": epoch, "train_qcc": tot / n, "val_ndcg@10": val_ndcg(model, vq_texts, v_judg, p_val),
+               "temperature": float(1 / model.logit_scale.exp()), "elapsed_s": round(time.perf_counter() - t0, 1)}
+        history.append(rec)
+        log.info("stage 2 epoch %d: %s", epoch, rec)
+        if rec["val_ndcg@10"] > best + 1e-4:
+            best, bad = rec["val_ndcg@10"], 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    summary = {**stats, "label_s": round(t_labels, 1), "train_s": round(time.perf_counter() - t0, 1),
+               "best_val_ndcg@10": best, "val_queries": len(vq_texts), "epochs_run": len(history) - 1}
+    version = model.save_pretrained(out, stage="stage2", extra_meta={"train_config": cfg.model_dump(), "summary": summary,
+                                                                      "history": history, "stage1": str(stage1_dir)})
+    (out / "history.json").write_text(json.dumps(history, indent=2))
+    summary["model_version"] = version
+    (out / "stage2_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

@@ -1,0 +1,102 @@
+"""The labeller that scales a small seed of graded pairs: a cross-encoder teacher.
+
+A text tower (the packaged MiniLM by default) reads ``query [SEP] product text`` and predicts
+the ESCI grade (4-way). Trained on the seed labels, it labels a much larger candidate set;
+its expected grade (sum_k k * p_k) is the soft relevance used by stage 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import f1_score
+from torch import nn
+from tqdm import tqdm
+
+from dashclip import columns as C
+from dashclip.config import TextTowerConfig
+from dashclip.metrics import auc
+from dashclip.towers import build_text_tower
+
+log = logging.getLogger(__name__)
+
+
+def teacher_product_text(row: dict) -> str:
+    """What the teacher reads about a product: title, category path and attributes (short)."""
+    attrs = " ".join(x for x in (row.get(C.COLOR, ""), row.get(C.GENDER, ""), row.get(C.USAGE, "")) if x)
+    desc = (row.get(C.DESCRIPTION, "") or "")[:80]
+    return " | ".join(x for x in (row.get(C.TITLE, ""), row.get(C.CATEGORY, ""), attrs, desc) if x)
+
+
+class CrossEncoder(nn.Module):
+    def __init__(self, cfg: TextTowerConfig, max_length: int = 64):
+        super().__init__()
+        self.tower = build_text_tower(cfg)
+        self.max_length = max_length
+        self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(self.tower.hidden, 4))
+
+    def tokenize(self, queries: list[str], products: list[str]) -> dict[str, torch.Tensor]:
+        enc = self.tower.tokenizer(list(queries), list(products), padding=True, truncation="only_second",
+                                   max_length=self.max_length, return_tensors="pt")
+        return dict(enc)
+
+    def forward(self, **enc) -> torch.Tensor:
+        states = self.tower.model(**enc).last_hidden_state  # (B, T, H)
+        return self.head(states[:, 0])  # (B, 4) grade logits
+
+    @torch.no_grad()
+    def predict(self, queries: list[str], products: list[str], batch_size: int = 64, progress: bool = False
+                ) -> np.ndarray:
+        """(N, 4) grade probabilities."""
+        self.eval()
+        out = []
+        for s in tqdm(range(0, len(queries), batch_size), desc="teacher labels", disable=not progress):
+            logits = self(**self.tokenize(queries[s:s + batch_size], products[s:s + batch_size]))
+            out.append(F.softmax(logits.float(), -1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 4), dtype=np.float32)
+
+
+def train_teacher(model: CrossEncoder, queries: list[str], products: list[str], labels: np.ndarray,
+                  epochs: int = 2, batch_size: int = 32, lr: float = 4e-5, seed: int = 0, progress: bool = True
+                  ) -> list[float]:
+    """Fine-tune on seed pairs with class-balanced cross-entropy; returns the mean loss per epoch."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    counts = torch.bincount(y, minlength=4).float().clamp_min(1)
+    weight = (counts.sum() / (4 * counts)).sqrt()  # soften the imbalance (many 0s)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    steps = epochs * math.ceil(len(y) / batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps))
+    losses = []
+    for ep in range(epochs):
+        model.train()
+        perm = torch.randperm(len(y), generator=gen)
+        tot = 0.0
+        for s in tqdm(range(0, len(y), batch_size), desc=f"teacher epoch {ep + 1}", disable=not progress):
+            b = perm[s:s + batch_size].tolist()
+            logits = model(**model.tokenize([queries[i] for i in b], [products[i] for i in b]))
+            loss = F.cross_entropy(logits, y[b], weight=weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            tot += float(loss) * len(b)
+        losses.append(tot / len(y))
+    return losses
+
+
+def agreement(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Teacher vs held-out seed labels: accuracy, macro-F1, AUC of relevant (>= 2) vs not."""
+    pred = probs.argmax(1)
+    expected = probs @ np.arange(4)
+    return {
+        "accuracy": float((pred == labels).mean()),
+        "macro_f1": float(f1_score(labels, pred, average="macro", labels=[0, 1, 2, 3], zero_division=0)),
+        "auc_relevant": auc(expected, labels >= 2),
+        "pairs": int(len(labels)),
+    }

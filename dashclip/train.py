@@ -1,0 +1,55 @@
+"""Training entry point.
+
+    python -m dashclip.train stage1 --out DIR [--config FILE] [--catalog PATH] [--epochs N]
+    python -m dashclip.train stage2 --stage1 DIR --out DIR [--config FILE] [--catalog PATH]
+
+``--config`` is a JSON file of Stage1Config / Stage2Config fields; flags override it. The
+defaults train on the shipped catalog. The same command runs on a GPU box with larger settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _load(cls, path: str | None, overrides: dict):
+    data = json.loads(Path(path).read_text()) if path else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return cls.model_validate(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dashclip.train", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="stage", required=True)
+    s1 = sub.add_parser("stage1", help="continual pretraining of the product encoder")
+    s2 = sub.add_parser("stage2", help="relevance labels and query-encoder alignment")
+    s2.add_argument("--stage1", required=True, help="stage-1 checkpoint folder")
+    for s in (s1, s2):
+        s.add_argument("--out", required=True)
+        s.add_argument("--config", help="JSON file with training settings")
+        s.add_argument("--catalog", help="catalog file or ingested products.parquet")
+        s.add_argument("--epochs", type=int)
+        s.add_argument("--threads", type=int)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.stage == "stage1":
+        from dashclip.stage1 import Stage1Config, train_stage1
+
+        cfg = _load(Stage1Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads})
+        summary = train_stage1(cfg, args.out)
+    else:
+        from dashclip.stage2 import Stage2Config, train_stage2
+
+        cfg = _load(Stage2Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads})
+        summary = train_stage2(cfg, args.stage1, args.out)
+    print(json.dumps(summary, indent=2))
+    print(f"checkpoint: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Stage 1 on a tiny random config: training reduces the loss, checkpoints round-trip, the embed CLI copes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dashclip import columns as C
+from dashclip.catalog import ingest
+from dashclip.config import load_model_config
+from dashclip.embed import ProductEmbedder
+from dashclip.model import DashCLIP
+from dashclip.stage1 import Stage1Config, class_keys, step_losses, train_stage1
+from dashclip.tiny import make_tiny_checkpoint
+from dashclip.trunk_cache import build_trunk_cache
+from tests.hostile import jpeg_bytes, make_hostile_catalog
+
+
+def small_catalog(root, n=24):
+    """Four visually and textually distinct classes, n products in all."""
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    names = ["red shirt", "blue jeans", "green apple", "black shoe"]
+    rows = []
+    for i in range(n):
+        c = i % 4
+        arr = np.zeros((40, 40, 3), dtype=np.uint8)
+        arr[..., c % 3] = 200
+        arr[c * 8:(c + 1) * 8] = 255 - 60 * c
+        from PIL import Image
+
+        Image.fromarray(arr).save(root / "img" / f"{i}.jpg")
+        rows.append({"product_id": f"p{i}", "title": f"{names[c]} {i}", "description": names[c],
+                     "category": f"Cat > {names[c].split()[1]}", "image": f"img/{i}.jpg"})
+    path = root / "catalog.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_a_few_training_steps_reduce_the_loss(tmp_path):
+    torch.manual_seed(0)
+    prods = ingest(small_catalog(tmp_path), progress=False).products
+    model = DashCLIP(load_model_config("tiny-random"))
+    cache = build_trunk_cache(model, prods, progress=False)
+    cfg = Stage1Config(catalog="unused", model="tiny-random", batch_size=24, text_dropout=0.0, image_dropout=0.0)
+    keys = class_keys(prods)
+    idx = torch.arange(len(prods))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    model.eval()
+    first = float(step_losses(model, cache, idx, keys, cfg, gen, train=False)["total"])
+    model.train()
+    for _ in range(40):
+        loss = step_losses(model, cache, idx, keys, cfg, gen)["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    last = float(step_losses(model, cache, idx, keys, cfg, gen, train=False)["total"])
+    assert last < 0.7 * first, (first, last)
+
+
+def test_train_stage1_writes_a_checkpoint_that_round_trips(tmp_path):
+    cat = small_catalog(tmp_path / "cat", n=40)
+    cfg = Stage1Config(catalog=str(cat), model="tiny-random", epochs=2, batch_size=8, cache_dir=None,
+                       warmup_steps=2, workers=0)
+    summary = train_stage1(cfg, tmp_path / "ck", progress=False)
+    for f in ("config.json", "model.safetensors", "meta.json", "training_curve.png", "history.json", "tokenizer"):
+        assert (tmp_path / "ck" / f).exists(), f
+    assert summary["model_version"].startswith("dashclip-tiny-stage1-")
+    prods = ingest(cat, progress=False).products
+    a = ProductEmbedder(tmp_path / "ck").embed_products(prods)
+    b = ProductEmbedder(tmp_path / "ck", batch_size=7).embed_products(prods)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    # and the loaded weights are exactly the saved ones
+    m = DashCLIP.from_pretrained(tmp_path / "ck")
+    m.save_pretrained(tmp_path / "ck2", stage="stage1")
+    assert (tmp_path / "ck" / "model.safetensors").read_bytes() == (tmp_path / "ck2" / "model.safetensors").read_bytes()
+
+
+def test_image_only_and_text_only_products_get_embeddings(tmp_path):
+    ck = make_tiny_checkpoint(tmp_path / "ck")
+    prods = ingest(make_hostile_catalog(tmp_path / "cat"), progress=False).products
+    emb = ProductEmbedder(ck).embed_products(prods)
+    assert emb.shape == (len(prods), 16) and np.isfinite(emb).all()
+    p = prods.reset_index(drop=True)
+    img_only = p.index[(p[C.HAS_IMAGE]) & (~p[C.HAS_TEXT])][0]
+    # the image-grounded embedding differs from a text-only product's
+    assert not np.allclose(emb[img_only], emb[p.index[~p[C.HAS_IMAGE]][0]])
+
+
+def test_embed_cli_with_a_corrupt_image_row(tmp_path):
+    ck = make_tiny_checkpoint(tmp_path / "ck")
+    cat = make_hostile_catalog(tmp_path / "cat")
+    out = tmp_path / "emb.parquet"
+    r = subprocess.run([sys.executable, "-m", "dashclip.embed", "products", "--checkpoint", str(ck),
+                        "--catalog", str(cat), "--out", str(out), "--batch-size", "4"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    table = pd.read_parquet(out)
+    rejects = pd.read_parquet(tmp_path / "emb.rejects.parquet")
+    assert list(table.columns) == ["product_id", "has_image", "model_version", "embedding", "content_hash"]
+    assert table[C.PRODUCT_ID].tolist() == ["p0", "p3", "p4", "p7", "p8", "p10"]
+    assert table[C.HAS_IMAGE].tolist() == [True, False, True, True, True, False]
+    assert set(rejects[C.SOURCE_ROW]) == {1, 2, 5, 6, 9, 11}
+    assert len(table[C.EMBEDDING].iloc[0]) == 16
+    import pyarrow.parquet as pq
+
+    assert str(pq.read_schema(out).field("embedding").type) == "list<element: float>"

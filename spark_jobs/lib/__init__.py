@@ -1,0 +1,1 @@
+"""Importable, testable logic behind the ``spark_jobs/*.py`` entry points."""

@@ -1,0 +1,102 @@
+"""Command lines of the three jobs: parse, validate the config once, start Spark, run, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from dashclip.catalog import CatalogSchemaError
+from spark_jobs.lib.config import CatalogJobConfig, InferenceConfig, ProfileJobConfig, QueryJobConfig
+
+
+def _spark_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--master", help="overrides spark-submit's --master (e.g. local[2])")
+    ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark conf")
+    ap.add_argument("--report", help="also write the run report (JSON) here")
+
+
+def _inference_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--checkpoint", required=True, help="DashCLIP checkpoint folder (readable by executors)")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    ap.add_argument("--batch-size", type=int, default=64, help="rows per forward pass on CPU")
+    ap.add_argument("--gpu-batch-size", type=int, default=256, help="rows per forward pass on a GPU")
+    ap.add_argument("--threads", type=int, help="torch threads per CPU task (default spark.task.cpus)")
+    ap.add_argument("--partitions", type=int, help="embedding tasks (default: default parallelism)")
+    ap.add_argument("--full", action="store_true", help="re-embed every row (ignore the incremental cache)")
+
+
+def _inference(a) -> InferenceConfig:
+    return InferenceConfig(checkpoint=a.checkpoint, device=a.device, batch_size=a.batch_size,
+                           gpu_batch_size=a.gpu_batch_size, threads=a.threads, partitions=a.partitions)
+
+
+def _run(app: str, a, job) -> int:
+    from spark_jobs.lib.session import get_spark
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    conf = dict(kv.split("=", 1) for kv in a.conf)
+    spark = get_spark(app, a.master, conf)
+    spark.sparkContext.setLogLevel("WARN")
+    startup = time.perf_counter() - t0
+    try:
+        report = job(spark)
+    except (FileNotFoundError, ValueError, CatalogSchemaError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        spark.stop()
+    report["seconds"]["spark_startup"] = round(startup, 3)
+    if a.report:
+        with open(a.report, "w") as f:
+            json.dump(report, f, indent=2, default=str)
+    counts = {k: v for k, v in report.items() if k.startswith("rows_")}
+    print(f"{app}: {counts}  model_version: {report['model_version']}  seconds: {report['seconds']}")
+    return 0
+
+
+def catalog_main(argv: list[str] | None = None) -> int:
+    from spark_jobs.lib import products
+
+    ap = argparse.ArgumentParser(prog="spark-submit spark_jobs/embed_catalog.py")
+    ap.add_argument("--catalog", required=True, help="catalog (csv/tsv/parquet), local path or Hadoop URI")
+    ap.add_argument("--out", required=True, help="product embedding table folder (local)")
+    ap.add_argument("--image-root", help="folder images resolve against (default: the catalog's folder)")
+    _inference_args(ap)
+    _spark_args(ap)
+    a = ap.parse_args(argv)
+    cfg = CatalogJobConfig(catalog=a.catalog, out=a.out, image_root=a.image_root, full=a.full, inference=_inference(a))
+    return _run("embed_catalog", a, lambda spark: products.run(spark, cfg))
+
+
+def queries_main(argv: list[str] | None = None) -> int:
+    from spark_jobs.lib import queries
+
+    ap = argparse.ArgumentParser(prog="spark-submit spark_jobs/embed_queries.py")
+    ap.add_argument("--queries", required=True, help="query table (query_id, query), local path or Hadoop URI")
+    ap.add_argument("--out", required=True, help="query embedding table folder (local)")
+    _inference_args(ap)
+    _spark_args(ap)
+    a = ap.parse_args(argv)
+    cfg = QueryJobConfig(queries=a.queries, out=a.out, full=a.full, inference=_inference(a))
+    return _run("embed_queries", a, lambda spark: queries.run(spark, cfg))
+
+
+def profiles_main(argv: list[str] | None = None) -> int:
+    from spark_jobs.lib import profiles
+
+    ap = argparse.ArgumentParser(prog="spark-submit spark_jobs/consumer_profiles.py")
+    ap.add_argument("--purchases", required=True, help="consumer_id, product_id, timestamp (csv or parquet)")
+    ap.add_argument("--embeddings", required=True, help="product embedding table folder (embed_catalog --out)")
+    ap.add_argument("--out", required=True, help="consumer profile table folder (local)")
+    ap.add_argument("--model-version", help="default: the only model version in --embeddings")
+    ap.add_argument("--window-days", type=float, default=84.0)
+    ap.add_argument("--as-of", nargs="*", default=[], help="snapshot times, ISO 8601 (UTC if no zone); default now")
+    _spark_args(ap)
+    a = ap.parse_args(argv)
+    cfg = ProfileJobConfig(purchases=a.purchases, embeddings=a.embeddings, out=a.out, model_version=a.model_version,
+                           window_days=a.window_days, as_of=a.as_of)
+    return _run("consumer_profiles", a, lambda spark: profiles.run(spark, cfg))

@@ -1,0 +1,19 @@
+"""Column and layout names of the tables the Spark jobs read and write (the rest are in dashclip.columns)."""
+
+# purchase / engagement table (consumer_profiles input)
+CONSUMER_ID = "consumer_id"
+TIMESTAMP = "timestamp"
+
+# consumer profile table
+N_PURCHASES = "n_purchases"
+
+# internal columns of the jobs
+ROW_OK = "_ok"  # validation: True for an accepted row, False for a reject
+PID_KEY = "_pid_key"  # normalised product id, the shuffle key of validation
+
+# table layout under an output folder; names starting with "_" are invisible to parquet readers
+REJECTS_DIR = "_rejects"
+STAGING_DIR = "_staging"
+TRASH_DIR = "_trash"
+RUNS_DIR = "_runs"
+JOURNAL = "_commit.json"

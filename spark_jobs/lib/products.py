@@ -1,0 +1,167 @@
+"""Product embedding job: catalog -> validated rows + rejects -> product tower -> committed table.
+
+extract  ``read_catalog``   any catalog in the canonical format, with its 0-based ``source_row``
+transform ``validate``      ``dashclip.catalog.ingest_frame`` per partition (rows of one product id
+                            share a partition, so "first accepted row wins" holds globally)
+          ``embed``         the product tower, loaded once per Python worker (``workers.embedder``)
+load     ``run``            incremental by (content hash, model version), staged, then committed
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from dashclip import columns as C
+from dashclip.catalog import REJECT_COLUMNS, IngestConfig, ingest_frame, normalize_text
+from spark_jobs.lib import columns as S
+from spark_jobs.lib import table
+from spark_jobs.lib.config import CatalogJobConfig, InferenceConfig
+from spark_jobs.lib.incremental import assemble, existing_partition, split_increment, stage_and_commit
+from spark_jobs.lib.reading import local_dir_of, read_strings, with_source_row
+from spark_jobs.lib.workers import embedder
+
+log = logging.getLogger(__name__)
+
+TABLE_COLUMNS = [C.PRODUCT_ID, C.EMBEDDING, C.HAS_IMAGE, C.CONTENT_HASH, C.EVENT_TIMESTAMP]
+_KEPT = [C.PRODUCT_ID, C.TITLE, C.DESCRIPTION, C.CATEGORY, C.IMAGE_PATH, C.HAS_IMAGE, C.CONTENT_HASH]
+VALIDATED_SCHEMA = (
+    f"{S.ROW_OK} boolean, {C.SOURCE_ROW} long, {C.PRODUCT_ID} string, {C.TITLE} string, {C.DESCRIPTION} string, "
+    f"{C.CATEGORY} string, {C.IMAGE_PATH} string, {C.HAS_IMAGE} boolean, {C.CONTENT_HASH} string, "
+    f"{C.REJECT_FIELD} string, {C.REJECT_VALUE} string, {C.REJECT_REASON} string"
+)
+EMBEDDED_SCHEMA = f"{C.PRODUCT_ID} string, {C.EMBEDDING} array<float>, {C.HAS_IMAGE} boolean, {C.CONTENT_HASH} string"
+_DUPLICATE = "duplicate product_id"
+
+
+def model_version_of(checkpoint: str) -> str:
+    """The checkpoint's model version, read on the driver without loading the model."""
+    meta = Path(checkpoint) / "meta.json"
+    if not meta.exists():
+        raise FileNotFoundError(f"--checkpoint {checkpoint}: not a DashCLIP checkpoint (no meta.json)")
+    return json.loads(meta.read_text())["model_version"]
+
+
+def read_catalog(spark: SparkSession, uri: str) -> DataFrame:
+    """Canonical catalog columns as strings plus ``source_row``."""
+    return with_source_row(read_strings(spark, uri, C.CATALOG_REQUIRED, C.CATALOG_OPTIONAL))
+
+
+# --- validation ---------------------------------------------------------------------------------
+def _validate_partition(batches: Iterator[pd.DataFrame], base_dir: str, ingest_json: str) -> Iterator[pd.DataFrame]:
+    """All rows of a partition at once (duplicates may sit in different Arrow batches)."""
+    frames = [b for b in batches if len(b)]
+    if not frames:
+        return
+    raw = pd.concat(frames, ignore_index=True).sort_values(C.SOURCE_ROW, kind="stable").reset_index(drop=True)
+    res = ingest_frame(raw[list(C.CATALOG_COLUMNS)], Path(base_dir), IngestConfig.model_validate_json(ingest_json),
+                       progress=False)
+    rows = raw[C.SOURCE_ROW].to_numpy()  # ingest numbers rows within the partition: map back
+    ok = res.products[_KEPT].copy()
+    ok.insert(0, C.SOURCE_ROW, rows[res.products[C.SOURCE_ROW].to_numpy()])
+    ok.insert(0, S.ROW_OK, True)
+    rej = res.rejects.copy()
+    rej[C.SOURCE_ROW] = rows[rej[C.SOURCE_ROW].to_numpy()]
+    winner = dict(zip(ok[C.PRODUCT_ID], ok[C.SOURCE_ROW]))
+    dup = rej[C.REJECT_REASON].str.startswith(_DUPLICATE)
+    rej.loc[dup, C.REJECT_REASON] = [f"{_DUPLICATE} (first accepted at row {winner[p]})" for p in rej.loc[dup, C.PRODUCT_ID]]
+    rej.insert(0, S.ROW_OK, False)
+    out = pd.concat([ok, rej], ignore_index=True)
+    for col in (C.TITLE, C.DESCRIPTION, C.CATEGORY, C.IMAGE_PATH, C.CONTENT_HASH,
+                C.REJECT_FIELD, C.REJECT_VALUE, C.REJECT_REASON):
+        out[col] = out[col].astype(object).where(out[col].notna(), None)
+    out[C.HAS_IMAGE] = out[C.HAS_IMAGE].astype("boolean").fillna(False).astype(bool)
+    yield out[[f.split()[0] for f in VALIDATED_SCHEMA.split(", ")]]
+
+
+def _normalize(ids: pd.Series) -> pd.Series:
+    return ids.map(normalize_text)
+
+
+def validate(raw: DataFrame, base_dir: str, ingest: IngestConfig, partitions: int) -> DataFrame:
+    """Accepted rows (``_ok``) and rejects in one frame; the caller persists it."""
+    keyed = raw.withColumn(S.PID_KEY, F.pandas_udf(_normalize, "string")(F.col(C.PRODUCT_ID)))
+    keyed = keyed.repartition(partitions, S.PID_KEY).drop(S.PID_KEY)
+    fn = partial(_validate_partition, base_dir=base_dir, ingest_json=ingest.model_dump_json())
+    return keyed.mapInPandas(fn, VALIDATED_SCHEMA)
+
+
+# --- embedding ----------------------------------------------------------------------------------
+def _embed_partition(batches: Iterator[pd.DataFrame], cfg_json: str, counter) -> Iterator[pd.DataFrame]:
+    cfg = InferenceConfig.model_validate_json(cfg_json)
+    for pdf in batches:
+        if not len(pdf):
+            continue
+        emb = embedder("product", cfg).embed_products(pdf.reset_index(drop=True))
+        if counter is not None:
+            counter.add(len(pdf))
+        yield pd.DataFrame({C.PRODUCT_ID: pdf[C.PRODUCT_ID].to_numpy(), C.EMBEDDING: list(emb.astype(np.float32)),
+                            C.HAS_IMAGE: pdf[C.HAS_IMAGE].to_numpy(), C.CONTENT_HASH: pdf[C.CONTENT_HASH].to_numpy()})
+
+
+def embed(todo: DataFrame, cfg: InferenceConfig, partitions: int, counter=None) -> DataFrame:
+    """Product embeddings of validated rows; ``counter`` (an accumulator) counts rows embedded."""
+    fn = partial(_embed_partition, cfg_json=cfg.model_dump_json(), counter=counter)
+    return todo.select(*_KEPT).repartition(partitions).mapInPandas(fn, EMBEDDED_SCHEMA)
+
+
+# --- the job --------------------------------------------------------------------------------------
+def run(spark: SparkSession, cfg: CatalogJobConfig, before_commit: Callable[[], None] | None = None) -> dict:
+    """Embed a catalog into ``cfg.out``; returns the run report (also saved under ``_runs/``).
+
+    ``before_commit`` runs after the staged output is complete and before the commit (tests use it
+    to simulate a crash there).
+    """
+    t0 = time.perf_counter()
+    out = table.local_path(cfg.out)
+    recovered = table.recover(out)
+    run_id, run_ts = table.new_run_id(), datetime.now(timezone.utc)
+    version = model_version_of(cfg.inference.checkpoint)
+    base_dir = cfg.image_root or local_dir_of(cfg.catalog)
+    sc = spark.sparkContext
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.inference.rows_per_arrow_batch))
+    n_tasks = cfg.inference.partitions or sc.defaultParallelism
+
+    raw = read_catalog(spark, cfg.catalog)
+    n_val = cfg.inference.partitions or max(n_tasks, raw.rdd.getNumPartitions())
+    validated = validate(raw, base_dir, cfg.ingest, n_val).persist()
+    counts = dict(validated.groupBy(S.ROW_OK).count().collect())  # one job: accepted and rejected
+    n_ok, rows_in = counts.get(True, 0), sum(counts.values())
+    t_validated = time.perf_counter()
+
+    accepted = validated.filter(F.col(S.ROW_OK)).drop(S.ROW_OK)
+    inc = split_increment(accepted, existing_partition(spark, out, version, C.PRODUCT_ID), C.PRODUCT_ID, cfg.full)
+    counter = sc.accumulator(0)  # rows embedded; an empty increment loads no model
+    result = assemble(embed(inc.todo, cfg.inference, n_tasks, counter), inc.reused, TABLE_COLUMNS, run_ts)
+
+    rejects = validated.filter(~F.col(S.ROW_OK)).select(*REJECT_COLUMNS).orderBy(C.SOURCE_ROW)
+
+    def report() -> dict:
+        return {
+            "job": "embed_catalog", "run_id": run_id, "model_version": version,
+            "event_timestamp": run_ts.isoformat(), "rows_in": rows_in, "rows_out": n_ok,
+            "rows_rejected": rows_in - n_ok, "rows_embedded": int(counter.value), "rows_reused": n_ok - int(counter.value),
+            "recovered": recovered,
+            "seconds": {"validate": round(t_validated - t0, 3), "embed_write": round(time.perf_counter() - t_validated, 3)},
+            "spark": {"master": sc.master, "default_parallelism": sc.defaultParallelism, "tasks": n_tasks},
+            "config": json.loads(cfg.model_dump_json()),
+        }
+
+    report = stage_and_commit(out, run_id, version, result, rejects, report, before_commit)
+    validated.unpersist()
+    report["seconds"]["total"] = round(time.perf_counter() - t0, 3)
+    table.save_report(out, report)
+    log.info("embed_catalog %s: rows in %d, out %d, rejected %d, embedded %d, reused %d (%.1f s)", version,
+             rows_in, n_ok, report["rows_rejected"], report["rows_embedded"], report["rows_reused"],
+             report["seconds"]["total"])
+    return report

@@ -1,0 +1,126 @@
+"""Consumer profiles: the mean product embedding of each consumer's purchases in a trailing window.
+
+For every snapshot time T (``as_of``), a consumer with at least one purchase in (T - window, T]
+whose product has an embedding gets ``embedding`` = mean of those products' embeddings (one term
+per purchase, so repeat purchases weigh more), ``n_purchases`` and ``event_timestamp = T`` — the
+time the profile is valid from, which is what Feast's point-in-time joins read. The paper uses
+84 days. Snapshots for other times already in the table are kept, so daily runs build a history
+and a rerun for the same T replaces its rows (no duplicates). Purchases with an empty id, an
+unreadable timestamp or a product without an embedding go to the rejects table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from dashclip import columns as C
+from spark_jobs.lib import columns as S
+from spark_jobs.lib import table
+from spark_jobs.lib.config import ProfileJobConfig
+from spark_jobs.lib.incremental import stage_and_commit
+from spark_jobs.lib.reading import read_strings, with_source_row
+
+log = logging.getLogger(__name__)
+
+TABLE_COLUMNS = [S.CONSUMER_ID, C.EMBEDDING, S.N_PURCHASES, C.EVENT_TIMESTAMP]
+REJECT_COLUMNS = [C.SOURCE_ROW, S.CONSUMER_ID, C.PRODUCT_ID, C.REJECT_FIELD, C.REJECT_VALUE, C.REJECT_REASON]
+
+
+def parse_time(value: str) -> datetime:
+    """ISO 8601 -> aware UTC datetime (a time without a zone is taken as UTC)."""
+    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+def model_versions(embeddings: Path) -> list[str]:
+    prefix = f"{C.MODEL_VERSION}="
+    return sorted(p.name[len(prefix):] for p in embeddings.glob(prefix + "*") if table.has_rows(p))
+
+
+def pick_model_version(embeddings: Path, wanted: str | None) -> str:
+    found = model_versions(embeddings)
+    if wanted:
+        if wanted not in found:
+            raise ValueError(f"--model-version {wanted!r}: not in {embeddings} (found {found})")
+        return wanted
+    if len(found) != 1:
+        raise ValueError(f"--embeddings {embeddings}: {len(found)} model versions {found}; pass --model-version")
+    return found[0]
+
+
+def check_purchases(raw: DataFrame, products: DataFrame) -> DataFrame:
+    """Purchases with a parsed ``timestamp`` and the product's embedding, and rejects (``_ok`` false)."""
+    ts = F.expr(f"try_cast({S.TIMESTAMP} AS TIMESTAMP)")  # ANSI mode: a bad value must not fail the job
+    df = raw.withColumn("_ts", ts).join(products.withColumn("_known", F.lit(True)), C.PRODUCT_ID, "left")
+    checks = [
+        (F.trim(S.CONSUMER_ID) == "", S.CONSUMER_ID, "empty consumer_id"),
+        (F.trim(C.PRODUCT_ID) == "", C.PRODUCT_ID, "empty product_id"),
+        (F.col("_ts").isNull(), S.TIMESTAMP, "not a timestamp"),
+        (F.col("_known").isNull(), C.PRODUCT_ID, "no embedding for this product in the model version"),
+    ]
+    field, reason, value = F.lit(None), F.lit(None), F.lit(None)
+    for cond, f, r in reversed(checks):  # the first failing check names the row's problem
+        field, reason = F.when(cond, f).otherwise(field), F.when(cond, r).otherwise(reason)
+        value = F.when(cond, F.col(f).cast("string")).otherwise(value)
+    return (df.withColumn(C.REJECT_FIELD, field).withColumn(C.REJECT_REASON, reason)
+            .withColumn(C.REJECT_VALUE, value).withColumn(S.ROW_OK, F.col(C.REJECT_REASON).isNull())
+            .withColumn(S.TIMESTAMP, F.col("_ts")).drop("_ts", "_known"))
+
+
+def profiles(purchases: DataFrame, as_of: list[datetime], window_days: float) -> DataFrame:
+    """(consumer_id, timestamp, embedding) purchases -> one profile row per consumer and snapshot."""
+    spark = purchases.sparkSession
+    snaps = spark.createDataFrame([(t,) for t in as_of], f"{C.EVENT_TIMESTAMP} timestamp")
+    age_s = F.col(C.EVENT_TIMESTAMP).cast("double") - F.col(S.TIMESTAMP).cast("double")
+    inside = purchases.crossJoin(F.broadcast(snaps)).filter((age_s >= 0) & (age_s < window_days * 86400.0))
+    g = inside.groupBy(S.CONSUMER_ID, C.EVENT_TIMESTAMP).agg(
+        F.collect_list(C.EMBEDDING).alias("_embs"), F.count(F.lit(1)).alias(S.N_PURCHASES))
+    zero = F.transform(F.element_at("_embs", 1), lambda _: F.lit(0.0).cast("double"))
+    total = F.aggregate("_embs", zero, lambda acc, e: F.zip_with(acc, e, lambda a, b: a + b))
+    mean = F.transform(total, lambda s: (s / F.col(S.N_PURCHASES)).cast("float"))
+    return g.withColumn(C.EMBEDDING, mean).select(*TABLE_COLUMNS)
+
+
+def run(spark: SparkSession, cfg: ProfileJobConfig, before_commit: Callable[[], None] | None = None) -> dict:
+    t0 = time.perf_counter()
+    out, emb_dir = table.local_path(cfg.out), table.local_path(cfg.embeddings)
+    recovered = table.recover(out)
+    version = pick_model_version(emb_dir, cfg.model_version)
+    run_id = table.new_run_id()
+    as_of = [parse_time(t) for t in cfg.as_of] or [datetime.now(timezone.utc).replace(microsecond=0)]
+
+    products = spark.read.parquet(table.uri(emb_dir / table.partition(version)))
+    products = products.select(C.PRODUCT_ID, C.EMBEDDING)
+    raw = with_source_row(read_strings(spark, cfg.purchases, (S.CONSUMER_ID, C.PRODUCT_ID, S.TIMESTAMP)))
+    checked = check_purchases(raw, products.dropDuplicates([C.PRODUCT_ID])).persist()
+    counts = dict(checked.groupBy(S.ROW_OK).count().collect())  # one job: accepted and rejected
+    n_ok, rows_in = counts.get(True, 0), sum(counts.values())
+    result = profiles(checked.filter(F.col(S.ROW_OK)), as_of, cfg.window_days)
+    part = out / table.partition(version)
+    if table.has_rows(part):  # keep the snapshots of other times
+        snaps = spark.createDataFrame([(t,) for t in as_of], f"{C.EVENT_TIMESTAMP} timestamp")
+        old = spark.read.parquet(table.uri(part)).join(F.broadcast(snaps), C.EVENT_TIMESTAMP, "left_anti")
+        result = result.unionByName(old.select(*TABLE_COLUMNS))
+    rejects = checked.filter(~F.col(S.ROW_OK)).select(*REJECT_COLUMNS).orderBy(C.SOURCE_ROW)
+    staged = table.staging(out, run_id) / table.partition(version)
+
+    def report() -> dict:
+        return {"job": "consumer_profiles", "run_id": run_id, "model_version": version,
+                "as_of": [t.isoformat() for t in as_of], "window_days": cfg.window_days,
+                "rows_in": rows_in, "rows_used": n_ok, "rows_rejected": rows_in - n_ok,
+                "rows_out": spark.read.parquet(table.uri(staged)).count(),
+                "recovered": recovered, "seconds": {"total": round(time.perf_counter() - t0, 3)},
+                "config": json.loads(cfg.model_dump_json())}
+
+    report = stage_and_commit(out, run_id, version, result, rejects, report, before_commit)
+    checked.unpersist()
+    log.info("consumer_profiles %s: %s", version, {k: v for k, v in report.items() if k.startswith("rows_")})
+    return report

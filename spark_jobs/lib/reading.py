@@ -1,0 +1,80 @@
+"""Reading input tables with Spark (CSV, TSV or parquet; local paths or Hadoop-compatible URIs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from dashclip import columns as C
+from dashclip.catalog import CatalogSchemaError, _canonical_header
+
+
+def is_local(uri: str) -> bool:
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file") or len(scheme) == 1
+
+
+def local_dir_of(uri: str) -> str:
+    """The folder of a local file given as a path or file:// URI (where catalog images resolve)."""
+    if not is_local(uri):
+        raise ValueError(f"catalog {uri!r} is not local: pass --image-root with the local folder its images resolve against")
+    p = urlparse(uri).path if uri.startswith("file:") else uri
+    return str(Path(p).resolve().parent)
+
+
+def _format(uri: str) -> str:
+    path = urlparse(uri).path.rstrip("/").lower()
+    if path.endswith((".parquet", ".pq")):
+        return "parquet"
+    if path.endswith(".tsv"):
+        return "tsv"
+    if path.endswith((".csv", ".txt")):
+        return "csv"
+    raise CatalogSchemaError(f"table {uri}: unsupported extension (csv, tsv or parquet)")
+
+
+def read_strings(spark: SparkSession, uri: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> DataFrame:
+    """All columns as strings (nulls as ''), canonical header names, optional columns added empty.
+
+    Headers are matched case- and space-insensitively, as ``dashclip.catalog.read_catalog`` does;
+    a missing required column raises ``CatalogSchemaError`` naming it and the columns found.
+    """
+    fmt = _format(uri)
+    if fmt == "parquet":
+        df = spark.read.parquet(uri)
+    else:
+        # multiLine: descriptions may hold newlines; escape: pandas/RFC 4180 double the quote
+        df = spark.read.options(header=True, multiLine=True, escape='"', quote='"', encoding="UTF-8",
+                                sep="\t" if fmt == "tsv" else ",", inferSchema=False).csv(uri)
+    df = df.toDF(*[_canonical_header(c) for c in df.columns])
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise CatalogSchemaError(f"table {uri}: missing required column(s) {missing}; found {df.columns}")
+    cols = [F.coalesce(F.col(c).cast("string"), F.lit("")).alias(c) if c in df.columns else F.lit("").alias(c)
+            for c in (*required, *optional)]
+    return df.select(*cols)
+
+
+def with_source_row(df: DataFrame) -> DataFrame:
+    """Adds ``source_row`` (0-based row in read order, the file order for one file).
+
+    Computed on the JVM from per-partition counts, so rows never round-trip through Python.
+    """
+    if df.rdd.getNumPartitions() == 1:  # one CSV file (multiLine reads are not split): ids are row numbers
+        return df.withColumn(C.SOURCE_ROW, F.monotonically_increasing_id())
+    tagged = df.withColumn("_part", F.spark_partition_id()).withColumn("_mid", F.monotonically_increasing_id())
+    counts = dict(tagged.groupBy("_part").count().collect())
+    n_parts = max(counts, default=-1) + 1
+    offsets, acc = [], 0
+    for p in range(n_parts):
+        offsets.append(acc)
+        acc += counts.get(p, 0)
+    if n_parts == 0:
+        return df.withColumn(C.SOURCE_ROW, F.lit(0).cast("long")).limit(0)
+    offset = F.element_at(F.array(*[F.lit(o).cast("long") for o in offsets]), F.col("_part") + 1)
+    # monotonically_increasing_id = partition id << 33 | row within partition
+    row = F.col("_mid") - F.shiftleft(F.col("_part").cast("long"), 33) + offset
+    return tagged.withColumn(C.SOURCE_ROW, row).drop("_part", "_mid")

@@ -1,0 +1,271 @@
+"""Spark batch inference on a real local Spark (local[2]) with a tiny random checkpoint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pytest
+
+from dashclip import columns as C
+from tests.hostile import jpeg_bytes, make_hostile_catalog
+
+pytestmark = pytest.mark.spark
+
+if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+    pytest.skip("Spark needs Java 17", allow_module_level=True)
+
+from spark_jobs.lib import columns as S  # noqa: E402
+from spark_jobs.lib import products, profiles, queries, table  # noqa: E402
+from spark_jobs.lib.config import CatalogJobConfig, InferenceConfig, ProfileJobConfig, QueryJobConfig  # noqa: E402
+
+EXTRA = 8  # good rows added to the hostile catalog, so an increment has unchanged rows to skip
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from spark_jobs.lib.session import get_spark
+
+    s = get_spark("test_spark_jobs", "local[2]", {
+        "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2",
+        "spark.sql.adaptive.enabled": "false", "spark.driver.memory": "1g",
+    })
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    from dashclip.tiny import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def make_catalog(root: Path) -> Path:
+    """The hostile catalog (one corrupt JPEG, a truncated one, duplicates...) plus EXTRA good rows."""
+    path = make_hostile_catalog(root)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    extra = []
+    for i in range(EXTRA):
+        (root / "img" / f"extra{i}.jpg").write_bytes(jpeg_bytes(100 + i))
+        extra.append({"product_id": f"x{i}", "title": f"Extra item {i}", "description": f"number {i}",
+                      "category": "Fruit > Extra", "image": f"img/extra{i}.jpg", "color": "", "gender": "",
+                      "usage": "", "source": "extra"})
+    pd.concat([df, pd.DataFrame(extra)], ignore_index=True).to_csv(path, index=False)
+    return path
+
+
+def job(ckpt: Path, catalog: Path, out: Path, **kw) -> CatalogJobConfig:
+    return CatalogJobConfig(catalog=str(catalog), out=str(out),
+                            inference=InferenceConfig(checkpoint=str(ckpt), batch_size=4, rows_per_arrow_batch=8), **kw)
+
+
+def read_table(out: Path) -> pd.DataFrame:
+    return pd.read_parquet(out).astype({C.MODEL_VERSION: str}).sort_values(C.PRODUCT_ID).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def base(spark, ckpt, tmp_path_factory):
+    """One full run on the v1 catalog; tests copy its table before changing anything."""
+    root = tmp_path_factory.mktemp("cat")
+    catalog = make_catalog(root)
+    out = root / "table"
+    report = products.run(spark, job(ckpt, catalog, out))
+    return {"catalog": catalog, "out": out, "report": report}
+
+
+def copy_table(base: dict, dst: Path) -> Path:
+    shutil.copytree(base["out"], dst)
+    return dst
+
+
+def test_spark_embeddings_equal_the_cli(base, ckpt, tmp_path):
+    from dashclip.embed import main as embed_cli
+
+    cli_out = tmp_path / "cli.parquet"
+    assert embed_cli(["products", "--checkpoint", str(ckpt), "--catalog", str(base["catalog"]),
+                      "--out", str(cli_out), "--batch-size", "5", "--device", "cpu"]) == 0
+    cli = pd.read_parquet(cli_out).sort_values(C.PRODUCT_ID).reset_index(drop=True)
+    got = read_table(base["out"])
+    assert got[C.PRODUCT_ID].tolist() == cli[C.PRODUCT_ID].tolist()
+    assert got[C.HAS_IMAGE].tolist() == cli[C.HAS_IMAGE].tolist()
+    assert got[C.CONTENT_HASH].tolist() == cli[C.CONTENT_HASH].tolist()
+    assert (got[C.MODEL_VERSION] == cli[C.MODEL_VERSION]).all()
+    np.testing.assert_allclose(np.stack(got[C.EMBEDDING]), np.stack(cli[C.EMBEDDING]), rtol=0, atol=1e-5)
+
+    # the rejects are the CLI's too, with the same source rows and reasons
+    cli_rej = pd.read_parquet(cli_out.with_name("cli.rejects.parquet"))
+    rej = pd.read_parquet(base["out"] / S.REJECTS_DIR)
+    cols = [C.SOURCE_ROW, C.PRODUCT_ID, C.REJECT_FIELD, C.REJECT_REASON]
+    assert rej[cols].reset_index(drop=True).equals(cli_rej[cols].reset_index(drop=True))
+
+    # the Feast offline source: exact columns and types
+    schema = pads.dataset(base["out"], format="parquet", partitioning="hive").schema
+    assert schema.names == [C.PRODUCT_ID, C.EMBEDDING, C.HAS_IMAGE, C.CONTENT_HASH, C.EVENT_TIMESTAMP, C.MODEL_VERSION]
+    assert schema.field(C.EMBEDDING).type == pa.list_(pa.float32())
+    assert schema.field(C.EVENT_TIMESTAMP).type == pa.timestamp("us", tz="UTC")
+    assert base["report"]["rows_in"] == 12 + EXTRA and base["report"]["rows_embedded"] == len(cli)
+
+
+def test_bad_image_row_goes_to_rejects(base):
+    rej = pd.read_parquet(base["out"] / S.REJECTS_DIR).set_index(C.PRODUCT_ID)
+    assert rej.loc["p1", C.REJECT_FIELD] == C.IMAGE and "not a decodable image" in rej.loc["p1", C.REJECT_REASON]
+    assert rej.loc["p1", C.REJECT_VALUE] == "img/corrupt.jpg" and rej.loc["p1", C.SOURCE_ROW] == 1
+    assert "truncated" in rej.loc["p2", C.REJECT_REASON]
+    dup = rej[rej[C.REJECT_FIELD] == C.PRODUCT_ID].loc["p0"]
+    assert dup[C.SOURCE_ROW] == 6 and dup[C.REJECT_REASON] == "duplicate product_id (first accepted at row 0)"
+    got = read_table(base["out"])
+    assert "p1" not in set(got[C.PRODUCT_ID]) and got[C.PRODUCT_ID].is_unique
+    assert base["report"]["rows_out"] + base["report"]["rows_rejected"] == base["report"]["rows_in"]
+
+
+def change_catalog(catalog: Path) -> set[str]:
+    """v2: one title edited, one image's bytes replaced, one row removed, one row added."""
+    df = pd.read_csv(catalog, dtype=str, keep_default_na=False)
+    df.loc[df[C.PRODUCT_ID] == "x0", C.TITLE] = "Extra item zero, renamed"
+    (catalog.parent / "img" / "extra1.jpg").write_bytes(jpeg_bytes(999))
+    df = df[df[C.PRODUCT_ID] != "x2"]
+    (catalog.parent / "img" / "new.jpg").write_bytes(jpeg_bytes(555))
+    new = {c: "" for c in df.columns} | {C.PRODUCT_ID: "n1", C.TITLE: "New thing", C.IMAGE: "img/new.jpg"}
+    pd.concat([df, pd.DataFrame([new])], ignore_index=True).to_csv(catalog, index=False)
+    return {"x0", "x1", "n1"}
+
+
+def test_incremental_rerun_embeds_only_changed_rows(spark, ckpt, base, tmp_path):
+    shutil.copytree(base["catalog"].parent, tmp_path / "cat", ignore=shutil.ignore_patterns("table"))
+    catalog, out = tmp_path / "cat" / "catalog.csv", copy_table(base, tmp_path / "table")
+    before = read_table(out).set_index(C.PRODUCT_ID)
+
+    same = products.run(spark, job(ckpt, catalog, out))  # unchanged catalog: nothing embedded, same table
+    assert same["rows_embedded"] == 0 and same["rows_reused"] == len(before)
+    assert read_table(out).set_index(C.PRODUCT_ID).drop(columns=C.EMBEDDING).equals(before.drop(columns=C.EMBEDDING))
+
+    changed = change_catalog(catalog)
+    rep = products.run(spark, job(ckpt, catalog, out))
+    assert rep["rows_embedded"] == len(changed)
+    after = read_table(out).set_index(C.PRODUCT_ID)
+    assert "x2" not in after.index and after.index.is_unique
+    kept = sorted(set(after.index) - changed)
+    for pid in kept:  # untouched rows keep their vector and the time it was computed
+        assert np.array_equal(after.loc[pid, C.EMBEDDING], before.loc[pid, C.EMBEDDING])
+        assert after.loc[pid, C.EVENT_TIMESTAMP] == before.loc[pid, C.EVENT_TIMESTAMP]
+    for pid in changed:
+        assert after.loc[pid, C.EVENT_TIMESTAMP] > before[C.EVENT_TIMESTAMP].max()
+    assert not np.allclose(after.loc["x1", C.EMBEDDING], before.loc["x1", C.EMBEDDING])
+
+    full = products.run(spark, job(ckpt, catalog, tmp_path / "full", full=True))
+    ref = read_table(tmp_path / "full").set_index(C.PRODUCT_ID)
+    assert full["rows_embedded"] == len(ref)
+    assert after.index.tolist() == ref.index.tolist()
+    assert after[C.CONTENT_HASH].equals(ref[C.CONTENT_HASH]) and after[C.HAS_IMAGE].equals(ref[C.HAS_IMAGE])
+    np.testing.assert_allclose(np.stack(after[C.EMBEDDING]), np.stack(ref[C.EMBEDDING]), rtol=0, atol=1e-5)
+
+
+def test_crash_between_staging_and_commit_keeps_previous_table(spark, ckpt, base, tmp_path):
+    shutil.copytree(base["catalog"].parent, tmp_path / "cat", ignore=shutil.ignore_patterns("table"))
+    catalog, out = tmp_path / "cat" / "catalog.csv", copy_table(base, tmp_path / "table")
+    before = read_table(out)
+    changed = change_catalog(catalog)
+
+    def crash():
+        raise KeyboardInterrupt("killed between staging and commit")
+
+    with pytest.raises(KeyboardInterrupt):
+        products.run(spark, job(ckpt, catalog, out), before_commit=crash)
+    assert any((out / S.STAGING_DIR).iterdir())  # the complete staged run is there, uncommitted
+    kept = read_table(out)
+    assert kept.drop(columns=C.EMBEDDING).equals(before.drop(columns=C.EMBEDDING))
+    assert np.array_equal(np.stack(kept[C.EMBEDDING]), np.stack(before[C.EMBEDDING]))
+
+    rep = products.run(spark, job(ckpt, catalog, out))  # the rerun drops the abandoned staging
+    assert "abandoned staging" in rep["recovered"]
+    after = read_table(out)
+    assert after[C.PRODUCT_ID].is_unique and "n1" in set(after[C.PRODUCT_ID]) and "x2" not in set(after[C.PRODUCT_ID])
+    assert rep["rows_embedded"] == len(changed) and not (out / S.STAGING_DIR).exists()
+
+
+def _folder(path: Path, text: str) -> Path:
+    path.mkdir(parents=True)
+    (path / "part-0.parquet").write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("applied", ["nothing", "old_moved_out", "swapped"])
+def test_commit_rolls_forward_after_a_crash_inside_it(tmp_path, applied):
+    """A journal means the commit was decided: recover finishes it whatever step the crash hit."""
+    out, run, rel = tmp_path / "t", "r1", "model_version=v"
+    _folder(out / rel, "old")
+    src = _folder(table.staging(out, run) / rel, "new")
+    (src / table.RUN_MARKER).write_text(run)
+    (out / S.JOURNAL).write_text(f'{{"run_id": "{run}", "dirs": ["{rel}"], "report": {{"run_id": "{run}"}}}}')
+    if applied == "old_moved_out":
+        (out / S.TRASH_DIR / run).mkdir(parents=True)
+        os.rename(out / rel, out / S.TRASH_DIR / run / rel)
+    elif applied == "swapped" and not table._exchange(src, out / rel):
+        pytest.skip("no renameat2 exchange here")
+    assert "rolled forward" in table.recover(out)
+    assert (out / rel / "part-0.parquet").read_text() == "new"
+    assert not (out / S.JOURNAL).exists() and not (out / S.STAGING_DIR).exists()
+    assert (out / S.RUNS_DIR / f"{run}.json").exists()
+
+
+def test_embed_queries_matches_query_tower(spark, ckpt, tmp_path):
+    from dashclip.embed import QueryEmbedder
+
+    path = tmp_path / "queries.csv"
+    pd.DataFrame({"Query_ID": ["q1", "q2", "q1", "q3", "", "q4"],
+                  "query": ["red shirt", "  granny\tsmith ", "dup", "", "no id", "tea"]}).to_csv(path, index=False)
+    cfg = QueryJobConfig(queries=str(path), out=str(tmp_path / "q"),
+                         inference=InferenceConfig(checkpoint=str(ckpt), batch_size=2))
+    rep = queries.run(spark, cfg)
+    got = pd.read_parquet(tmp_path / "q").sort_values(C.QUERY_ID).reset_index(drop=True)
+    assert got[C.QUERY_ID].tolist() == ["q1", "q2", "q4"] and got[C.QUERY].tolist()[1] == "granny smith"
+    ref = QueryEmbedder(ckpt, device="cpu").embed(got[C.QUERY].tolist())
+    np.testing.assert_allclose(np.stack(got[C.EMBEDDING]), ref, rtol=0, atol=1e-5)
+    rej = pd.read_parquet(tmp_path / "q" / S.REJECTS_DIR)
+    assert rej[C.REJECT_REASON].tolist() == ["duplicate query_id", "empty query", "empty query_id"]
+    assert rej[C.SOURCE_ROW].tolist() == [2, 3, 4] and rep["rows_rejected"] == 3
+    assert queries.run(spark, cfg)["rows_embedded"] == 0  # unchanged: nothing re-embedded
+
+
+def test_consumer_profile_is_the_window_mean(spark, base, tmp_path):
+    emb = read_table(base["out"]).set_index(C.PRODUCT_ID)[C.EMBEDDING]
+    t = datetime(2024, 6, 30, tzinfo=timezone.utc)
+    day = timedelta(days=1)
+    rows = [
+        ("c1", "p0", t - 10 * day), ("c1", "p3", t - 100 * day), ("c1", "p7", t), ("c1", "p0", t - 1 * day),
+        ("c2", "p10", t - 84 * day), ("c2", "p4", t - 83.9 * day), ("c2", "x3", t + day),  # after T: not yet
+        ("c3", "unknown", t - day), ("c3", "p0", None), ("", "p0", t),
+    ]
+    pur = pd.DataFrame(rows, columns=[S.CONSUMER_ID, C.PRODUCT_ID, S.TIMESTAMP])
+    pur[S.TIMESTAMP] = [r.isoformat() if r is not None else "yesterday" for r in pur[S.TIMESTAMP]]
+    pur.to_csv(tmp_path / "purchases.csv", index=False)
+    cfg = ProfileJobConfig(purchases=str(tmp_path / "purchases.csv"), embeddings=str(base["out"]),
+                           out=str(tmp_path / "prof"), as_of=[t.isoformat(), (t + 2 * day).isoformat()])
+    rep = profiles.run(spark, cfg)
+    got = pd.read_parquet(tmp_path / "prof").set_index([S.CONSUMER_ID, C.EVENT_TIMESTAMP]).sort_index()
+    at_t = pd.Timestamp(t)
+    want = {"c1": ["p0", "p7", "p0"], "c2": ["p4"]}
+    for cid, pids in want.items():
+        row = got.loc[(cid, at_t)]
+        np.testing.assert_allclose(row[C.EMBEDDING], np.mean([emb[p] for p in pids], axis=0), atol=1e-6)
+        assert row[S.N_PURCHASES] == len(pids)
+    assert got.loc[("c2", pd.Timestamp(t + 2 * day)), S.N_PURCHASES] == 1  # x3 only: p4 has left the window
+    assert ("c3", at_t) not in got.index and len(got) == 4
+    assert str(got.reset_index()[C.EVENT_TIMESTAMP].dt.tz) == "UTC"
+    rej = pd.read_parquet(tmp_path / "prof" / S.REJECTS_DIR)
+    assert sorted(rej[C.REJECT_REASON]) == sorted(["no embedding for this product in the model version",
+                                                    "not a timestamp", "empty consumer_id"])
+    assert rep["rows_rejected"] == 3
+
+    # another snapshot time keeps the first; the same times again replace their rows (no duplicates)
+    profiles.run(spark, cfg.model_copy(update={"as_of": [(t + 30 * day).isoformat()]}))
+    profiles.run(spark, cfg)
+    again = pd.read_parquet(tmp_path / "prof")
+    assert len(again) == 4 + 2 and not again.duplicated([S.CONSUMER_ID, C.EVENT_TIMESTAMP]).any()

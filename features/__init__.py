@@ -1,0 +1,1 @@
+"""Feature store plumbing: Feast definitions, fast Redis reads and writes, similarity features."""

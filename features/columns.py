@@ -1,0 +1,100 @@
+"""Feature-side names, defined once: entities, feature views, stats columns, environment variables.
+
+Embedding-table columns (product_id, embedding, model_version, event_timestamp, ...) live in
+`dashclip.columns`; this module adds what only the feature store and the ranker use.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dashclip.columns import EMBEDDING, EVENT_TIMESTAMP, PRODUCT_ID, QUERY_ID  # noqa: F401
+
+CONSUMER_ID = "consumer_id"
+CATEGORY_ID = "category"  # join key of the category stats view (the catalog's category path)
+CREATED_TIMESTAMP = "created_timestamp"
+
+# Feast entities (entity name -> join key)
+PRODUCT_ENTITY = "product"
+QUERY_ENTITY = "query"
+CONSUMER_ENTITY = "consumer"
+CATEGORY_ENTITY = "category"
+JOIN_KEYS = {
+    PRODUCT_ENTITY: PRODUCT_ID,
+    QUERY_ENTITY: QUERY_ID,
+    CONSUMER_ENTITY: CONSUMER_ID,
+    CATEGORY_ENTITY: CATEGORY_ID,
+}
+
+# ranker statistics (non-embedding features; the ranking issue writes these parquet files)
+PRODUCT_IMPRESSIONS = "product_impressions"
+PRODUCT_CLICKS = "product_clicks"
+PRODUCT_CONVERSIONS = "product_conversions"
+PRODUCT_CTR = "product_ctr"
+PRODUCT_CVR = "product_cvr"
+CATEGORY_IMPRESSIONS = "category_impressions"
+CATEGORY_CTR = "category_ctr"
+CATEGORY_CVR = "category_cvr"
+CONSUMER_ORDERS = "consumer_orders"
+CONSUMER_CTR = "consumer_ctr"
+CONSUMER_DAYS_SINCE_LAST_ORDER = "consumer_days_since_last_order"
+HAS_IMAGE_FEATURE = "has_image"
+
+# similarity features (features/similarity.py)
+COS_QUERY_PRODUCT = "cos_query_product"
+COS_CONSUMER_PRODUCT = "cos_consumer_product"
+RANK_QUERY_PRODUCT = "rank_query_product"
+RANK_CONSUMER_PRODUCT = "rank_consumer_product"
+COS_QUERY_CONSUMER = "cos_query_consumer"
+COS_QUERY_PRODUCT_GAP = "cos_query_product_gap_to_best"
+COS_QUERY_PRODUCT_Z = "cos_query_product_z"
+COS_PRODUCT_TO_CENTROID = "cos_product_to_request_centroid"
+SIMILARITY_FEATURES = (
+    COS_QUERY_PRODUCT,
+    COS_CONSUMER_PRODUCT,
+    RANK_QUERY_PRODUCT,
+    RANK_CONSUMER_PRODUCT,
+    COS_QUERY_CONSUMER,
+    COS_QUERY_PRODUCT_GAP,
+    COS_QUERY_PRODUCT_Z,
+    COS_PRODUCT_TO_CENTROID,
+)
+
+# environment variables read by feature_repo/ and features/
+ENV_REDIS_URL = "REDIS_URL"  # redis://[:password@]host:port[/db] or rediss:// for TLS
+ENV_FEAST_REDIS = "FEAST_REDIS_CONNECTION"  # Feast format: host:port,db=0,password=..,ssl=true
+ENV_DATA_DIR = "DASHCLIP_FEATURE_DATA"  # folder with the offline parquet tables
+ENV_MODEL_VERSIONS = "DASHCLIP_MODEL_VERSIONS"  # comma list of live model versions
+ENV_SOURCES = "DASHCLIP_FEAST_SOURCES"  # file (default) or spark (feature_store.spark.yaml)
+
+# offline tables under the data folder (each a parquet file or a folder of parquet files)
+PRODUCT_EMBEDDINGS_TABLE = "product_embeddings"
+QUERY_EMBEDDINGS_TABLE = "query_embeddings"
+CONSUMER_EMBEDDINGS_TABLE = "consumer_embeddings"
+PRODUCT_STATS_TABLE = "product_stats.parquet"
+CATEGORY_STATS_TABLE = "category_stats.parquet"
+CONSUMER_STATS_TABLE = "consumer_stats.parquet"
+
+PRODUCT_STATS_VIEW = "product_stats"
+CATEGORY_STATS_VIEW = "category_stats"
+CONSUMER_STATS_VIEW = "consumer_stats"
+RANKER_SERVICE_PREFIX = "ranker"
+
+_SLUG = re.compile(r"[^0-9A-Za-z_]+")
+
+
+def version_slug(model_version: str) -> str:
+    """A model version as it appears in Feast object names ('2025-01-v1' -> '2025_01_v1')."""
+    slug = _SLUG.sub("_", str(model_version)).strip("_")
+    if not slug:
+        raise ValueError(f"model_version {model_version!r} has no usable characters for a view name")
+    return slug
+
+
+def embedding_view_name(entity: str, model_version: str) -> str:
+    """'product', 'v1' -> 'product_embedding__v1': one view per entity and model version."""
+    return f"{entity}_embedding__{version_slug(model_version)}"
+
+
+def ranker_service_name(model_version: str) -> str:
+    return f"{RANKER_SERVICE_PREFIX}__{version_slug(model_version)}"

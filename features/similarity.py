@@ -1,0 +1,121 @@
+"""Similarity features from DashCLIP embeddings, one code path for training frames and requests.
+
+Everything is computed on a flat batch of (request, candidate) rows with a request id per row:
+online, one request is a batch with a single group; offline, a training frame holds many groups.
+Both call `similarity_features`, so the numbers are identical by construction (tested).
+
+Features (NaN where an input embedding is missing):
+- cos_query_product: cosine(query, product).
+- cos_consumer_product: cosine(consumer profile, product); the profile is the mean of the
+  embeddings of the consumer's recent purchases (`consumer_profile`), as in the DashCLIP paper.
+- rank_query_product / rank_consumer_product: 1-based rank of the candidate within its request
+  by those cosines (descending; ties by candidate order; missing last with NaN rank).
+- cos_query_consumer: cosine(query, consumer profile), the same for all candidates of a request.
+- cos_query_product_gap_to_best: best cos_query_product in the request minus this one.
+- cos_query_product_z: cos_query_product standardised within the request.
+- cos_product_to_request_centroid: cosine(product, mean of the request's candidate embeddings),
+  how typical a candidate is of the slate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from features import columns as C
+
+EPS = 1e-12
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows to unit length (zero rows stay zero). float64 for stable, order-free arithmetic."""
+    x = np.ascontiguousarray(x, dtype=np.float64)  # same memory layout online and offline
+    norm = np.sqrt((x * x).sum(axis=-1, keepdims=True))
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > EPS)
+
+
+def consumer_profile(purchases: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """(k, d) embeddings of recent purchases -> (d,) float32 unit profile (zeros when k == 0)."""
+    purchases = l2_normalize(purchases)  # (k, d)
+    if purchases.shape[0] == 0:
+        return np.zeros(purchases.shape[1], dtype=np.float32)
+    w = np.ones(len(purchases)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return l2_normalize((w[:, None] * purchases).sum(0) / max(w.sum(), EPS)).astype(np.float32)
+
+
+def _rowcos(a: np.ndarray, b: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    cos = (l2_normalize(a) * l2_normalize(b)).sum(axis=1)  # (n,); a row's value depends on that row only
+    return np.where(ok, cos, np.nan)
+
+
+def _group_rank(score: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """1-based descending rank within each group; NaN scores rank last and get NaN."""
+    n = score.shape[0]
+    nan = np.isnan(score)
+    order = np.lexsort((np.arange(n), np.where(nan, np.inf, -score), group))  # by group, -score, position
+    g_sorted = group[order]
+    starts = np.r_[0, np.flatnonzero(g_sorted[1:] != g_sorted[:-1]) + 1]
+    first = np.repeat(starts, np.diff(np.r_[starts, n]))  # start index of each row's group run
+    rank = np.empty(n, dtype=np.float64)
+    rank[order] = np.arange(n) - first + 1
+    rank[nan] = np.nan
+    return rank
+
+
+def _group_stats(x: np.ndarray, inv: np.ndarray, ngroups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row (max, mean, std) of x over its group, ignoring NaN."""
+    ok = ~np.isnan(x)
+    xv = np.where(ok, x, 0.0)
+    cnt = np.bincount(inv, weights=ok, minlength=ngroups)
+    mean = np.bincount(inv, weights=xv, minlength=ngroups) / np.maximum(cnt, 1)
+    var = np.bincount(inv, weights=np.where(ok, (x - mean[inv]) ** 2, 0.0), minlength=ngroups) / np.maximum(cnt, 1)
+    mx = np.full(ngroups, -np.inf)
+    np.maximum.at(mx, inv[ok], x[ok])
+    empty = cnt == 0
+    mean[empty], mx[empty] = np.nan, np.nan
+    return mx[inv], mean[inv], np.sqrt(var)[inv]
+
+
+def similarity_features(products: np.ndarray, product_found: np.ndarray, query: np.ndarray, query_found: np.ndarray,
+                        consumer: np.ndarray, consumer_found: np.ndarray, group: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Flat batch of n candidate rows -> {feature name: (n,) float64}.
+
+    products (n, d); query and consumer (n, d) or (d,) (broadcast: one request); *_found (n,) or
+    scalar bool; group (n,) request id of each row (None: all rows are one request).
+    """
+    products = np.asarray(products)
+    n = products.shape[0]
+    q = np.broadcast_to(np.asarray(query), products.shape)
+    c = np.broadcast_to(np.asarray(consumer), products.shape)
+    pf = np.asarray(product_found, dtype=bool)
+    qf = np.broadcast_to(np.asarray(query_found, dtype=bool), (n,))
+    cf = np.broadcast_to(np.asarray(consumer_found, dtype=bool), (n,))
+    group = np.zeros(n, dtype=np.int64) if group is None else np.asarray(group)
+    _, inv = np.unique(group, return_inverse=True)
+    inv = inv.ravel()
+    ngroups = int(inv.max()) + 1 if n else 0
+
+    cos_qp = _rowcos(q, products, qf & pf)
+    cos_cp = _rowcos(c, products, cf & pf)
+    best, mean, std = _group_stats(cos_qp, inv, ngroups)
+
+    pn = l2_normalize(products) * pf[:, None]  # (n, d), missing rows zero
+    centroid = np.zeros((ngroups, products.shape[1]))
+    np.add.at(centroid, inv, pn)
+    cos_centroid = _rowcos(centroid[inv], products, pf & (np.bincount(inv, weights=pf, minlength=ngroups)[inv] > 0))
+
+    return {
+        C.COS_QUERY_PRODUCT: cos_qp,
+        C.COS_CONSUMER_PRODUCT: cos_cp,
+        C.RANK_QUERY_PRODUCT: _group_rank(cos_qp, inv),
+        C.RANK_CONSUMER_PRODUCT: _group_rank(cos_cp, inv),
+        C.COS_QUERY_CONSUMER: _rowcos(q, c, qf & cf),
+        C.COS_QUERY_PRODUCT_GAP: best - cos_qp,
+        C.COS_QUERY_PRODUCT_Z: (cos_qp - mean) / (std + 1e-6),
+        C.COS_PRODUCT_TO_CENTROID: cos_centroid,
+    }
+
+
+def request_features(req) -> dict[str, np.ndarray]:
+    """Similarity features of one online request (`online.RequestEmbeddings`)."""
+    return similarity_features(req.products, req.product_found, req.query, req.query_found,
+                               req.consumer, req.consumer_found)

@@ -1,0 +1,168 @@
+"""Load test of the ads server from a separate process: open-loop requests at a fixed rate.
+
+    python bench/serve_load.py --sim runs/ranker/sim [--url http://127.0.0.1:8000] [--rate 50] \
+        [--duration 60] [--candidates 100] [--ramp 100,150,200,300] [--ramp-duration 15] \
+        [--serve "--models runs/ranker/models/with_embeddings --checkpoint runs/pipeline/stage2"]
+
+Requests replay the simulated log's (consumer, query) pairs with `--candidates` product ids each.
+Without `--url` it starts `python -m ranking.serve` itself (arguments from `--serve`), in its own
+process, and stops it at the end. Sends are scheduled at fixed intervals (open loop: a slow
+answer does not delay the next send); latency is measured at the client. After the main run,
+`--ramp` tries higher rates; `max_rate_held_rps` is the highest rate (main or ramp) held with zero
+errors, p99 under `--p99-target-ms` and at least 95% of the target rate achieved. Writes
+`bench/results/serve_load.json` and prints the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def payloads(sim: Path, n: int, candidates: int, seed: int = 0) -> list[bytes]:
+    req = pd.read_parquet(sim / "requests.parquet", columns=["consumer_id", "query_id", "query"])
+    pids = pd.read_parquet(sim / "bids.parquet", columns=["product_id"])["product_id"].to_numpy()
+    rng = np.random.default_rng(seed)
+    rows = req.sample(n=min(n, len(req)), random_state=seed, replace=len(req) < n)
+    out = []
+    for r in rows.itertuples():
+        cands = rng.choice(pids, size=min(candidates, len(pids)), replace=False).tolist()
+        out.append(json.dumps({"consumer_id": r.consumer_id, "query": r.query, "query_id": r.query_id,
+                               "candidate_ids": cands, "k": 10}).encode())
+    return out
+
+
+async def run_rate(url: str, bodies: list[bytes], rate: float, duration: float) -> dict:
+    n = int(rate * duration)
+    lat = np.full(n, np.nan)
+    errors = []
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=url, timeout=5.0, limits=limits) as client:
+        async def one(i: int) -> None:
+            t = time.perf_counter()
+            try:
+                r = await client.post("/rank", content=bodies[i % len(bodies)], headers={"content-type": "application/json"})
+                if r.status_code != 200:
+                    errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
+                    return
+                lat[i] = time.perf_counter() - t
+            except httpx.HTTPError as e:
+                errors.append(f"{type(e).__name__}: {e}")
+
+        tasks = []
+        t0 = time.perf_counter()
+        for i in range(n):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        sent_s = time.perf_counter() - t0
+        await asyncio.gather(*tasks)
+    ok = lat[~np.isnan(lat)] * 1000
+    return {"rate_rps": rate, "duration_s": duration, "requests": n, "errors": len(errors),
+            "achieved_rps": round(n / max(sent_s, 1e-9), 2),
+            "p50_ms": round(float(np.percentile(ok, 50)), 3) if ok.size else None,
+            "p99_ms": round(float(np.percentile(ok, 99)), 3) if ok.size else None,
+            "max_ms": round(float(ok.max()), 3) if ok.size else None, "first_errors": errors[:5]}
+
+
+def held(r: dict, p99_target: float) -> bool:
+    return r["errors"] == 0 and r["p99_ms"] is not None and r["p99_ms"] < p99_target and r["achieved_rps"] >= 0.95 * r["rate_rps"]
+
+
+def start_server(args_line: str) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "ranking.serve", "--port", str(port), *shlex.split(args_line)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/health", timeout=1.0).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {' '.join(cmd)}")
+        time.sleep(0.5)
+    proc.terminate()
+    raise RuntimeError("server did not become healthy in 300 s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sim", default="runs/ranker/sim", help="simulated logs of ranking.train (requests, bids)")
+    ap.add_argument("--url", default=None)
+    ap.add_argument("--serve", default="", help="arguments for python -m ranking.serve when --url is not given")
+    ap.add_argument("--rate", type=float, default=50.0)
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--candidates", type=int, default=100)
+    ap.add_argument("--ramp", default="100,150,200,300")
+    ap.add_argument("--ramp-duration", type=float, default=15.0)
+    ap.add_argument("--p99-target-ms", type=float, default=25.0)
+    ap.add_argument("--out", default=str(RESULTS / "serve_load.json"))
+    args = ap.parse_args(argv)
+    bodies = payloads(Path(args.sim), 2000, args.candidates)
+    proc = None
+    url = args.url
+    if url is None:
+        proc, url = start_server(args.serve)
+    try:
+        asyncio.run(run_rate(url, bodies, 20.0, 3.0))  # warm-up: connections, caches
+        main_run = asyncio.run(run_rate(url, bodies, args.rate, args.duration))
+        print(f"{args.rate:.0f} req/s for {args.duration:.0f} s: p50 {main_run['p50_ms']} ms, p99 {main_run['p99_ms']} ms, "
+              f"errors {main_run['errors']}", flush=True)
+        ramp = []
+        best = args.rate if held(main_run, args.p99_target_ms) else 0.0
+        for rate in [float(x) for x in args.ramp.split(",") if x.strip()]:
+            if rate <= best and best:
+                continue
+            r = asyncio.run(run_rate(url, bodies, rate, args.ramp_duration))
+            ramp.append(r)
+            print(f"  ramp {rate:.0f} req/s: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}, "
+                  f"achieved {r['achieved_rps']} req/s", flush=True)
+            if not held(r, args.p99_target_ms):
+                break
+            best = rate
+        health = httpx.get(url + "/health", timeout=2.0).json()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+    result = {
+        "rate_rps": args.rate, "duration_s": args.duration, "requests": main_run["requests"], "errors": main_run["errors"],
+        "p50_ms": main_run["p50_ms"], "p99_ms": main_run["p99_ms"], "max_rate_held_rps": best,
+        "candidates_per_request": args.candidates, "p99_target_ms": args.p99_target_ms,
+        "main_run": main_run, "ramp": ramp, "server": {k: health.get(k) for k in ("model_version", "ranker")},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+                    "note": os.environ.get("BENCH_NOTE", "")},
+        "load_generator": "separate process (this script, asyncio + httpx, open loop)",
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("rate_rps", "duration_s", "requests", "errors", "p50_ms", "p99_ms",
+                                              "max_rate_held_rps")}))
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

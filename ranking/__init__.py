@@ -1,0 +1,1 @@
+"""LightGBM ads ranker over DashCLIP features: traffic simulator, training and lift report, ads server."""

@@ -20,20 +20,36 @@ def same_key_targets(keys: torch.Tensor) -> torch.Tensor:
     return t / t.sum(1, keepdim=True)
 
 
+def grouped_targets(keys: torch.Tensor, group_keys: torch.Tensor, group_weight: float) -> torch.Tensor:
+    """Same-key targets with ``group_weight`` of each row's mass spread over same-group rows.
+
+    E.g. keys = titles, groups = leaf categories: the exact item keeps most of the mass and
+    other items of its category share the rest, instead of being pushed away as negatives.
+    Rows with no other group member keep all mass on their key.
+    """
+    same = (keys[:, None] == keys[None, :]).float()
+    group = ((group_keys[:, None] == group_keys[None, :]) & (same == 0)).float()
+    g_sum = group.sum(1, keepdim=True)
+    w = torch.where(g_sum > 0, torch.full_like(g_sum, group_weight), torch.zeros_like(g_sum))
+    return (1 - w) * same / same.sum(1, keepdim=True) + w * group / g_sum.clamp_min(1.0)
+
+
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean over rows of -sum_j targets_ij log softmax(logits)_ij."""
     return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 
 def itc_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float,
-             keys: torch.Tensor | None = None) -> torch.Tensor:
+             keys: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric contrastive loss between aligned rows of a (B, E) and b (B, E), L2-normalised.
 
-    With ``keys`` (B,), rows sharing a key are all positives (soft targets); without, the
-    diagonal is the only positive.
+    With ``keys`` (B,), rows sharing a key are all positives (soft targets); ``targets`` (B, B)
+    gives the soft targets directly (e.g. ``grouped_targets``); with neither, the diagonal is
+    the only positive.
     """
     logits = logit_scale * a @ b.t()  # (B, B)
-    targets = same_key_targets(keys) if keys is not None else torch.eye(len(a), device=a.device)
+    if targets is None:
+        targets = same_key_targets(keys) if keys is not None else torch.eye(len(a), device=a.device)
     return 0.5 * (soft_cross_entropy(logits, targets) + soft_cross_entropy(logits.t(), targets.t()))
 
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from dashclip import columns as C
 from dashclip.catalog import load_products
 from dashclip.config import load_model_config
-from dashclip.losses import itc_loss, itm_loss, sample_hard_negatives
+from dashclip.losses import grouped_targets, itc_loss, itm_loss, sample_hard_negatives
 from dashclip.model import DashCLIP
 from dashclip.trunk_cache import TrunkCache, build_trunk_cache
 
@@ -43,15 +43,16 @@ class Stage1Config(BaseModel):
 
     catalog: str = Field(default_factory=default_catalog, description="catalog file or ingested products.parquet")
     model: str = "dashclip-base"  # named architecture or JSON path
-    epochs: int = Field(6, ge=1)
+    epochs: int = Field(8, ge=1)
     batch_size: int = Field(128, ge=4)
     lr: float = 5e-4  # new layers (fusion, projections, heads)
-    lr_backbone: float = 5e-5  # fine-tuned top of the image tower
+    lr_backbone: float = 2e-4  # fine-tuned top of the image tower
     weight_decay: float = 0.01
     warmup_steps: int = 50
-    text_dropout: float = Field(0.3, ge=0, le=1)
+    text_dropout: float = Field(0.5, ge=0, le=1)
     image_dropout: float = Field(0.1, ge=0, le=1)
     itm_fraction: float = Field(0.25, ge=0, le=1)
+    category_target_weight: float = Field(0.2, ge=0, lt=1)  # target mass shared with same-category items
     w_itc: float = 1.0
     w_itm: float = 1.0
     w_align_text: float = 1.0
@@ -65,10 +66,12 @@ class Stage1Config(BaseModel):
 
 
 def class_keys(products: pd.DataFrame) -> torch.Tensor:
-    """Integer key per product: the normalised title (same title = same class, not a negative)."""
+    """(N, 2) integer keys: the normalised title (same title = same class, never a negative) and
+    the leaf category (same category shares a little target mass; see ``grouped_targets``)."""
     t = products[C.TITLE].str.lower().str.strip()
     t = t.where(t != "", "__id__" + products[C.PRODUCT_ID])
-    return torch.as_tensor(pd.factorize(t)[0], dtype=torch.long)
+    c = products[C.CATEGORY].where(products[C.CATEGORY] != "", "__id__" + products[C.PRODUCT_ID])
+    return torch.stack([torch.as_tensor(pd.factorize(t)[0]), torch.as_tensor(pd.factorize(c)[0])], 1).long()
 
 
 def lr_lambda(step: int, warmup: int, total: int) -> float:
@@ -118,17 +121,18 @@ def _with_empty_text(states, mask, rows, cache: TrunkCache):
 def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
                 gen: torch.Generator, train: bool = True) -> dict[str, torch.Tensor]:
     img, has, txt, msk = _batch(cache, idx)
-    k = keys[idx]
+    k, kc = keys[idx, 0], keys[idx, 1]
     B = len(idx)
     drop_text = (torch.rand(B, generator=gen) < cfg.text_dropout) & has if train else torch.zeros(B, dtype=torch.bool)
     drop_img = (torch.rand(B, generator=gen) < cfg.image_dropout) & ~drop_text if train else torch.zeros(B, dtype=torch.bool)
     f_txt, f_msk = _with_empty_text(txt, msk, drop_text, cache) if drop_text.any() else (txt, msk)
     out = model(img, has, txt, msk, fusion_states=f_txt, fusion_mask=f_msk, fusion_has_image=has & ~drop_img)
     s = out["logit_scale"]
+    t_img = grouped_targets(k[has], kc[has], cfg.category_target_weight)
     losses = {
-        "itc": itc_loss(out["image"][has], out["text"][has], s, k[has]),
+        "itc": itc_loss(out["image"][has], out["text"][has], s, targets=t_img),
         "align_text": itc_loss(out["product"], out["text"], s, k),
-        "align_image": itc_loss(out["product"][has], out["image"][has], s, k[has]),
+        "align_image": itc_loss(out["product"][has], out["image"][has], s, targets=t_img),
     }
     # ITM on hard negatives, for rows whose fusion saw their own full text and image
     sub = torch.nonzero(has & ~drop_text & ~drop_img).squeeze(1)[: max(2, int(cfg.itm_fraction * B))]
@@ -183,7 +187,7 @@ def validate(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.
     metrics = {f"val_{k}": v / max(n, 1) for k, v in tot.items()}
     full = embed_cached(model, cache, idx)
     img_only = embed_cached(model, cache, idx, image_only=True)
-    kk = keys[idx]
+    kk = keys[idx, 0]
     metrics["val_text_to_imageonly_R@10"] = recall_at_k(full["text"], img_only["product"], kk, kk, 10)
     metrics["val_text_to_product_R@1"] = recall_at_k(full["text"], full["product"], kk, kk, 1)
     return metrics

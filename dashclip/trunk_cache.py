@@ -2,13 +2,15 @@
 
 For every product: the image trunk output (e.g. EfficientNet's 7x7x192 map before the
 fine-tuned top block) and the frozen text tower's token states (padded to max_length), both as
-float16. The cache file is keyed by the model config and the products' content hashes, so a
-changed catalog or architecture recomputes it and an unchanged one loads in seconds.
+float16. Cache files are keyed by the trunk configs and the products' content hashes, with an
+index of those hashes beside each file: any request whose products a saved cache already holds
+(the same catalog, or a split or subset of it) loads in seconds; anything else recomputes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +39,36 @@ class TrunkCache:
         return len(self.has_image)
 
 
-def cache_key(model: DashCLIP, products: pd.DataFrame, with_text: bool) -> str:
+def config_key(model: DashCLIP, with_text: bool) -> str:
+    """The frozen trunks' identity: image and text tower configs (fusion/heads do not matter)."""
     h = hashlib.sha256((model.cfg.image.model_dump_json() + model.cfg.text.model_dump_json()).encode())
     h.update(str(with_text).encode())
+    return h.hexdigest()[:12]
+
+
+def data_key(products: pd.DataFrame) -> str:
+    h = hashlib.sha256()
     for v in products[C.CONTENT_HASH]:
         h.update(v.encode())
-    return h.hexdigest()[:16]
+    return h.hexdigest()[:12]
+
+
+def _slice(cache: TrunkCache, rows: list[int]) -> TrunkCache:
+    idx = torch.as_tensor(rows, dtype=torch.long)
+    return TrunkCache(image=cache.image[idx], has_image=cache.has_image[idx], text=cache.text[idx],
+                      mask=cache.mask[idx], empty_text=cache.empty_text, empty_mask=cache.empty_mask)
+
+
+def _find_covering(cache_dir: Path, ckey: str, hashes: list[str]) -> TrunkCache | None:
+    """A saved cache of the same trunks holding every requested product (e.g. a split of it)."""
+    for index_file in sorted(cache_dir.glob(f"trunk-{ckey}-*.json")):
+        saved = json.loads(index_file.read_text())
+        pos = {h: i for i, h in enumerate(saved)}
+        if all(h in pos for h in hashes):
+            log.info("trunk cache hit: %s", index_file.with_suffix(".pt"))
+            full = TrunkCache(**torch.load(index_file.with_suffix(".pt"), weights_only=True))
+            return _slice(full, [pos[h] for h in hashes])
+    return None
 
 
 @torch.no_grad()
@@ -70,10 +96,11 @@ def build_trunk_cache(model: DashCLIP, products: pd.DataFrame, cache_dir: str | 
     model.eval()
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"trunk-{cache_key(model, products, with_text)}.pt"
-        if path.exists():
-            log.info("loading trunk cache %s", path)
-            return TrunkCache(**torch.load(path, weights_only=True))
+        ckey = config_key(model, with_text)
+        hit = _find_covering(Path(cache_dir), ckey, products[C.CONTENT_HASH].tolist())
+        if hit is not None:
+            return hit
+        path = Path(cache_dir) / f"trunk-{ckey}-{data_key(products)}.pt"
     cfg = model.cfg.image
     ds = ProductDataset(products, image_size=cfg.image_size, mean=cfg.mean, std=cfg.std, with_text=with_text)
     probe = model.image_tower.trunk(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
@@ -93,4 +120,5 @@ def build_trunk_cache(model: DashCLIP, products: pd.DataFrame, cache_dir: str | 
         tmp = path.with_suffix(".tmp")
         torch.save(cache.__dict__, tmp)
         tmp.replace(path)
+        path.with_suffix(".json").write_text(json.dumps(products[C.CONTENT_HASH].tolist()))
     return cache

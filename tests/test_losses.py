@@ -79,3 +79,14 @@ def test_qcc_valid_mask_and_rows_without_positives():
     # masking out the competing candidate leaves only the positive: zero loss
     masked = qcc_loss(q[:1], p, labels[:1], 10.0, valid=torch.tensor([[True, False]]))
     assert float(masked) < 1e-6
+
+
+def test_grouped_targets_share_a_little_mass_with_the_category():
+    from dashclip.losses import grouped_targets
+
+    titles = torch.tensor([0, 1, 2, 3])
+    cats = torch.tensor([5, 5, 5, 6])
+    t = grouped_targets(titles, cats, 0.2)
+    assert torch.allclose(t.sum(1), torch.ones(4))
+    assert torch.allclose(t[0], torch.tensor([0.8, 0.1, 0.1, 0.0]))
+    assert torch.allclose(t[3], torch.tensor([0.0, 0.0, 0.0, 1.0]))  # alone in its category

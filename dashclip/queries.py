@@ -13,7 +13,8 @@ Grading rules (the seed "human" annotator):
 - 3 exact: the product is of the named type (or under it) and matches every attribute and
   keyword;
 - 2 substitute: the product is of the named type with one attribute/keyword mismatch (not
-  gender), or of a sibling type (same parent category) matching every attribute;
+  gender), or of a sibling type (same parent category below the top-level department, e.g.
+  shirts for tees, one apple variety for another) matching every attribute;
 - 1 partial/complement: of the named type or a sibling with more mismatches or the other
   gender; or the same top-level department matching the attributes;
 - 0 irrelevant: anything else. A query without a type is graded on attributes/keywords alone
@@ -160,7 +161,7 @@ class Lexicon:
                 if gram in self.type_terms:
                     # the last type named is the head noun ("apple juice" is juice); earlier
                     # type words become keywords that qualify it
-                    if it.types:
+                    if it.types and self.type_terms[gram] != it.types:
                         it.keywords.extend(heads)
                     it.types = set(self.type_terms[gram])
                     heads = [gram]
@@ -220,7 +221,9 @@ def _type_relation(types: set[str], path: str) -> int:
         if path == t or path.startswith(t + " > "):
             return 3
         tsegs, psegs = t.split(" > "), path.split(" > ")
-        if len(tsegs) >= 2 and psegs[: len(tsegs) - 1] == tsegs[:-1]:
+        # siblings share a parent below the department ("Topwear" for shirts and tees, "Apple"
+        # for two apple varieties); two fruits that only share "Fruit" are not substitutes
+        if len(tsegs) >= 3 and psegs[: len(tsegs) - 1] == tsegs[:-1]:
             best = max(best, 2)
         elif tsegs[0] == psegs[0]:
             best = max(best, 1)

@@ -153,9 +153,10 @@ def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: tor
 @torch.no_grad()
 def embed_cached(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, image_only: bool = False,
                  batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Image, text and product embeddings of cached rows (product from the empty text if image_only)."""
+    """Image, text and product embeddings (and the fused pooled states) of cached rows; the
+    product embedding comes from the empty text when image_only."""
     model.eval()
-    outs: dict[str, list] = {"image": [], "text": [], "product": []}
+    outs: dict[str, list] = {"image": [], "text": [], "product": [], "fused": []}
     for s in range(0, len(idx), batch_size):
         b = idx[s:s + batch_size]
         img, has, txt, msk = _batch(cache, b)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
@@ -58,9 +60,14 @@ class Stage2Config(BaseModel):
     teacher_lr: float = 4e-5
     teacher_batch_size: int = 32
     teacher_max_length: int = 64
-    epochs: int = Field(4, ge=1)
+    epochs: int = Field(8, ge=1)
     batch_size: int = 64
-    lr: float = 3e-5  # query tower
+    lr: float = 5e-5  # query tower
+    # "frozen": product embeddings fixed (default); "projection": the product projection is
+    # fine-tuned jointly on the cached fused states (the paper's end-to-end option, made cheap)
+    product_tower: Literal["frozen", "projection"] = "frozen"
+    lr_product: float = 1e-4
+    reuse_labels_from: str | None = None  # a stage-2 output folder whose labels.parquet to reuse
     lr_proj: float = 3e-4  # query projection and temperature
     random_negatives: int = 256
     warmup_steps: int = 20
@@ -160,6 +167,22 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     return labelled, stats
 
 
+def reuse_label_set(src: Path, train_df: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, dict]:
+    """Labels built by an earlier stage-2 run over the same training products (ablations)."""
+    labelled = pd.read_parquet(src / "labels.parquet")
+    row = {p: i for i, p in enumerate(train_df[C.PRODUCT_ID])}
+    missing = set(labelled[C.PRODUCT_ID]) - set(row)
+    if missing:
+        raise ValueError(f"reuse_labels_from={src}: {len(missing)} labelled products are not training products")
+    labelled["row"] = labelled[C.PRODUCT_ID].map(row).to_numpy()
+    for name in ("labels.parquet", "seed_labels.parquet", "train_queries.csv"):
+        (out / name).write_bytes((src / name).read_bytes())
+    prev = json.loads((src / "stage2_summary.json").read_text())
+    stats = {k: v for k, v in prev.items() if k.startswith(("queries", "pairs", "seed", "teacher"))}
+    stats["labels_reused_from"] = str(src)
+    return labelled, stats
+
+
 def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     out = Path(out)
@@ -175,11 +198,15 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     tr_idx, va_idx = np.nonzero(split == "train")[0], np.nonzero(split == "val")[0]
     if len(va_idx) == 0:
         va_idx = tr_idx[: max(1, len(tr_idx) // 5)]
-    p_all = embed_cached(model, cache, torch.arange(len(products)))["product"].numpy()  # frozen product tower
+    emb = embed_cached(model, cache, torch.arange(len(products)))
+    p_all, fused_all = emb["product"].numpy(), emb["fused"]  # stage-1 product tower
     train_df, val_df = products.iloc[tr_idx].reset_index(drop=True), products.iloc[va_idx].reset_index(drop=True)
     p_train, p_val = p_all[tr_idx], p_all[va_idx]
 
-    labelled, stats = build_label_set(cfg, model, train_df, p_train, out, progress)
+    if cfg.reuse_labels_from:
+        labelled, stats = reuse_label_set(Path(cfg.reuse_labels_from), train_df, out)
+    else:
+        labelled, stats = build_label_set(cfg, model, train_df, p_train, out, progress)
     t_labels = time.perf_counter() - t0
 
     # validation queries from held-out (validation) products, judged by the annotator
@@ -194,15 +221,28 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
               for qid, g in labelled.groupby(C.QUERY_ID)}
     qids = list(groups)
     P = torch.from_numpy(p_train)
+    F_train = fused_all[torch.as_tensor(tr_idx)]
+    joint = cfg.product_tower == "projection"
     params_tower = list(model.query_tower.parameters())
     params_head = list(model.query_proj.parameters()) + [model.logit_scale]
     model.logit_scale.requires_grad_(True)
-    opt = torch.optim.AdamW([{"params": params_tower, "lr": cfg.lr}, {"params": params_head, "lr": cfg.lr_proj}],
-                            weight_decay=0.01)
+    groups_opt = [{"params": params_tower, "lr": cfg.lr}, {"params": params_head, "lr": cfg.lr_proj}]
+    if joint:
+        groups_opt.append({"params": list(model.product_proj.parameters()), "lr": cfg.lr_product})
+    opt = torch.optim.AdamW(groups_opt, weight_decay=0.01)
+
+    def product_emb(rows: np.ndarray) -> torch.Tensor:
+        return model.embed_fused(F_train[torch.as_tensor(rows)]) if joint else P[rows]
+
+    def val_products() -> np.ndarray:
+        if not joint:
+            return p_val
+        with torch.no_grad():
+            return model.embed_fused(fused_all[torch.as_tensor(va_idx)]).numpy()
     steps = cfg.epochs * math.ceil(len(qids) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.warmup_steps, steps))
     rng = np.random.default_rng(cfg.seed)
-    history = [{"epoch": 0, "val_ndcg@10": val_ndcg(model, vq_texts, v_judg, p_val)}]
+    history = [{"epoch": 0, "val_ndcg@10": val_ndcg(model, vq_texts, v_judg, val_products())}]
     log.info("stage 2 start: val nDCG@10 (stage-1 text tower as query tower) %.4f", history[0]["val_ndcg@10"])
     best, best_state, bad = history[0]["val_ndcg@10"], None, 0
     for epoch in range(1, cfg.epochs + 1):
@@ -225,15 +265,15 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
                 valid[i, other] = True  # random catalog negatives
             tok = model.tokenize([b[0] for b in batch])
             q = model.encode_queries(**tok)
-            loss = qcc_loss(q, P[rows], labels, model.logit_scale.exp().clamp(max=100.0), valid)
+            loss = qcc_loss(q, product_emb(rows), labels, model.logit_scale.exp().clamp(max=100.0), valid)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params_tower + params_head, 1.0)
+            torch.nn.utils.clip_grad_norm_([p for g in groups_opt for p in g["params"]], 1.0)
             opt.step()
             sched.step()
             tot += float(loss) * len(batch)
             n += len(batch)
-        rec = {"epoch": epoch, "train_qcc": tot / n, "val_ndcg@10": val_ndcg(model, vq_texts, v_judg, p_val),
+        rec = {"epoch": epoch, "train_qcc": tot / n, "val_ndcg@10": val_ndcg(model, vq_texts, v_judg, val_products()),
                "temperature": float(1 / model.logit_scale.exp()), "elapsed_s": round(time.perf_counter() - t0, 1)}
         history.append(rec)
         log.info("stage 2 epoch %d: %s", epoch, rec)
@@ -249,7 +289,8 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     summary = {**stats, "label_s": round(t_labels, 1), "train_s": round(time.perf_counter() - t0, 1),
                "best_val_ndcg@10": best, "val_queries": len(vq_texts), "epochs_run": len(history) - 1}
     version = model.save_pretrained(out, stage="stage2", extra_meta={"train_config": cfg.model_dump(), "summary": summary,
-                                                                      "history": history, "stage1": str(stage1_dir)})
+                                                                      "history": history, "stage1": str(stage1_dir),
+                                                                      "stage1_version": json.loads((Path(stage1_dir) / "meta.json").read_text())["model_version"]})
     (out / "history.json").write_text(json.dumps(history, indent=2))
     summary["model_version"] = version
     (out / "stage2_summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -22,6 +22,21 @@ def _load(cls, path: str | None, overrides: dict):
     return cls.model_validate(data)
 
 
+def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
+    """A checkpoint in ``out`` trained with these settings (and, for stage 2, on this stage-1 version)."""
+    meta_path = Path(out) / "meta.json"
+    if not meta_path.exists() or not (Path(out) / "model.safetensors").exists():
+        return False
+    meta = json.loads(meta_path.read_text())
+    same = json.loads(json.dumps(train_config, default=str)) == json.loads(json.dumps(meta.get("train_config"), default=str))
+    if stage1 is not None:
+        s1 = json.loads((Path(stage1) / "meta.json").read_text())["model_version"]
+        same = same and meta.get("stage1_version") == s1
+    if same:
+        print(f"checkpoint {out} is up to date ({meta['model_version']}); --reuse: not retraining")
+    return same
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dashclip.train", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="stage", required=True)
@@ -34,17 +49,23 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--catalog", help="catalog file or ingested products.parquet")
         s.add_argument("--epochs", type=int)
         s.add_argument("--threads", type=int)
+        s.add_argument("--reuse", action="store_true",
+                       help="skip training when OUT already holds a checkpoint trained with the same settings")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.stage == "stage1":
         from dashclip.stage1 import Stage1Config, train_stage1
 
         cfg = _load(Stage1Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads})
+        if args.reuse and _up_to_date(args.out, cfg.model_dump(), None):
+            return 0
         summary = train_stage1(cfg, args.out)
     else:
         from dashclip.stage2 import Stage2Config, train_stage2
 
         cfg = _load(Stage2Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads})
+        if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.stage1):
+            return 0
         summary = train_stage2(cfg, args.stage1, args.out)
     print(json.dumps(summary, indent=2))
     print(f"checkpoint: {args.out}")

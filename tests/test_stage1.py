@@ -111,3 +111,27 @@ def test_embed_cli_with_a_corrupt_image_row(tmp_path):
     import pyarrow.parquet as pq
 
     assert str(pq.read_schema(out).field("embedding").type) == "list<element: float>"
+
+
+def test_trunk_cache_serves_subsets_of_a_saved_catalog(tmp_path):
+    prods = ingest(small_catalog(tmp_path / "cat", n=12), progress=False).products
+    model = DashCLIP(load_model_config("tiny-random"))
+    full = build_trunk_cache(model, prods, cache_dir=tmp_path / "cache", progress=False)
+    files = sorted((tmp_path / "cache").glob("*.pt"))
+    assert len(files) == 1
+    sub = prods.iloc[[5, 2, 9]]
+    part = build_trunk_cache(model, sub, cache_dir=tmp_path / "cache", progress=False)
+    assert sorted((tmp_path / "cache").glob("*.pt")) == files  # served from the saved file
+    assert torch.equal(part.image, full.image[[5, 2, 9]]) and torch.equal(part.text, full.text[[5, 2, 9]])
+
+
+def test_train_cli_reuse_skips_an_up_to_date_checkpoint(tmp_path):
+    cat = small_catalog(tmp_path / "cat", n=16)
+    cfg = tmp_path / "s1.json"
+    cfg.write_text('{"model": "tiny-random", "epochs": 1, "batch_size": 8, "cache_dir": null, "workers": 0, "warmup_steps": 1}')
+    args = [sys.executable, "-m", "dashclip.train", "stage1", "--out", str(tmp_path / "ck"), "--catalog", str(cat),
+            "--config", str(cfg), "--reuse"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0 and "up to date" in second.stdout

@@ -103,6 +103,10 @@ def test_stage2_end_to_end_on_a_tiny_model(tmp_path):
                        epochs=1, batch_size=8, random_negatives=8, val_queries=10, cache_dir=None, teacher_epochs=1,
                        cand_bm25=3, cand_dense=3, cand_random=2)
     summary = train_stage2(cfg, ck1, tmp_path / "ck2", progress=False)
+    # the joint option on the same labels: the product projection moves, the towers still load
+    joint = cfg.model_copy(update={"product_tower": "projection", "reuse_labels_from": str(tmp_path / "ck2")})
+    s2 = train_stage2(joint, ck1, tmp_path / "ck3", progress=False)
+    assert s2["labels_reused_from"] == str(tmp_path / "ck2")
     assert summary["model_version"].startswith("dashclip-tiny-stage2-")
     assert summary["teacher_labelled_pairs"] > 0 and summary["seed_pairs"] <= 60 + 8
     labels = pd.read_parquet(tmp_path / "ck2" / "labels.parquet")

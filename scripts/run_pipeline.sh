@@ -4,8 +4,8 @@
 # report -> feast apply/materialize -> ads server + a sample request.
 # Idempotent: creates the environment when needed; checkpoints trained with the same settings are
 # reused (--reuse), everything else is rewritten under $RUN_DIR.
-# FAST=1: the documented faster setting (smaller training, a 1,000-product Spark demo table,
-# a small simulation).
+# FAST=1: the documented faster setting (smaller training; Spark, simulation, ranker and server
+# on a 1,000-product slice of the catalog; a small simulation).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -24,7 +24,7 @@ mkdir -p "$RUN_DIR"
 T0=$(date +%s)
 step() { echo; echo "== $1  ($(( $(date +%s) - T0 )) s)"; }
 
-S1_CFG=(); S2_CFG=(); RANK_FAST=(); SPARK_CATALOG="$CATALOG"
+S1_CFG=(); S2_CFG=(); RANK_FAST=(); SPARK_CATALOG="$CATALOG"; RANK_PRODUCTS="$RUN_DIR/ingest"
 if [ "$FAST" = "1" ]; then
   S1_CFG=(--config configs/fast_stage1.json); S2_CFG=(--config configs/fast_stage2.json); RANK_FAST=(--fast)
 fi
@@ -54,8 +54,9 @@ done
 
 step "5. Spark batch inference (product and query embedding tables)"
 FEATURE_DATA="$RUN_DIR/feature_data"
-if [ "$FAST" = "1" ]; then  # a 1,000-product demo table; the ranker embeds the rest itself
+if [ "$FAST" = "1" ]; then  # a 1,000-product slice for Spark, the simulation, ranker and server
   SPARK_CATALOG="$RUN_DIR/spark_demo_catalog.csv"
+  RANK_PRODUCTS="$SPARK_CATALOG"
   "$PY" - "$CATALOG" "$SPARK_CATALOG" <<'PY'
 import sys, pandas as pd
 from pathlib import Path
@@ -71,7 +72,7 @@ fi
   --queries "$RUN_DIR/stage2/train_queries.csv" --out "$FEATURE_DATA/query_embeddings"
 
 step "6. simulated traffic, ranker training and lift report (SIMULATED)"
-"$PY" -m ranking.train --checkpoint "$RUN_DIR/stage2" --products "$RUN_DIR/ingest" --out "$RUN_DIR/ranker" \
+"$PY" -m ranking.train --checkpoint "$RUN_DIR/stage2" --products "$RANK_PRODUCTS" --out "$RUN_DIR/ranker" \
   --feature-data "$FEATURE_DATA" "${RANK_FAST[@]}"
 
 step "7. feast apply + materialize (Redis online store)"
@@ -82,7 +83,7 @@ eval "$("$PY" -m features.store env)"
 step "8. ads server and a sample request"
 PORT="${PORT:-8765}"
 "$PY" -m ranking.serve --models "$RUN_DIR/ranker/models/with_embeddings" --checkpoint "$RUN_DIR/stage2" \
-  --repo feature_repo --products "$RUN_DIR/ingest" --port "$PORT" > "$RUN_DIR/serve.log" 2>&1 &
+  --repo feature_repo --products "$RANK_PRODUCTS" --port "$PORT" > "$RUN_DIR/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 "$PY" - "$PORT" "$RUN_DIR/ranker/sim/requests.parquet" "$RUN_DIR/sample_response.json" <<'PY'

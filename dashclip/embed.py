@@ -56,14 +56,7 @@ def write_embedding_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
             fields.append(pa.field(col, pa.list_(pa.float32())))
         else:
             fields.append(pa.field(col, pa.Schema.from_pandas(df[[col]], preserve_index=False).field(col).type))
-    table = pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False)
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    write_parquet_atomic(pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False), path)
 
 
 class _Embedder:
@@ -161,17 +154,21 @@ def rejects_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + ".rejects.parquet")
 
 
+def _write_outputs(table: pd.DataFrame, rejects: pd.DataFrame, out: str, model_version: str, t0: float) -> int:
+    write_embedding_parquet(table, out)
+    write_parquet_atomic(rejects, rejects_path(out))
+    print(f"rows out: {len(table)}  rows rejected: {len(rejects)}  model_version: {model_version}  "
+          f"({time.perf_counter() - t0:.1f} s)")
+    print(f"wrote {out} and {rejects_path(out)}")
+    return 0
+
+
 def _cmd_products(args) -> int:
     t0 = time.perf_counter()
     emb = ProductEmbedder(args.checkpoint, device=args.device, batch_size=args.batch_size)
     catalog = Path(args.catalog)
     table, rejects = emb.embed_frame(read_catalog(catalog), catalog.resolve().parent, progress=True)
-    write_embedding_parquet(table, args.out)
-    write_parquet_atomic(rejects, rejects_path(args.out))
-    print(f"rows out: {len(table)}  rows rejected: {len(rejects)}  model_version: {emb.model_version}  "
-          f"({time.perf_counter() - t0:.1f} s)")
-    print(f"wrote {args.out} and {rejects_path(args.out)}")
-    return 0
+    return _write_outputs(table, rejects, args.out, emb.model_version, t0)
 
 
 def _cmd_queries(args) -> int:
@@ -181,12 +178,7 @@ def _cmd_queries(args) -> int:
     vecs = emb.embed(queries[C.QUERY].tolist(), progress=True)
     table = embedding_table(queries[C.QUERY_ID].tolist(), vecs, C.QUERY_ID,
                             {C.QUERY: queries[C.QUERY].to_numpy(), C.MODEL_VERSION: emb.model_version})
-    write_embedding_parquet(table, args.out)
-    write_parquet_atomic(rejects, rejects_path(args.out))
-    print(f"rows out: {len(table)}  rows rejected: {len(rejects)}  model_version: {emb.model_version}  "
-          f"({time.perf_counter() - t0:.1f} s)")
-    print(f"wrote {args.out}")
-    return 0
+    return _write_outputs(table, rejects, args.out, emb.model_version, t0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,16 +8,22 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 
-def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place."""
+def write_parquet_atomic(data: pd.DataFrame | pa.Table, path: str | os.PathLike) -> None:
+    """Write a frame (or an arrow table with its own schema) to a temporary file beside
+    ``path`` and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        df.to_parquet(tmp, index=False)
+        if isinstance(data, pa.Table):
+            pq.write_table(data, tmp)
+        else:
+            data.to_parquet(tmp, index=False)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -366,7 +366,8 @@ def generate_query(row: dict, rng: random.Random) -> str:
     rng.shuffle(parts)
     parts.insert(rng.randint(0, len(parts)) if rng.random() < 0.3 else len(parts), typ)
     q = " ".join(p for p in parts + [suffix] if p)
-    q = " ".join(w for i, w in enumerate(q.split()) if i == 0 or w != q.split()[i - 1])
+    words = q.split()
+    q = " ".join(w for i, w in enumerate(words) if i == 0 or w != words[i - 1])  # "yellow yellow onion"
     if rng.random() < 0.05 and len(q) > 6:  # partial query, as typed
         q = q[: rng.randint(max(3, len(q) - 3), len(q) - 1)]
     return q.strip()

@@ -1,6 +1,6 @@
 """Stage 1: continual pretraining of the product encoder on the catalog (ITC + ITM + alignment).
 
-The frozen trunks run once (``trunk_cache``); training updates the image tower's top block,
+The frozen trunks run once (``trunk_cache``); training updates the image tower's top blocks,
 the fusion encoder, the projections, the ITM head and the temperature. Text dropout feeds the
 fusion encoder the empty text for some rows, so image-only products get an image-grounded
 embedding in the same space; image dropout trains the text-only path.
@@ -43,7 +43,7 @@ class Stage1Config(BaseModel):
 
     catalog: str = Field(default_factory=default_catalog, description="catalog file or ingested products.parquet")
     model: str = "dashclip-base"  # named architecture or JSON path
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(6, ge=1)
     batch_size: int = Field(128, ge=4)
     lr: float = 5e-4  # new layers (fusion, projections, heads)
     lr_backbone: float = 2e-4  # fine-tuned top of the image tower
@@ -52,7 +52,7 @@ class Stage1Config(BaseModel):
     text_dropout: float = Field(0.5, ge=0, le=1)
     image_dropout: float = Field(0.1, ge=0, le=1)
     itm_fraction: float = Field(0.25, ge=0, le=1)
-    category_target_weight: float = Field(0.2, ge=0, lt=1)  # target mass shared with same-category items
+    category_target_weight: float = Field(0.4, ge=0, lt=1)  # target mass shared with same-category items
     w_itc: float = 1.0
     w_itm: float = 1.0
     w_align_text: float = 1.0

@@ -51,13 +51,18 @@ class CrossEncoder(nn.Module):
     @torch.no_grad()
     def predict(self, queries: list[str], products: list[str], batch_size: int = 64, progress: bool = False
                 ) -> np.ndarray:
-        """(N, 4) grade probabilities."""
+        """(N, 4) grade probabilities, in input order.
+
+        Pairs are scored in order of text length so that a batch pads little (the cross-encoder's
+        cost grows with the longest pair of the batch)."""
         self.eval()
-        out = []
-        for s in tqdm(range(0, len(queries), batch_size), desc="teacher labels", disable=not progress):
-            logits = self(**self.tokenize(queries[s:s + batch_size], products[s:s + batch_size]))
-            out.append(F.softmax(logits.float(), -1).numpy())
-        return np.concatenate(out) if out else np.zeros((0, 4), dtype=np.float32)
+        out = np.zeros((len(queries), 4), dtype=np.float32)
+        order = np.argsort([len(q) + len(p) for q, p in zip(queries, products)], kind="stable")
+        for s in tqdm(range(0, len(order), batch_size), desc="teacher labels", disable=not progress):
+            b = order[s:s + batch_size]
+            logits = self(**self.tokenize([queries[i] for i in b], [products[i] for i in b]))
+            out[b] = F.softmax(logits.float(), -1).numpy()
+        return out
 
 
 def train_teacher(model: CrossEncoder, queries: list[str], products: list[str], labels: np.ndarray,

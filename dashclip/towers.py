@@ -57,7 +57,16 @@ class ImageTower(nn.Module):
 
 
 class EfficientNetLiteTower(ImageTower):
-    """EfficientNet-Lite: trunk = stem + all but the top ``trainable_blocks`` blocks (frozen)."""
+    """EfficientNet-Lite: trunk = stem + all but the top ``trainable_blocks`` blocks (frozen).
+
+    Weights and activations are kept channels-last, and the frozen trunk runs in micro-batches
+    of ``TRUNK_MICRO_BATCH`` images: on CPU, depthwise convolutions over a large batch fall out
+    of cache, and both changes together make the trunk ~5-8x faster per image (measured on the
+    2-core machine: 112 ms/image at batch 64 contiguous, 14-21 ms in micro-batches of 2-4
+    channels-last). The outputs are the same to float rounding.
+    """
+
+    TRUNK_MICRO_BATCH = 4
 
     def __init__(self, cfg: ImageTowerConfig):
         super().__init__()
@@ -80,6 +89,7 @@ class EfficientNetLiteTower(ImageTower):
         self.out_dim = net._conv_head.out_channels
         _freeze(self.stem)
         _freeze(self.trunk_blocks)
+        self.to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -88,13 +98,20 @@ class EfficientNetLiteTower(ImageTower):
                 m.eval()
         return self
 
-    def trunk(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.stem(pixels)
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x.contiguous(memory_format=torch.channels_last))
         for b in self.trunk_blocks:
             x = b(x)
-        return x  # (B, C, h, w)
+        return x
+
+    def trunk(self, pixels: torch.Tensor) -> torch.Tensor:
+        n = self.TRUNK_MICRO_BATCH
+        if len(pixels) <= n or pixels.device.type != "cpu":
+            return self._trunk(pixels)  # (B, C, h, w)
+        return torch.cat([self._trunk(pixels[i:i + n]) for i in range(0, len(pixels), n)])
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
         for b in self.head_blocks:
             x = b(x)
         x = self.conv_head(x)  # (B, D, h, w)

@@ -167,6 +167,30 @@ def test_incremental_rerun_embeds_only_changed_rows(spark, ckpt, base, tmp_path)
     np.testing.assert_allclose(np.stack(after[C.EMBEDDING]), np.stack(ref[C.EMBEDDING]), rtol=0, atol=1e-5)
 
 
+def test_unchanged_input_fingerprint_ends_the_rerun_early(spark, ckpt, base, tmp_path):
+    shutil.copytree(base["catalog"].parent, tmp_path / "cat", ignore=shutil.ignore_patterns("table"))
+    catalog, out = tmp_path / "cat" / "catalog.csv", tmp_path / "table"
+    first = products.run(spark, job(ckpt, catalog, out))
+    assert first["input_fingerprint"] and first["rows_embedded"] == first["rows_out"]
+    before = read_table(out)
+
+    same = products.run(spark, job(ckpt, catalog, out))  # same bytes everywhere: nothing read by Spark
+    assert same["unchanged_input"] and same["unchanged_since_run"] == first["run_id"]
+    assert same["rows_embedded"] == 0 and same["rows_reused"] == first["rows_out"]
+    assert same["rows_rejected"] == first["rows_rejected"]
+    pd.testing.assert_frame_equal(read_table(out), before)
+
+    forced = products.run(spark, job(ckpt, catalog, out, revalidate=True))  # validated, joined, nothing embedded
+    assert "unchanged_input" not in forced and forced["rows_embedded"] == 0
+
+    # an image rewritten in place (same path, same catalog file) changes the fingerprint
+    (catalog.parent / "img" / "extra3.jpg").write_bytes(jpeg_bytes(4242))
+    rep = products.run(spark, job(ckpt, catalog, out))
+    assert "unchanged_input" not in rep and rep["rows_embedded"] == 1
+    after = read_table(out).set_index(C.PRODUCT_ID)
+    assert not np.allclose(after.loc["x3", C.EMBEDDING], before.set_index(C.PRODUCT_ID).loc["x3", C.EMBEDDING])
+
+
 def test_crash_between_staging_and_commit_keeps_previous_table(spark, ckpt, base, tmp_path):
     shutil.copytree(base["catalog"].parent, tmp_path / "cat", ignore=shutil.ignore_patterns("table"))
     catalog, out = tmp_path / "cat" / "catalog.csv", copy_table(base, tmp_path / "table")
@@ -231,7 +255,10 @@ def test_embed_queries_matches_query_tower(spark, ckpt, tmp_path):
     rej = pd.read_parquet(tmp_path / "q" / S.REJECTS_DIR)
     assert rej[C.REJECT_REASON].tolist() == ["duplicate query_id", "empty query", "empty query_id"]
     assert rej[C.SOURCE_ROW].tolist() == [2, 3, 4] and rep["rows_rejected"] == 3
-    assert queries.run(spark, cfg)["rows_embedded"] == 0  # unchanged: nothing re-embedded
+    again = queries.run(spark, cfg)  # unchanged file: ends at the fingerprint
+    assert again["rows_embedded"] == 0 and again["unchanged_input"] and again["rows_rejected"] == 3
+    forced = queries.run(spark, cfg.model_copy(update={"revalidate": True}))  # content-hash path
+    assert forced["rows_embedded"] == 0 and "unchanged_input" not in forced and forced["rows_reused"] == 3
 
 
 def test_consumer_profile_is_the_window_mean(spark, base, tmp_path):

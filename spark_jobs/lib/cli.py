@@ -26,6 +26,8 @@ def _inference_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--threads", type=int, help="torch threads per CPU task (default spark.task.cpus)")
     ap.add_argument("--partitions", type=int, help="embedding tasks (default: default parallelism)")
     ap.add_argument("--full", action="store_true", help="re-embed every row (ignore the incremental cache)")
+    ap.add_argument("--revalidate", action="store_true",
+                    help="validate every row even when the input fingerprint equals the committed run's")
 
 
 def _inference(a) -> InferenceConfig:
@@ -68,7 +70,8 @@ def catalog_main(argv: list[str] | None = None) -> int:
     _inference_args(ap)
     _spark_args(ap)
     a = ap.parse_args(argv)
-    cfg = CatalogJobConfig(catalog=a.catalog, out=a.out, image_root=a.image_root, full=a.full, inference=_inference(a))
+    cfg = CatalogJobConfig(catalog=a.catalog, out=a.out, image_root=a.image_root, full=a.full,
+                           revalidate=a.revalidate, inference=_inference(a))
     return _run("embed_catalog", a, lambda spark: products.run(spark, cfg))
 
 
@@ -81,7 +84,8 @@ def queries_main(argv: list[str] | None = None) -> int:
     _inference_args(ap)
     _spark_args(ap)
     a = ap.parse_args(argv)
-    cfg = QueryJobConfig(queries=a.queries, out=a.out, full=a.full, inference=_inference(a))
+    cfg = QueryJobConfig(queries=a.queries, out=a.out, full=a.full, revalidate=a.revalidate,
+                         inference=_inference(a))
     return _run("embed_queries", a, lambda spark: queries.run(spark, cfg))
 
 

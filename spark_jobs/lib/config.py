@@ -29,6 +29,7 @@ class CatalogJobConfig(BaseModel):
     out: str = Field(description="product embedding table folder (local or mounted path)")
     image_root: str | None = Field(None, description="folder image paths resolve against; default the catalog's folder")
     full: bool = Field(False, description="re-embed every row even when content hash and model version match")
+    revalidate: bool = Field(False, description="validate and join every row even when the input fingerprint is unchanged")
     inference: InferenceConfig
     ingest: IngestConfig = Field(default_factory=IngestConfig)
 
@@ -39,6 +40,7 @@ class QueryJobConfig(BaseModel):
     queries: str = Field(description="query table (query_id, query; csv or parquet), local path or URI")
     out: str = Field(description="query embedding table folder")
     full: bool = False
+    revalidate: bool = False
     inference: InferenceConfig
 
 

@@ -1,10 +1,11 @@
 """Product embedding job: catalog -> validated rows + rejects -> product tower -> committed table.
 
-extract  ``read_catalog``   any catalog in the canonical format, with its 0-based ``source_row``
+extract  ``read_spark_catalog`` any catalog in the canonical format, with its 0-based ``source_row``
 transform ``validate``      ``dashclip.catalog.ingest_frame`` per partition (rows of one product id
                             share a partition, so "first accepted row wins" holds globally)
           ``embed``         the product tower, loaded once per Python worker (``workers.embedder``)
-load     ``run``            incremental by (content hash, model version), staged, then committed
+load     ``run``            incremental by (content hash, model version), staged, then committed;
+                            an unchanged input fingerprint ends the run early (``incremental``)
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dashclip import columns as C
-from dashclip.catalog import REJECT_COLUMNS, IngestConfig, ingest_frame, normalize_text
+from dashclip.catalog import REJECT_COLUMNS, IngestConfig, ingest_frame, is_url, normalize_text, read_catalog, resolve_image
 from spark_jobs.lib import columns as S
 from spark_jobs.lib import table
 from spark_jobs.lib.config import CatalogJobConfig, InferenceConfig
-from spark_jobs.lib.incremental import assemble, existing_partition, split_increment, stage_and_commit
-from spark_jobs.lib.reading import local_dir_of, read_strings, with_source_row
+from spark_jobs.lib.incremental import (assemble, committed_fingerprint, existing_partition, fingerprint, split_increment,
+                                        stage_and_commit, unchanged_report)
+from spark_jobs.lib.reading import is_local, local_dir_of, read_strings, with_source_row
 from spark_jobs.lib.workers import embedder
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ def model_version_of(checkpoint: str) -> str:
     return json.loads(meta.read_text())["model_version"]
 
 
-def read_catalog(spark: SparkSession, uri: str) -> DataFrame:
+def read_spark_catalog(spark: SparkSession, uri: str) -> DataFrame:
     """Canonical catalog columns as strings plus ``source_row``."""
     return with_source_row(read_strings(spark, uri, C.CATALOG_REQUIRED, C.CATALOG_OPTIONAL))
 
@@ -116,6 +118,25 @@ def embed(todo: DataFrame, cfg: InferenceConfig, partitions: int, counter=None) 
 
 
 # --- the job --------------------------------------------------------------------------------------
+def catalog_fingerprint(cfg: CatalogJobConfig, base_dir: str, version: str) -> str | None:
+    """Input fingerprint of a local catalog file: its bytes, every image it references, the model
+    version and ingest settings (see ``incremental``). None where that cannot be done on the driver
+    cheaply: a remote or folder catalog, or image URLs."""
+    if not is_local(cfg.catalog):
+        return None
+    path = Path(table.local_path(cfg.catalog))
+    if not path.is_file():
+        return None
+    refs = read_catalog(path)[C.IMAGE].str.strip()
+    refs = refs[refs != ""]
+    if refs.map(is_url).any():
+        return None
+    images = [resolve_image(r, Path(base_dir)) for r in refs]
+    settings = {"job": "embed_catalog", "model_version": version, "base_dir": base_dir,
+                "ingest": json.loads(cfg.ingest.model_dump_json())}
+    return fingerprint([path, *images], settings)
+
+
 def run(spark: SparkSession, cfg: CatalogJobConfig, before_commit: Callable[[], None] | None = None) -> dict:
     """Embed a catalog into ``cfg.out``; returns the run report (also saved under ``_runs/``).
 
@@ -132,7 +153,16 @@ def run(spark: SparkSession, cfg: CatalogJobConfig, before_commit: Callable[[], 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.inference.rows_per_arrow_batch))
     n_tasks = cfg.inference.partitions or sc.defaultParallelism
 
-    raw = read_catalog(spark, cfg.catalog)
+    fp = None if cfg.full or cfg.revalidate else catalog_fingerprint(cfg, base_dir, version)
+    previous_fp, previous = committed_fingerprint(out, version)
+    if fp is not None and fp == previous_fp:
+        report = unchanged_report(previous, run_id, time.perf_counter() - t0)
+        table.save_report(out, report)
+        log.info("embed_catalog %s: input unchanged since run %s; the committed table stands", version,
+                 previous["run_id"])
+        return report
+
+    raw = read_spark_catalog(spark, cfg.catalog)
     n_val = cfg.inference.partitions or max(n_tasks, raw.rdd.getNumPartitions())
     validated = validate(raw, base_dir, cfg.ingest, n_val).persist()
     counts = dict(validated.groupBy(S.ROW_OK).count().collect())  # one job: accepted and rejected
@@ -151,7 +181,7 @@ def run(spark: SparkSession, cfg: CatalogJobConfig, before_commit: Callable[[], 
             "job": "embed_catalog", "run_id": run_id, "model_version": version,
             "event_timestamp": run_ts.isoformat(), "rows_in": rows_in, "rows_out": n_ok,
             "rows_rejected": rows_in - n_ok, "rows_embedded": int(counter.value), "rows_reused": n_ok - int(counter.value),
-            "recovered": recovered,
+            "recovered": recovered, "input_fingerprint": fp,
             "seconds": {"validate": round(t_validated - t0, 3), "embed_write": round(time.perf_counter() - t_validated, 3)},
             "spark": {"master": sc.master, "default_parallelism": sc.defaultParallelism, "tasks": n_tasks},
             "config": json.loads(cfg.model_dump_json()),

@@ -12,6 +12,7 @@ import logging
 import time
 from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -24,9 +25,10 @@ from dashclip.catalog import normalize_text
 from spark_jobs.lib import columns as S
 from spark_jobs.lib import table
 from spark_jobs.lib.config import InferenceConfig, QueryJobConfig
-from spark_jobs.lib.incremental import assemble, existing_partition, split_increment, stage_and_commit
+from spark_jobs.lib.incremental import (assemble, committed_fingerprint, existing_partition, fingerprint, split_increment,
+                                        stage_and_commit, unchanged_report)
 from spark_jobs.lib.products import model_version_of
-from spark_jobs.lib.reading import read_strings, with_source_row
+from spark_jobs.lib.reading import is_local, read_strings, with_source_row
 from spark_jobs.lib.workers import embedder
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,16 @@ def run(spark: SparkSession, cfg: QueryJobConfig, before_commit: Callable[[], No
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.inference.rows_per_arrow_batch))
     n_tasks = cfg.inference.partitions or sc.defaultParallelism
 
+    fp = None
+    if not (cfg.full or cfg.revalidate) and is_local(cfg.queries) and Path(table.local_path(cfg.queries)).is_file():
+        fp = fingerprint([table.local_path(cfg.queries)], {"job": "embed_queries", "model_version": version})
+        previous_fp, previous = committed_fingerprint(out, version)
+        if fp == previous_fp:
+            report = unchanged_report(previous, run_id, time.perf_counter() - t0)
+            table.save_report(out, report)
+            log.info("embed_queries %s: input unchanged since run %s; the committed table stands", version,
+                     previous["run_id"])
+            return report
     raw = with_source_row(read_strings(spark, cfg.queries, (C.QUERY_ID, C.QUERY)))
     validated = validate(raw).persist()
     counts = dict(validated.groupBy(S.ROW_OK).count().collect())  # one job: accepted and rejected
@@ -97,7 +109,7 @@ def run(spark: SparkSession, cfg: QueryJobConfig, before_commit: Callable[[], No
         return {"job": "embed_queries", "run_id": run_id, "model_version": version,
                 "event_timestamp": run_ts.isoformat(), "rows_in": rows_in, "rows_out": n_ok,
                 "rows_rejected": rows_in - n_ok, "rows_embedded": int(counter.value), "rows_reused": n_ok - int(counter.value),
-                "recovered": recovered, "seconds": {"total": round(time.perf_counter() - t0, 3)},
+                "recovered": recovered, "input_fingerprint": fp, "seconds": {"total": round(time.perf_counter() - t0, 3)},
                 "config": json.loads(cfg.model_dump_json())}
 
     report = stage_and_commit(out, run_id, version, result, rejects, report, before_commit)

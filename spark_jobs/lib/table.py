@@ -130,6 +130,18 @@ def save_report(out: Path, report: dict) -> None:
     write_json_atomic(report, out / S.RUNS_DIR / f"{report['run_id']}.json")
 
 
+def load_report(out: Path, run_id: str) -> dict | None:
+    try:
+        return json.loads((out / S.RUNS_DIR / f"{run_id}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def committed_run(out: Path, model_version: str) -> str | None:
+    """The run that wrote the committed partition of ``model_version`` (None when there is none)."""
+    return _marker(out / partition(model_version))
+
+
 def commit(out: Path, run_id: str, rel_dirs: list[str], report: dict | None = None) -> None:
     """Make the staged folders of ``run_id`` the table's current ones (see the module docstring)."""
     stage = staging(out, run_id)

@@ -32,6 +32,11 @@ def product_text(title: str, description: str = "", max_chars: int = 600) -> str
     return text[:max_chars]
 
 
+def category_text(path: str) -> str:
+    """What the text tower reads for a category path: its levels, space-separated."""
+    return " ".join(p for p in path.split(" > "))
+
+
 def decode_resize(data_or_path: bytes | str | os.PathLike, size: int) -> np.ndarray:
     """Decode an image and return it as (size, size, 3) uint8, short side resized then centre-cropped."""
     src = io.BytesIO(data_or_path) if isinstance(data_or_path, (bytes, bytearray)) else data_or_path

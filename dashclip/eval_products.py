@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from dashclip import columns as C
 from dashclip.catalog import load_products
+from dashclip.data import category_text
 from dashclip.model import DashCLIP
 from dashclip.stage1 import embed_cached
 from dashclip.towers import build_image_tower, l2n
@@ -69,10 +70,6 @@ def chance_recall(q_titles: list[str], g_titles: list[str], ks=KS) -> dict[str, 
             vals.append(1.0 - math.comb(n - m, k) / math.comb(n, k) if n >= k else float(m > 0))
         out[f"R@{k}"] = float(np.mean(vals))
     return out
-
-
-def category_text(path: str) -> str:
-    return " ".join(p for p in path.split(" > "))
 
 
 @torch.no_grad()

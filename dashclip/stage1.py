@@ -4,6 +4,12 @@ The frozen trunks run once (``trunk_cache``); training updates the image tower's
 the fusion encoder, the projections, the ITM head and the temperature. Text dropout feeds the
 fusion encoder the empty text for some rows, so image-only products get an image-grounded
 embedding in the same space; image dropout trains the text-only path.
+
+The catalog's category paths are text too: an optional category alignment (``w_category``)
+pulls each product embedding towards the text embedding of its own category path, against all
+the catalog's other category paths (a contrastive loss over category texts, CLIP's zero-shot
+classifier used as a training signal). Image-only rows learn from it most: a photo's category
+is what its title alone does not say.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from tqdm import tqdm
 from dashclip import columns as C
 from dashclip.catalog import load_products
 from dashclip.config import load_model_config
+from dashclip.data import category_text
 from dashclip.losses import grouped_targets, itc_loss, itm_loss, sample_hard_negatives
 from dashclip.model import DashCLIP
-from dashclip.trunk_cache import TrunkCache, build_trunk_cache
+from dashclip.trunk_cache import TrunkCache, build_trunk_cache, text_states
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ class Stage1Config(BaseModel):
     w_itm: float = 1.0
     w_align_text: float = 1.0
     w_align_image: float = 1.0
+    w_category: float = 0.5  # product embedding vs its category path's text embedding (0: off)
     patience: int = 2
     seed: int = 0
     threads: int | None = None
@@ -72,6 +80,31 @@ def class_keys(products: pd.DataFrame) -> torch.Tensor:
     t = t.where(t != "", "__id__" + products[C.PRODUCT_ID])
     c = products[C.CATEGORY].where(products[C.CATEGORY] != "", "__id__" + products[C.PRODUCT_ID])
     return torch.stack([torch.as_tensor(pd.factorize(t)[0]), torch.as_tensor(pd.factorize(c)[0])], 1).long()
+
+
+class CategoryTexts:
+    """The training categories' text token states and each product's category index (-1: none)."""
+
+    def __init__(self, model: DashCLIP, products: pd.DataFrame, train_rows: np.ndarray):
+        cats = products[C.CATEGORY].fillna("").to_numpy()
+        self.classes = sorted({c for c in cats[train_rows] if c})
+        pos = {c: i for i, c in enumerate(self.classes)}
+        self.index = torch.as_tensor([pos.get(c, -1) for c in cats], dtype=torch.long)
+        states, mask = text_states(model, [category_text(c) for c in self.classes]) if self.classes else (None, None)
+        if states is not None:
+            t = int(mask.sum(1).max())
+            states, mask = states[:, :t].float(), mask[:, :t]
+        self.states, self.mask = states, mask
+
+
+def category_loss(model: DashCLIP, product: torch.Tensor, rows_cat: torch.Tensor, cats: CategoryTexts,
+                  logit_scale: torch.Tensor) -> torch.Tensor | None:
+    """Cross-entropy of each product embedding against all category-text embeddings."""
+    keep = rows_cat >= 0
+    if cats.states is None or not keep.any():
+        return None
+    cat_emb = model.embed_text(cats.states, cats.mask)  # (K, E), trainable text head
+    return torch.nn.functional.cross_entropy(logit_scale * product[keep] @ cat_emb.t(), rows_cat[keep])
 
 
 def lr_lambda(step: int, warmup: int, total: int) -> float:
@@ -119,7 +152,7 @@ def _with_empty_text(states, mask, rows, cache: TrunkCache):
 
 
 def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
-                gen: torch.Generator, train: bool = True) -> dict[str, torch.Tensor]:
+                gen: torch.Generator, train: bool = True, cats: CategoryTexts | None = None) -> dict[str, torch.Tensor]:
     img, has, txt, msk = _batch(cache, idx)
     k, kc = keys[idx, 0], keys[idx, 1]
     B = len(idx)
@@ -145,7 +178,13 @@ def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: tor
         f1 = model.fuse(txt[sub], msk[sub], patches[neg_img], ones)[ok1]
         f2 = model.fuse(txt[sub][neg_txt], msk[sub][neg_txt], patches, ones)[ok2]
         losses["itm"] = itm_loss(model.itm_logits(out["fused"][sub]), model.itm_logits(torch.cat([f1, f2])))
-    weights = {"itc": cfg.w_itc, "align_text": cfg.w_align_text, "align_image": cfg.w_align_image, "itm": cfg.w_itm}
+    if cats is not None and cfg.w_category > 0:
+        # the fused product embedding (image-only for the text-dropped rows) against category texts
+        lc = category_loss(model, out["product"], cats.index[idx], cats, s)
+        if lc is not None:
+            losses["category"] = lc
+    weights = {"itc": cfg.w_itc, "align_text": cfg.w_align_text, "align_image": cfg.w_align_image, "itm": cfg.w_itm,
+               "category": cfg.w_category}
     losses["total"] = sum(weights[n] * v for n, v in losses.items())
     return losses
 
@@ -174,7 +213,8 @@ def recall_at_k(q: torch.Tensor, d: torch.Tensor, q_keys: torch.Tensor, d_keys: 
 
 
 @torch.no_grad()
-def validate(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config) -> dict:
+def validate(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
+             cats: CategoryTexts | None = None) -> dict:
     model.eval()
     gen = torch.Generator().manual_seed(123)
     tot, n = {}, 0
@@ -182,7 +222,7 @@ def validate(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.
         b = idx[s:s + cfg.batch_size]
         if len(b) < 4:
             continue
-        for name, v in step_losses(model, cache, b, keys, cfg, gen, train=False).items():
+        for name, v in step_losses(model, cache, b, keys, cfg, gen, train=False, cats=cats).items():
             tot[name] = tot.get(name, 0.0) + float(v) * len(b)
         n += len(b)
     metrics = {f"val_{k}": v / max(n, 1) for k, v in tot.items()}
@@ -235,6 +275,7 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
     if len(val_idx) < 4:  # tiny catalogs: validate on a slice of train
         val_idx = train_idx[: max(4, len(train_idx) // 5)]
     log.info("stage 1: %d train, %d val products", len(train_idx), len(val_idx))
+    cats = CategoryTexts(model, products, train_idx.numpy()) if cfg.w_category > 0 else None
 
     backbone = [p for p in model.image_tower.parameters() if p.requires_grad]
     bb_ids = {id(p) for p in backbone}
@@ -254,7 +295,7 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
         bar = tqdm(length_bucketed_batches(train_idx, lengths, cfg.batch_size, gen), desc=f"stage1 epoch {epoch}",
                    disable=not progress)
         for b in bar:
-            losses = step_losses(model, cache, b, keys, cfg, gen)
+            losses = step_losses(model, cache, b, keys, cfg, gen, cats=cats)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -264,7 +305,7 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
                 sums[name] = sums.get(name, 0.0) + float(v) * len(b)
             n += len(b)
             bar.set_postfix(loss=f"{float(losses['total']):.3f}")
-        rec = {"epoch": epoch, **{f"train_{k}": v / n for k, v in sums.items()}, **validate(model, cache, val_idx, keys, cfg),
+        rec = {"epoch": epoch, **{f"train_{k}": v / n for k, v in sums.items()}, **validate(model, cache, val_idx, keys, cfg, cats),
                "temperature": float(1 / model.logit_scale.exp()), "elapsed_s": round(time.perf_counter() - t_start, 1)}
         history.append(rec)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in rec.items() if isinstance(v, float)})

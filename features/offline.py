@@ -31,6 +31,14 @@ def feature_refs(store: FeatureStore, model_version: str, columns) -> list[str]:
     return refs
 
 
+def _refs_by_join_keys(store: FeatureStore, refs: list[str]) -> dict[tuple[str, ...], list[str]]:
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for ref in refs:
+        view = store.get_feature_view(ref.split(":", 1)[0])
+        groups.setdefault(tuple(sorted(k.name for k in view.entity_columns)), []).append(ref)
+    return groups
+
+
 def _stack(col: pd.Series, d: int) -> tuple[np.ndarray, np.ndarray]:
     """Object column of lists/arrays (None where missing) -> ((n, d) float32, (n,) found)."""
     found = np.fromiter((v is not None and not (isinstance(v, float) and np.isnan(v)) and len(v) > 0 for v in col),
@@ -47,10 +55,21 @@ def training_frame(store: FeatureStore, events: pd.DataFrame, model_version: str
     if EVENT_TIMESTAMP not in events:
         raise ValueError(f"events frame needs an {EVENT_TIMESTAMP!r} column; it has {list(events.columns)}")
     events = events.reset_index(drop=True).copy()
-    events["__row"] = np.arange(len(events))
+    events[EVENT_TIMESTAMP] = pd.to_datetime(events[EVENT_TIMESTAMP], utc=True)
     refs = feature_refs(store, model_version, set(events.columns))
-    frame = store.get_historical_features(entity_df=events, features=refs, full_feature_names=True).to_df()
-    frame = frame.sort_values("__row").reset_index(drop=True).drop(columns="__row")
+    frame = events
+    for keys, view_refs in _refs_by_join_keys(store, refs).items():
+        # One retrieval per join-key set, on the distinct (keys, timestamp) rows only: Feast's file
+        # store merges every entity row with every feature row of its key before the as-of filter,
+        # so a consumer view would otherwise be joined once per candidate of each request.
+        on = [*keys, EVENT_TIMESTAMP]
+        entity = events[on].drop_duplicates().reset_index(drop=True)
+        got = store.get_historical_features(entity_df=entity, features=view_refs, full_feature_names=True).to_df()
+        got[EVENT_TIMESTAMP] = pd.to_datetime(got[EVENT_TIMESTAMP], utc=True)
+        if len(got) != len(entity):
+            raise RuntimeError(f"historical retrieval for {keys}: {len(got)} rows back for {len(entity)} entity rows")
+        frame = frame.merge(got, on=on, how="left", validate="many_to_one")
+    frame = frame.reset_index(drop=True)
     emb = {e: f"{C.embedding_view_name(e, model_version)}__{EMBEDDING}"
            for e in (C.PRODUCT_ENTITY, C.QUERY_ENTITY, C.CONSUMER_ENTITY)}
     if with_similarity and emb[C.PRODUCT_ENTITY] in frame:

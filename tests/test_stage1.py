@@ -14,7 +14,7 @@ from dashclip.catalog import ingest
 from dashclip.config import load_model_config
 from dashclip.embed import ProductEmbedder
 from dashclip.model import DashCLIP
-from dashclip.stage1 import Stage1Config, class_keys, step_losses, train_stage1
+from dashclip.stage1 import CategoryTexts, Stage1Config, category_loss, class_keys, step_losses, train_stage1
 from dashclip.tiny import make_tiny_checkpoint
 from dashclip.trunk_cache import build_trunk_cache
 from tests.hostile import jpeg_bytes, make_hostile_catalog
@@ -135,3 +135,26 @@ def test_train_cli_reuse_skips_an_up_to_date_checkpoint(tmp_path):
     assert first.returncode == 0, first.stderr
     second = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0 and "up to date" in second.stdout
+
+
+def test_category_loss_prefers_the_own_category_text(tmp_path):
+    prods = ingest(small_catalog(tmp_path, n=8), progress=False).products
+    model = DashCLIP(load_model_config("tiny-random")).eval()
+    cats = CategoryTexts(model, prods, np.arange(len(prods)))
+    assert cats.classes == sorted(set(prods[C.CATEGORY])) and (cats.index >= 0).all()
+    with torch.no_grad():
+        cat_emb = model.embed_text(cats.states, cats.mask)
+        own = cat_emb[cats.index]  # each product exactly at its category text: the minimum
+        wrong = cat_emb[(cats.index + 1) % len(cats.classes)]  # each at another category's text
+        scale = torch.tensor(20.0)
+        l_own = float(category_loss(model, own, cats.index, cats, scale))
+        l_wrong = float(category_loss(model, wrong, cats.index, cats, scale))
+        # rows with no (training) category are left out; none at all gives no loss
+        none = torch.full_like(cats.index, -1)
+        assert category_loss(model, own, none, cats, scale) is None
+        half = torch.where(torch.arange(len(own)) % 2 == 0, cats.index, none)
+        l_half = float(category_loss(model, own, half, cats, scale))
+        keep = half >= 0
+        expected = float(torch.nn.functional.cross_entropy(scale * own[keep] @ cat_emb.t(), half[keep]))
+    assert l_own < l_wrong
+    assert abs(l_half - expected) < 1e-5

@@ -21,22 +21,19 @@ from features.similarity import similarity_features
 REQUEST_ID = "request_id"
 
 
+def _refs_by_join_keys(store: FeatureStore, model_version: str, columns) -> dict[tuple[str, ...], list[str]]:
+    """Feature references of the ranker service whose join keys the frame has, grouped by join keys."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for proj in store.get_feature_service(C.ranker_service_name(model_version)).feature_view_projections:
+        keys = tuple(sorted(k.name for k in store.get_feature_view(proj.name).entity_columns))
+        if all(k in columns for k in keys):
+            groups.setdefault(keys, []).extend(f"{proj.name}:{f.name}" for f in proj.features)
+    return groups
+
+
 def feature_refs(store: FeatureStore, model_version: str, columns) -> list[str]:
     """Feature references of the ranker service whose join keys the frame has."""
-    refs = []
-    for proj in store.get_feature_service(C.ranker_service_name(model_version)).feature_view_projections:
-        fv = store.get_feature_view(proj.name)
-        if all(k.name in columns for k in fv.entity_columns):
-            refs += [f"{proj.name}:{f.name}" for f in proj.features]
-    return refs
-
-
-def _refs_by_join_keys(store: FeatureStore, refs: list[str]) -> dict[tuple[str, ...], list[str]]:
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for ref in refs:
-        view = store.get_feature_view(ref.split(":", 1)[0])
-        groups.setdefault(tuple(sorted(k.name for k in view.entity_columns)), []).append(ref)
-    return groups
+    return [r for refs in _refs_by_join_keys(store, model_version, columns).values() for r in refs]
 
 
 def _stack(col: pd.Series, d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,9 +53,8 @@ def training_frame(store: FeatureStore, events: pd.DataFrame, model_version: str
         raise ValueError(f"events frame needs an {EVENT_TIMESTAMP!r} column; it has {list(events.columns)}")
     events = events.reset_index(drop=True).copy()
     events[EVENT_TIMESTAMP] = pd.to_datetime(events[EVENT_TIMESTAMP], utc=True)
-    refs = feature_refs(store, model_version, set(events.columns))
     frame = events
-    for keys, view_refs in _refs_by_join_keys(store, refs).items():
+    for keys, view_refs in _refs_by_join_keys(store, model_version, set(events.columns)).items():
         # One retrieval per join-key set, on the distinct (keys, timestamp) rows only: Feast's file
         # store merges every entity row with every feature row of its key before the as-of filter,
         # so a consumer view would otherwise be joined once per candidate of each request.

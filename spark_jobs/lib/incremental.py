@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,6 +30,8 @@ from pyspark.sql import functions as F
 from dashclip import columns as C
 from spark_jobs.lib import table
 from spark_jobs.lib.table import has_rows, partition
+
+log = logging.getLogger(__name__)
 
 _OLD_EMB, _OLD_TS = "_old_embedding", "_old_event_timestamp"
 _CHUNK = 1 << 20
@@ -55,20 +59,29 @@ def fingerprint(inputs: list[str | Path], settings: dict) -> str:
     return h.hexdigest()
 
 
-def committed_fingerprint(out: Path, model_version: str) -> tuple[str | None, dict | None]:
-    """The input fingerprint recorded by the run that wrote the committed partition, and its report."""
+def _committed_report(out: Path, model_version: str) -> dict | None:
+    """The report of the run that wrote the committed partition of ``model_version``."""
     run_id = table.committed_run(out, model_version)
-    report = table.load_report(out, run_id) if run_id else None
-    return (report or {}).get("input_fingerprint"), report
+    return table.load_report(out, run_id) if run_id else None
 
 
-def unchanged_report(previous: dict, run_id: str, seconds: float) -> dict:
-    """The report of a run that found its input unchanged since ``previous`` committed."""
-    keep = {k: v for k, v in previous.items() if k in ("job", "model_version", "rows_in", "rows_out", "rows_rejected",
-                                                         "input_fingerprint", "config")}
-    return {**keep, "run_id": run_id, "unchanged_input": True, "unchanged_since_run": previous["run_id"],
-            "rows_embedded": 0, "rows_reused": previous.get("rows_out", 0), "recovered": None,
-            "seconds": {"fingerprint": round(seconds, 3), "total": round(seconds, 3)}}
+def end_if_unchanged(out: Path, model_version: str, fp: str | None, run_id: str, t0: float,
+                     config: dict) -> dict | None:
+    """When ``fp`` equals the fingerprint recorded by the run that wrote the committed partition,
+    save and return this run's report (nothing to do: the committed table stands); else None."""
+    previous = _committed_report(out, model_version) if fp is not None else None
+    if previous is None or previous.get("input_fingerprint") != fp:
+        return None
+    seconds = round(time.perf_counter() - t0, 3)
+    report = {**{k: previous[k] for k in ("job", "model_version", "rows_in", "rows_out", "rows_rejected",
+                                          "input_fingerprint") if k in previous},
+              "run_id": run_id, "unchanged_input": True, "unchanged_since_run": previous["run_id"],
+              "rows_embedded": 0, "rows_reused": previous.get("rows_out", 0), "recovered": None,
+              "seconds": {"fingerprint": seconds, "total": seconds}, "config": config}
+    table.save_report(out, report)
+    log.info("%s %s: input unchanged since run %s; the committed table stands", report.get("job"), model_version,
+             previous["run_id"])
+    return report
 
 
 def existing_partition(spark: SparkSession, out: Path, model_version: str, key: str) -> DataFrame | None:

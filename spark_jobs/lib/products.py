@@ -28,8 +28,8 @@ from dashclip.catalog import REJECT_COLUMNS, IngestConfig, ingest_frame, is_url,
 from spark_jobs.lib import columns as S
 from spark_jobs.lib import table
 from spark_jobs.lib.config import CatalogJobConfig, InferenceConfig
-from spark_jobs.lib.incremental import (assemble, committed_fingerprint, existing_partition, fingerprint, split_increment,
-                                        stage_and_commit, unchanged_report)
+from spark_jobs.lib.incremental import (assemble, end_if_unchanged, existing_partition, fingerprint, split_increment,
+                                        stage_and_commit)
 from spark_jobs.lib.reading import is_local, local_dir_of, read_strings, with_source_row
 from spark_jobs.lib.workers import embedder
 
@@ -154,13 +154,9 @@ def run(spark: SparkSession, cfg: CatalogJobConfig, before_commit: Callable[[], 
     n_tasks = cfg.inference.partitions or sc.defaultParallelism
 
     fp = None if cfg.full or cfg.revalidate else catalog_fingerprint(cfg, base_dir, version)
-    previous_fp, previous = committed_fingerprint(out, version)
-    if fp is not None and fp == previous_fp:
-        report = unchanged_report(previous, run_id, time.perf_counter() - t0)
-        table.save_report(out, report)
-        log.info("embed_catalog %s: input unchanged since run %s; the committed table stands", version,
-                 previous["run_id"])
-        return report
+    unchanged = end_if_unchanged(out, version, fp, run_id, t0, json.loads(cfg.model_dump_json()))
+    if unchanged is not None:
+        return unchanged
 
     raw = read_spark_catalog(spark, cfg.catalog)
     n_val = cfg.inference.partitions or max(n_tasks, raw.rdd.getNumPartitions())

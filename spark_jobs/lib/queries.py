@@ -12,7 +12,6 @@ import logging
 import time
 from datetime import datetime, timezone
 from functools import partial
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -25,8 +24,8 @@ from dashclip.catalog import normalize_text
 from spark_jobs.lib import columns as S
 from spark_jobs.lib import table
 from spark_jobs.lib.config import InferenceConfig, QueryJobConfig
-from spark_jobs.lib.incremental import (assemble, committed_fingerprint, existing_partition, fingerprint, split_increment,
-                                        stage_and_commit, unchanged_report)
+from spark_jobs.lib.incremental import (assemble, end_if_unchanged, existing_partition, fingerprint, split_increment,
+                                        stage_and_commit)
 from spark_jobs.lib.products import model_version_of
 from spark_jobs.lib.reading import is_local, read_strings, with_source_row
 from spark_jobs.lib.workers import embedder
@@ -86,15 +85,12 @@ def run(spark: SparkSession, cfg: QueryJobConfig, before_commit: Callable[[], No
     n_tasks = cfg.inference.partitions or sc.defaultParallelism
 
     fp = None
-    if not (cfg.full or cfg.revalidate) and is_local(cfg.queries) and Path(table.local_path(cfg.queries)).is_file():
-        fp = fingerprint([table.local_path(cfg.queries)], {"job": "embed_queries", "model_version": version})
-        previous_fp, previous = committed_fingerprint(out, version)
-        if fp == previous_fp:
-            report = unchanged_report(previous, run_id, time.perf_counter() - t0)
-            table.save_report(out, report)
-            log.info("embed_queries %s: input unchanged since run %s; the committed table stands", version,
-                     previous["run_id"])
-            return report
+    if not (cfg.full or cfg.revalidate) and is_local(cfg.queries):
+        path = table.local_path(cfg.queries)
+        fp = fingerprint([path], {"job": "embed_queries", "model_version": version}) if path.is_file() else None
+    unchanged = end_if_unchanged(out, version, fp, run_id, t0, json.loads(cfg.model_dump_json()))
+    if unchanged is not None:
+        return unchanged
     raw = with_source_row(read_strings(spark, cfg.queries, (C.QUERY_ID, C.QUERY)))
     validated = validate(raw).persist()
     counts = dict(validated.groupBy(S.ROW_OK).count().collect())  # one job: accepted and rejected

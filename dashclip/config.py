@@ -68,6 +68,10 @@ class DashCLIPConfig(_Strict):
     fusion: FusionConfig = FusionConfig()
     temperature: float = Field(0.05, gt=0, lt=1)
     learn_temperature: bool = True
+    # products with an image but no usable text (empty title and description): "fused" = the
+    # fusion encoder over the empty text grounded in the image; "image" = the image tower's own
+    # embedding in the shared space (trained to it by ITC, the image alignment and the category loss)
+    text_less: Literal["fused", "image"] = "fused"
 
     @model_validator(mode="after")
     def _hf_vision_blocks(self) -> "DashCLIPConfig":

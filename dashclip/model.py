@@ -43,6 +43,8 @@ class DashCLIP(nn.Module):
         self.itm_head = nn.Linear(H, 2)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature)),
                                         requires_grad=cfg.learn_temperature)
+        # token count of the empty text ([CLS] [SEP]): rows with no more tokens are text-less
+        self.n_empty_tokens = int(self.text_tower.tokenize([""])["attention_mask"].sum())
         self.query_tower: TextTower | None = None
         self.query_proj: nn.Linear | None = None
         if with_query_tower:
@@ -79,6 +81,16 @@ class DashCLIP(nn.Module):
     def embed_fused(self, fused_pooled: torch.Tensor) -> torch.Tensor:
         return l2n(self.product_proj(fused_pooled))  # (B, E)
 
+    def product_embedding(self, fused_pooled: torch.Tensor, image_emb: torch.Tensor, fusion_mask: torch.Tensor,
+                          has_image: torch.Tensor) -> torch.Tensor:
+        """The product embedding: the fused one, or (``text_less="image"``) the image embedding
+        for rows with an image and only the empty text."""
+        product = self.embed_fused(fused_pooled)
+        if self.cfg.text_less == "image":
+            text_less = (fusion_mask.sum(1) <= self.n_empty_tokens) & has_image.bool()
+            product = torch.where(text_less[:, None], image_emb, product)
+        return product
+
     def itm_logits(self, fused_pooled: torch.Tensor) -> torch.Tensor:
         return self.itm_head(fused_pooled)  # (B, 2): not matched / matched
 
@@ -91,13 +103,14 @@ class DashCLIP(nn.Module):
         tower; by default it sees the same inputs."""
         patches = self.patches(image_trunk)
         img_tokens = self.image_tokens(patches)
-        fused = self.fuse(text_states if fusion_states is None else fusion_states,
-                          text_mask if fusion_mask is None else fusion_mask, img_tokens,
-                          has_image if fusion_has_image is None else fusion_has_image)
+        f_mask = text_mask if fusion_mask is None else fusion_mask
+        f_has = has_image if fusion_has_image is None else fusion_has_image
+        fused = self.fuse(text_states if fusion_states is None else fusion_states, f_mask, img_tokens, f_has)
+        image = self.embed_image(patches)
         return {
-            "image": self.embed_image(patches),
+            "image": image,
             "text": self.embed_text(text_states, text_mask),
-            "product": self.embed_fused(fused),
+            "product": self.product_embedding(fused, image, f_mask, f_has),
             "fused": fused,
             "image_tokens": img_tokens,
             "logit_scale": self.logit_scale.exp().clamp(max=100.0),
@@ -108,8 +121,9 @@ class DashCLIP(nn.Module):
     def encode_products(self, pixels: torch.Tensor, has_image: torch.Tensor, input_ids: torch.Tensor,
                         attention_mask: torch.Tensor) -> torch.Tensor:
         states = self.text_tower(input_ids, attention_mask)
-        img_tokens = self.image_tokens(self.patches(self.image_tower.trunk(pixels)))
-        return self.embed_fused(self.fuse(states, attention_mask, img_tokens, has_image))
+        patches = self.patches(self.image_tower.trunk(pixels))
+        fused = self.fuse(states, attention_mask, self.image_tokens(patches), has_image)
+        return self.product_embedding(fused, self.embed_image(patches), attention_mask, has_image)
 
     def encode_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         tower, proj = (self.query_tower, self.query_proj) if self.has_query_tower else (self.text_tower, self.text_proj)

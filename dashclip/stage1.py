@@ -65,6 +65,8 @@ class Stage1Config(BaseModel):
     w_align_text: float = 1.0
     w_align_image: float = 1.0
     w_category: float = 0.5  # product embedding vs its category path's text embedding (0: off)
+    w_category_image: float = 0.0  # the image tower's own embedding vs category texts (0: off)
+    feature_flip: float = Field(0.0, ge=0, le=1)  # p of mirroring a row's cached image map (augmentation)
     patience: int = 2
     seed: int = 0
     threads: int | None = None
@@ -136,6 +138,16 @@ def _batch(cache: TrunkCache, idx: torch.Tensor):
     return cache.image[idx].float(), cache.has_image[idx], cache.text[idx, :t].float(), m[:, :t]
 
 
+def flip_feature_maps(img: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Mirror each (C, h, w) cached CNN map left-right with probability p: a horizontal-flip
+    augmentation that needs no pass through the frozen trunk (its convolutions are close to
+    flip-equivariant). Token sequences (ViT towers) are returned unchanged."""
+    if img.dim() != 4 or p <= 0:
+        return img
+    flip = torch.rand(len(img), generator=gen) < p
+    return torch.where(flip[:, None, None, None], img.flip(-1), img)
+
+
 def _with_empty_text(states, mask, rows, cache: TrunkCache):
     """Replace the text of ``rows`` by the empty text's token states (image-grounded path)."""
     states, mask = states.clone(), mask.clone()
@@ -154,6 +166,8 @@ def _with_empty_text(states, mask, rows, cache: TrunkCache):
 def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
                 gen: torch.Generator, train: bool = True, cats: CategoryTexts | None = None) -> dict[str, torch.Tensor]:
     img, has, txt, msk = _batch(cache, idx)
+    if train and cfg.feature_flip > 0:
+        img = flip_feature_maps(img, cfg.feature_flip, gen)
     k, kc = keys[idx, 0], keys[idx, 1]
     B = len(idx)
     drop_text = (torch.rand(B, generator=gen) < cfg.text_dropout) & has if train else torch.zeros(B, dtype=torch.bool)
@@ -183,8 +197,12 @@ def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: tor
         lc = category_loss(model, out["product"], cats.index[idx], cats, s)
         if lc is not None:
             losses["category"] = lc
+    if cats is not None and cfg.w_category_image > 0 and has.any():
+        lci = category_loss(model, out["image"][has], cats.index[idx][has], cats, s)
+        if lci is not None:
+            losses["category_image"] = lci
     weights = {"itc": cfg.w_itc, "align_text": cfg.w_align_text, "align_image": cfg.w_align_image, "itm": cfg.w_itm,
-               "category": cfg.w_category}
+               "category": cfg.w_category, "category_image": cfg.w_category_image}
     losses["total"] = sum(weights[n] * v for n, v in losses.items())
     return losses
 
@@ -275,7 +293,7 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
     if len(val_idx) < 4:  # tiny catalogs: validate on a slice of train
         val_idx = train_idx[: max(4, len(train_idx) // 5)]
     log.info("stage 1: %d train, %d val products", len(train_idx), len(val_idx))
-    cats = CategoryTexts(model, products, train_idx.numpy()) if cfg.w_category > 0 else None
+    cats = CategoryTexts(model, products, train_idx.numpy()) if cfg.w_category > 0 or cfg.w_category_image > 0 else None
 
     backbone = [p for p in model.image_tower.parameters() if p.requires_grad]
     bb_ids = {id(p) for p in backbone}

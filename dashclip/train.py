@@ -23,12 +23,18 @@ def _load(cls, path: str | None, overrides: dict):
 
 
 def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
-    """A checkpoint in ``out`` trained with these settings (and, for stage 2, on this stage-1 version)."""
+    """A checkpoint in ``out`` trained with these settings (and, for stage 2, on this stage-1
+    version; for stage 1, with the architecture the named model config describes today)."""
     meta_path = Path(out) / "meta.json"
     if not meta_path.exists() or not (Path(out) / "model.safetensors").exists():
         return False
     meta = json.loads(meta_path.read_text())
     same = json.loads(json.dumps(train_config, default=str)) == json.loads(json.dumps(meta.get("train_config"), default=str))
+    if stage1 is None and same and "model" in train_config:
+        from dashclip.config import DashCLIPConfig, load_model_config
+
+        saved = DashCLIPConfig.model_validate_json((Path(out) / "config.json").read_text())
+        same = saved == load_model_config(train_config["model"])
     if stage1 is not None:
         s1 = json.loads((Path(stage1) / "meta.json").read_text())["model_version"]
         same = same and meta.get("stage1_version") == s1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -14,7 +15,8 @@ from dashclip.catalog import ingest
 from dashclip.config import load_model_config
 from dashclip.embed import ProductEmbedder
 from dashclip.model import DashCLIP
-from dashclip.stage1 import CategoryTexts, Stage1Config, category_loss, class_keys, step_losses, train_stage1
+from dashclip.stage1 import (CategoryTexts, Stage1Config, category_loss, class_keys, flip_feature_maps, step_losses,
+                             train_stage1)
 from dashclip.tiny import make_tiny_checkpoint
 from dashclip.trunk_cache import build_trunk_cache
 from tests.hostile import jpeg_bytes, make_hostile_catalog
@@ -137,6 +139,26 @@ def test_train_cli_reuse_skips_an_up_to_date_checkpoint(tmp_path):
     assert second.returncode == 0 and "up to date" in second.stdout
 
 
+def test_train_cli_reuse_retrains_when_the_model_config_file_changed(tmp_path):
+    from dashclip.config import CONFIG_DIR
+
+    cat = small_catalog(tmp_path / "cat", n=16)
+    arch = json.loads((CONFIG_DIR / "tiny-random.json").read_text())
+    arch_path = tmp_path / "arch.json"
+    arch_path.write_text(json.dumps(arch))
+    cfg = tmp_path / "s1.json"
+    cfg.write_text(json.dumps({"model": str(arch_path), "epochs": 1, "batch_size": 8, "cache_dir": None,
+                               "workers": 0, "warmup_steps": 1}))
+    args = [sys.executable, "-m", "dashclip.train", "stage1", "--out", str(tmp_path / "ck"), "--catalog", str(cat),
+            "--config", str(cfg), "--reuse"]
+    assert subprocess.run(args, capture_output=True, text=True, timeout=300).returncode == 0
+    arch_path.write_text(json.dumps({**arch, "text_less": "image"}))  # same training settings, new architecture
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "up to date" not in again.stdout, again.stdout
+    saved = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert saved["text_less"] == "image"
+
+
 def test_category_loss_prefers_the_own_category_text(tmp_path):
     prods = ingest(small_catalog(tmp_path, n=8), progress=False).products
     model = DashCLIP(load_model_config("tiny-random")).eval()
@@ -158,3 +180,58 @@ def test_category_loss_prefers_the_own_category_text(tmp_path):
         expected = float(torch.nn.functional.cross_entropy(scale * own[keep] @ cat_emb.t(), half[keep]))
     assert l_own < l_wrong
     assert abs(l_half - expected) < 1e-5
+
+
+def test_text_less_products_can_take_the_image_embedding(tmp_path):
+    """text_less="image": a product with an image and no text gets exactly its image embedding
+    (end to end from pixels and from the trunk cache); products with text keep the fused one."""
+    prods = ingest(make_hostile_catalog(tmp_path / "cat"), progress=False).products.reset_index(drop=True)
+    cfg = load_model_config("tiny-random")
+    torch.manual_seed(0)
+    fused_model = DashCLIP(cfg).eval()
+    image_model = DashCLIP(cfg.model_copy(update={"text_less": "image"})).eval()
+    image_model.load_state_dict(fused_model.state_dict())
+    cache = build_trunk_cache(fused_model, prods, progress=False)
+    text_less = (prods[C.HAS_IMAGE] & ~prods[C.HAS_TEXT]).to_numpy()
+    assert text_less.any() and (~text_less).any()
+    with torch.no_grad():
+        img, has, txt, msk = cache.image.float(), cache.has_image, cache.text.float(), cache.mask
+        a, b = fused_model(img, has, txt, msk), image_model(img, has, txt, msk)
+    tl = torch.as_tensor(text_less)
+    torch.testing.assert_close(b["product"][tl], b["image"][tl])
+    torch.testing.assert_close(b["product"][~tl], a["product"][~tl])
+    assert not torch.allclose(a["product"][tl], a["image"][tl])
+    # the same from pixels, through the embedding path Spark and the CLI use
+    ck = tmp_path / "ck"
+    image_model.save_pretrained(ck, stage="stage1")
+    emb = ProductEmbedder(ck).embed_products(prods)
+    np.testing.assert_allclose(emb[text_less], b["image"][tl].numpy(), atol=2e-3)  # cache is float16
+    np.testing.assert_allclose(emb[~text_less], b["product"][~tl].numpy(), atol=2e-3)
+
+
+def test_image_category_loss_adds_its_weighted_term(tmp_path):
+    prods = ingest(small_catalog(tmp_path, n=8), progress=False).products
+    model = DashCLIP(load_model_config("tiny-random")).eval()
+    cache = build_trunk_cache(model, prods, progress=False)
+    cats = CategoryTexts(model, prods, np.arange(len(prods)))
+    keys, idx = class_keys(prods), torch.arange(len(prods))
+    common = dict(catalog="unused", model="tiny-random", text_dropout=0.0, image_dropout=0.0, w_itm=0.0)
+    with torch.no_grad():
+        l_off = step_losses(model, cache, idx, keys, Stage1Config(**common), torch.Generator().manual_seed(0), cats=cats)
+        l_on = step_losses(model, cache, idx, keys, Stage1Config(**common, w_category_image=0.7),
+                           torch.Generator().manual_seed(0), cats=cats)
+        out = model(cache.image.float(), cache.has_image, cache.text.float(), cache.mask)
+        expected = category_loss(model, out["image"], cats.index, cats, out["logit_scale"])
+    assert "category_image" not in l_off and "category_image" in l_on
+    assert abs(float(l_on["category_image"]) - float(expected)) < 1e-5
+    assert abs(float(l_on["total"] - l_off["total"]) - 0.7 * float(expected)) < 1e-4
+
+
+def test_feature_flip_mirrors_chosen_cnn_maps_only():
+    maps = torch.arange(2 * 3 * 2 * 4, dtype=torch.float32).view(2, 3, 2, 4)
+    torch.testing.assert_close(flip_feature_maps(maps, 1.0, torch.Generator()), maps.flip(-1))
+    torch.testing.assert_close(flip_feature_maps(maps, 0.0, torch.Generator()), maps)
+    tokens = torch.randn(2, 5, 8)  # ViT-style token sequences have no spatial map to mirror
+    torch.testing.assert_close(flip_feature_maps(tokens, 1.0, torch.Generator()), tokens)
+    half = flip_feature_maps(torch.randn(400, 1, 1, 2), 0.5, torch.Generator().manual_seed(0))
+    assert half.shape == (400, 1, 1, 2)

@@ -1,9 +1,10 @@
 """Stage 1: continual pretraining of the product encoder on the catalog (ITC + ITM + alignment).
 
 The frozen trunks run once (``trunk_cache``); training updates the image tower's top blocks,
-the fusion encoder, the projections, the ITM head and the temperature. Text dropout feeds the
-fusion encoder the empty text for some rows, so image-only products get an image-grounded
-embedding in the same space; image dropout trains the text-only path.
+the fusion encoder, the projections, the ITM head and the temperature. Text dropout gives some
+rows the empty text, so they train the embedding of products with an image and no text (the
+image tower's embedding with ``text_less="image"``, or the fusion encoder over the empty text)
+in the same space; image dropout trains the text-only path.
 
 The catalog's category paths are text too: an optional category alignment (``w_category``)
 pulls each product embedding towards the text embedding of its own category path, against all

@@ -116,7 +116,9 @@ def normalize_category(value: object) -> str:
     return " > ".join(p for p in parts if p)
 
 
-def _canonical_header(name: str) -> str:
+def canonical_header(name: str) -> str:
+    """A catalog column name in canonical form (lower case, spaces and hyphens as underscores);
+    the pandas ingestion and the Spark reader both map headers with it."""
     return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
 
 
@@ -136,7 +138,7 @@ def read_catalog(path: str | os.PathLike) -> pd.DataFrame:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding="utf-8")
     else:
         raise CatalogSchemaError(f"catalog {path}: unsupported extension {path.suffix!r} (csv, tsv or parquet)")
-    rename = {c: _canonical_header(c) for c in df.columns}
+    rename = {c: canonical_header(c) for c in df.columns}
     df = df.rename(columns=rename)
     missing = [c for c in C.CATALOG_REQUIRED if c not in df.columns]
     if missing:

@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dashclip import columns as C
-from dashclip.catalog import CatalogSchemaError, _canonical_header
+from dashclip.catalog import CatalogSchemaError, canonical_header
 
 
 def is_local(uri: str) -> bool:
@@ -49,7 +49,7 @@ def read_strings(spark: SparkSession, uri: str, required: tuple[str, ...], optio
         # multiLine: descriptions may hold newlines; escape: pandas/RFC 4180 double the quote
         df = spark.read.options(header=True, multiLine=True, escape='"', quote='"', encoding="UTF-8",
                                 sep="\t" if fmt == "tsv" else ",", inferSchema=False).csv(uri)
-    df = df.toDF(*[_canonical_header(c) for c in df.columns])
+    df = df.toDF(*[canonical_header(c) for c in df.columns])
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise CatalogSchemaError(f"table {uri}: missing required column(s) {missing}; found {df.columns}")

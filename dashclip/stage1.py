@@ -101,12 +101,14 @@ class CategoryTexts:
 
 
 def category_loss(model: DashCLIP, product: torch.Tensor, rows_cat: torch.Tensor, cats: CategoryTexts,
-                  logit_scale: torch.Tensor) -> torch.Tensor | None:
-    """Cross-entropy of each product embedding against all category-text embeddings."""
+                  logit_scale: torch.Tensor, cat_emb: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Cross-entropy of each product embedding against all category-text embeddings (``cat_emb``:
+    those embeddings when the caller already has them for this step)."""
     keep = rows_cat >= 0
     if cats.states is None or not keep.any():
         return None
-    cat_emb = model.embed_text(cats.states, cats.mask)  # (K, E), trainable text head
+    if cat_emb is None:
+        cat_emb = model.embed_text(cats.states, cats.mask)  # (K, E), trainable text head
     return torch.nn.functional.cross_entropy(logit_scale * product[keep] @ cat_emb.t(), rows_cat[keep])
 
 
@@ -167,7 +169,7 @@ def _with_empty_text(states, mask, rows, cache: TrunkCache):
 def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
                 gen: torch.Generator, train: bool = True, cats: CategoryTexts | None = None) -> dict[str, torch.Tensor]:
     img, has, txt, msk = _batch(cache, idx)
-    if train and cfg.feature_flip > 0:
+    if train:
         img = flip_feature_maps(img, cfg.feature_flip, gen)
     k, kc = keys[idx, 0], keys[idx, 1]
     B = len(idx)
@@ -193,15 +195,14 @@ def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: tor
         f1 = model.fuse(txt[sub], msk[sub], patches[neg_img], ones)[ok1]
         f2 = model.fuse(txt[sub][neg_txt], msk[sub][neg_txt], patches, ones)[ok2]
         losses["itm"] = itm_loss(model.itm_logits(out["fused"][sub]), model.itm_logits(torch.cat([f1, f2])))
-    if cats is not None and cfg.w_category > 0:
-        # the fused product embedding (image-only for the text-dropped rows) against category texts
-        lc = category_loss(model, out["product"], cats.index[idx], cats, s)
-        if lc is not None:
-            losses["category"] = lc
-    if cats is not None and cfg.w_category_image > 0 and has.any():
-        lci = category_loss(model, out["image"][has], cats.index[idx][has], cats, s)
-        if lci is not None:
-            losses["category_image"] = lci
+    if cats is not None and cats.states is not None and (cfg.w_category > 0 or cfg.w_category_image > 0):
+        cat_emb = model.embed_text(cats.states, cats.mask)  # once per step for both category terms
+        terms = {"category": (cfg.w_category, out["product"], cats.index[idx]),  # text-less embedding for text-dropped rows
+                 "category_image": (cfg.w_category_image, out["image"][has], cats.index[idx][has])}
+        for name, (w, emb, rows_cat) in terms.items():
+            loss = category_loss(model, emb, rows_cat, cats, s, cat_emb) if w > 0 else None
+            if loss is not None:
+                losses[name] = loss
     weights = {"itc": cfg.w_itc, "align_text": cfg.w_align_text, "align_image": cfg.w_align_image, "itm": cfg.w_itm,
                "category": cfg.w_category, "category_image": cfg.w_category_image}
     losses["total"] = sum(weights[n] * v for n, v in losses.items())

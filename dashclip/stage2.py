@@ -56,8 +56,10 @@ class Stage2Config(BaseModel):
     cand_bm25: int = 8
     cand_dense: int = 8
     cand_random: int = 4
-    teacher_epochs: int = 2
-    teacher_lr: float = 4e-5
+    # 5 epochs at 1e-4: on 3,601 annotated pairs of 200 non-seed training queries, accuracy 0.827,
+    # macro-F1 0.746, AUC 0.958 vs 0.701 / 0.536 / 0.916 for 2 epochs at 4e-5 (README, stage 2)
+    teacher_epochs: int = 5
+    teacher_lr: float = 1e-4
     teacher_batch_size: int = 32
     teacher_max_length: int = 64
     epochs: int = Field(8, ge=1)
@@ -87,6 +89,19 @@ def mine_candidates(queries: list[str], q_emb: np.ndarray, p_emb: np.ndarray, bm
                             rng.integers(0, len(p_emb), cfg.cand_random)])
         out.append(np.unique(c))
     return out
+
+
+def choose_seed(qids: list[str], n_cands: list[int], cfg: Stage2Config, rng: np.random.Generator
+                ) -> tuple[set[str], set[str]]:
+    """Seed queries (whole queries in a seeded random order until ``seed_budget`` pairs are spent,
+    at most half of all queries so the teacher has queries of its own to label) and the held-out
+    share of them: the first ``seed_heldout`` of that same order, so a rerun holds out the same
+    queries (a set's iteration order changes from one Python process to the next)."""
+    order = rng.permutation(len(qids))
+    n_seed = int(np.searchsorted(np.cumsum([n_cands[i] for i in order]), cfg.seed_budget, side="right"))
+    n_seed = max(min(n_seed, len(qids) // 2), 2)
+    seed = [qids[i] for i in order[:n_seed]]
+    return set(seed), set(seed[: max(1, int(len(seed) * cfg.seed_heldout))])
 
 
 def _pairs_frame(qids, queries, cands) -> pd.DataFrame:
@@ -124,13 +139,7 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     cands = mine_candidates(qtexts, encode_queries(model, qtexts, query_tower=False), p_train, bm25, cfg, rng)
     pairs = _pairs_frame(queries[C.QUERY_ID], qtexts, cands)
 
-    # seed: whole queries, until the annotation budget is spent
-    order = rng.permutation(len(queries))
-    sizes = np.array([len(cands[i]) for i in order])
-    n_seed = int(np.searchsorted(np.cumsum(sizes), cfg.seed_budget, side="right"))
-    n_seed = min(n_seed, len(queries) // 2)  # the teacher always has queries of its own to label
-    seed_q = set(queries[C.QUERY_ID].iloc[order[:max(n_seed, 2)]])
-    heldout_q = set(list(seed_q)[: max(1, int(len(seed_q) * cfg.seed_heldout))])
+    seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng)
     annotator = Annotator(train_df)
     seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].copy()
     seed[C.LABEL] = annotator.grade_pairs(seed[C.QUERY].tolist(), seed["row"].tolist())

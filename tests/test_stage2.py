@@ -118,3 +118,20 @@ def test_stage2_end_to_end_on_a_tiny_model(tmp_path):
     prods = ingest(cat, progress=False).products
     e = ProductEmbedder(tmp_path / "ck2").embed_products(prods)
     assert q.shape[1] == e.shape[1] == 16
+
+
+def test_seed_choice_spends_the_budget_on_whole_queries_and_holds_out_a_fixed_prefix():
+    from dashclip.stage2 import Stage2Config, choose_seed
+
+    qids = [f"q{i}" for i in range(40)]
+    n_cands = [10] * 40
+    cfg = Stage2Config(catalog="unused", seed_budget=105, seed_heldout=0.2)
+    seed, held = choose_seed(qids, n_cands, cfg, np.random.default_rng(3))
+    order = [qids[i] for i in np.random.default_rng(3).permutation(40)]
+    assert seed == set(order[:10])  # 10 whole queries of 10 pairs fit in 105
+    assert held == set(order[:2])  # the first 20 % of the seed order, not a set's hash order
+    again = choose_seed(qids, n_cands, cfg, np.random.default_rng(3))
+    assert again == (seed, held)
+    # never more than half of the queries, so the teacher labels queries of its own
+    seed_all, _ = choose_seed(qids, n_cands, cfg.model_copy(update={"seed_budget": 10_000}), np.random.default_rng(3))
+    assert len(seed_all) == 20

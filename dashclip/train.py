@@ -29,7 +29,13 @@ def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
     if not meta_path.exists() or not (Path(out) / "model.safetensors").exists():
         return False
     meta = json.loads(meta_path.read_text())
-    same = json.loads(json.dumps(train_config, default=str)) == json.loads(json.dumps(meta.get("train_config"), default=str))
+
+    def norm(cfg: dict | None) -> dict | None:  # the same catalog file, however its path is written
+        cfg = json.loads(json.dumps(cfg, default=str))
+        if isinstance(cfg, dict) and cfg.get("catalog"):
+            cfg["catalog"] = str(Path(cfg["catalog"]).resolve())
+        return cfg
+    same = norm(train_config) == norm(meta.get("train_config"))
     if stage1 is None and same and "model" in train_config:
         from dashclip.config import DashCLIPConfig, load_model_config
 

@@ -21,6 +21,7 @@ export OMP_WAIT_POLICY=PASSIVE TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRA
 export PYSPARK_PYTHON="$ROOT/.venv/bin/python"
 PY="$ROOT/.venv/bin/python"
 mkdir -p "$RUN_DIR"
+RUN_DIR="$(cd "$RUN_DIR" && pwd)"  # absolute: feast resolves paths from feature_repo/
 T0=$(date +%s)
 step() { echo; echo "== $1  ($(( $(date +%s) - T0 )) s)"; }
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -137,6 +139,11 @@ def test_train_cli_reuse_skips_an_up_to_date_checkpoint(tmp_path):
     assert first.returncode == 0, first.stderr
     second = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0 and "up to date" in second.stdout
+    # the same catalog named by a relative path from another directory is the same setting
+    rel = [os.path.relpath(a, cat.parent) if a == str(cat) else a for a in args]
+    third = subprocess.run(rel, capture_output=True, text=True, timeout=300, cwd=cat.parent,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert third.returncode == 0 and "up to date" in third.stdout, third.stdout + third.stderr
 
 
 def test_train_cli_reuse_retrains_when_the_model_config_file_changed(tmp_path):

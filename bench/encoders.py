@@ -12,6 +12,8 @@ them) and re-measures, in this one run:
 - with ``--variant``: the image-only category probe of each given stage-1 checkpoint on the
   *validation* split (probe fitted on the training split), which is how stage-1 options are
   compared without looking at the test split; the off-the-shelf image features on that split too.
+- with ``--stage2-variant NAME=STAGE2_DIR``: each stage-2 checkpoint's validation nDCG@10 (queries
+  from the validation products, annotator-judged) and teacher agreement, from its own record.
 Training times and the teacher's agreement come from the checkpoints' own records. Writes
 bench/results/encoders.json.
 """
@@ -70,11 +72,27 @@ def validation_probes(variants: dict[str, str], catalog: Path) -> dict:
             "off_the_shelf_image_probe": base, "variants": out}
 
 
+def stage2_records(dirs: dict[str, str]) -> dict:
+    """What each stage-2 checkpoint recorded: best validation nDCG@10, teacher agreement, settings."""
+    out = {}
+    for name, d in dirs.items():
+        meta = json.loads((Path(d) / "meta.json").read_text())
+        s, tc = meta["summary"], meta["train_config"]
+        out[name] = {"checkpoint": d, "model_version": meta["model_version"], "stage1_version": meta.get("stage1_version"),
+                     "best_val_ndcg@10": s["best_val_ndcg@10"], "val_queries": s["val_queries"],
+                     "teacher_agreement_heldout_seed": s.get("teacher_agreement"),
+                     "teacher": {k: tc[k] for k in ("seed_budget", "teacher_epochs", "teacher_lr")},
+                     "label_s": s["label_s"], "train_s": s["train_s"]}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", default="runs/pipeline")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=STAGE1_DIR",
                     help="a stage-1 checkpoint to probe on the validation split (repeatable)")
+    ap.add_argument("--stage2-variant", action="append", default=[], metavar="NAME=STAGE2_DIR",
+                    help="a stage-2 checkpoint whose validation record to list beside the run's (repeatable)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     run = Path(args.run_dir)
@@ -86,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {missing[0]} not found; run `bash scripts/run_pipeline.sh` first (RUN_DIR={run})", file=sys.stderr)
         return 2
     variants = dict(v.split("=", 1) for v in args.variant)
+    s2_variants = dict(v.split("=", 1) for v in args.stage2_variant)
 
     from dashclip.eval_products import evaluate_products
     from dashclip.eval_queries import evaluate_queries
@@ -120,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             "auc_minus_best_baseline": round(r["dashclip"]["auc_relevant"] - best["auc_relevant"], 4)}
     payload = {"stage1": stage1, "stage2": stage2,
                "validation_probes": validation_probes(variants, catalog) if variants else None,
+               "stage2_validation": stage2_records({"pipeline_stage2": str(run / "stage2"), **s2_variants}),
                "seconds": round(time.perf_counter() - t0, 1),
                "machine": f"{platform.machine()} {os.cpu_count()} CPU cores, {platform.python_version()}, CPU torch",
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,0 +1,111 @@
+"""Teacher (cross-encoder labeller) settings compared on a large held-out set of annotated pairs.
+
+    python bench/teacher_settings.py [--run-dir runs/pipeline] [--variant NAME='{"epochs": 5, "lr": 1e-4}' ...]
+
+The held-out seed that stage 2 reports on is ~570 pairs of ~34 queries, too few to choose
+settings by. Here the candidates and the seed are built exactly as ``build_label_set`` builds them
+(generated training-split queries, BM25 + stage-1 dense + random candidates, whole queries until
+the budget is spent), and each setting's teacher is scored on the pairs of the last 200 queries of
+the same shuffled order — queries that are in no seed — graded by the rule annotator. Only
+training-split products are used: the validation and test splits stay untouched. Variant fields:
+``epochs``, ``lr``, ``seed_budget``, ``max_length``. Writes bench/results/teacher_settings.json
+after each variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+RESULTS = REPO / "bench" / "results" / "teacher_settings.json"
+DEFAULT_VARIANTS = {"epochs2_lr4e-5": {"epochs": 2, "lr": 4e-5}, "epochs5_lr4e-5": {"epochs": 5, "lr": 4e-5},
+                    "epochs5_lr1e-4": {"epochs": 5, "lr": 1e-4}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-dir", default="runs/pipeline")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON")
+    ap.add_argument("--eval-queries", type=int, default=200)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    run = Path(args.run_dir)
+    catalog, stage1 = run / "ingest" / "products.parquet", run / "stage1"
+    for p in (catalog, stage1 / "meta.json"):
+        if not p.exists():
+            print(f"error: {p} not found; run `bash scripts/run_pipeline.sh` first (RUN_DIR={run})", file=sys.stderr)
+            return 2
+    variants = {k: json.loads(v) for k, v in (x.split("=", 1) for x in args.variant)} or DEFAULT_VARIANTS
+
+    import numpy as np
+    import torch
+
+    from dashclip import columns as C
+    from dashclip.catalog import load_products
+    from dashclip.model import DashCLIP
+    from dashclip.queries import Annotator, generate_queries
+    from dashclip.retrieval import BM25Index, product_search_text
+    from dashclip.stage1 import embed_cached
+    from dashclip.stage2 import Stage2Config, _pairs_frame, encode_queries, mine_candidates
+    from dashclip.teacher import CrossEncoder, agreement, teacher_product_text, train_teacher
+    from dashclip.trunk_cache import build_trunk_cache
+
+    cfg = Stage2Config(catalog=str(catalog))
+    products = load_products(catalog)
+    model = DashCLIP.from_pretrained(stage1)
+    cache = build_trunk_cache(model, products, cache_dir=cfg.cache_dir, progress=False)
+    tr = np.nonzero(products[C.SPLIT].to_numpy() == "train")[0]
+    train_df = products.iloc[tr].reset_index(drop=True)
+    p_train = embed_cached(model, cache, torch.as_tensor(tr))["product"].numpy()
+    rng = np.random.default_rng(cfg.seed)  # the same draws as build_label_set
+    queries = generate_queries(train_df, cfg.queries_per_category, cfg.queries_per_product, seed=cfg.seed, prefix="gen")
+    qtexts = queries[C.QUERY].tolist()
+    cands = mine_candidates(qtexts, encode_queries(model, qtexts, query_tower=False), p_train,
+                            BM25Index(product_search_text(train_df)), cfg, rng)
+    pairs = _pairs_frame(queries[C.QUERY_ID], qtexts, cands)
+    order = rng.permutation(len(queries))
+    sizes = np.array([len(cands[i]) for i in order])
+    annotator = Annotator(train_df)
+    ptext = [teacher_product_text(r) for r in train_df.to_dict("records")]
+    ev = pairs[pairs[C.QUERY_ID].isin(set(queries[C.QUERY_ID].iloc[order[-args.eval_queries:]]))].copy()
+    ev[C.LABEL] = annotator.grade_pairs(ev[C.QUERY].tolist(), ev["row"].tolist())
+    payload = {"stage1": model.model_version, "eval_queries": args.eval_queries, "eval_pairs": len(ev),
+               "eval_label_counts": {int(k): int(v) for k, v in ev[C.LABEL].value_counts().sort_index().items()},
+               "variants": {}, "machine": f"{platform.machine()} {os.cpu_count()} CPU cores, CPU torch",
+               "command": "python bench/teacher_settings.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    for name, v in variants.items():
+        n_seed = int(np.searchsorted(np.cumsum(sizes), v.get("seed_budget", cfg.seed_budget), side="right"))
+        n_seed = min(n_seed, len(queries) - args.eval_queries)
+        seed_q = list(queries[C.QUERY_ID].iloc[order[:n_seed]])
+        train_q = set(seed_q) - set(seed_q[: max(1, int(len(seed_q) * cfg.seed_heldout))])  # as build_label_set
+        st = pairs[pairs[C.QUERY_ID].isin(train_q)].copy()
+        st[C.LABEL] = annotator.grade_pairs(st[C.QUERY].tolist(), st["row"].tolist())
+        torch.manual_seed(cfg.seed)
+        t = time.perf_counter()
+        teacher = CrossEncoder(model.cfg.text, max_length=v.get("max_length", cfg.teacher_max_length))
+        losses = train_teacher(teacher, st[C.QUERY].tolist(), [ptext[r] for r in st["row"]], st[C.LABEL].to_numpy(),
+                               epochs=v.get("epochs", cfg.teacher_epochs), lr=v.get("lr", cfg.teacher_lr),
+                               batch_size=cfg.teacher_batch_size, seed=cfg.seed, progress=False)
+        train_s = time.perf_counter() - t
+        a = agreement(teacher.predict(ev[C.QUERY].tolist(), [ptext[r] for r in ev["row"]]), ev[C.LABEL].to_numpy())
+        payload["variants"][name] = {**v, "train_pairs": len(st), "train_s": round(train_s, 1),
+                                     "train_loss": [round(x, 4) for x in losses], **a}
+        payload["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        print(name, json.dumps(payload["variants"][name]), flush=True)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -56,8 +56,9 @@ class Stage2Config(BaseModel):
     cand_bm25: int = 8
     cand_dense: int = 8
     cand_random: int = 4
-    # 5 epochs at 1e-4: on 3,601 annotated pairs of 200 non-seed training queries, accuracy 0.827,
-    # macro-F1 0.746, AUC 0.958 vs 0.701 / 0.536 / 0.916 for 2 epochs at 4e-5 (README, stage 2)
+    # 5 epochs at 1e-4: on 3,601 annotated pairs of 200 non-seed training queries, accuracy 0.843,
+    # macro-F1 0.768, AUC 0.963 vs 0.702 / 0.540 / 0.923 for 2 epochs at 4e-5
+    # (bench/teacher_settings.py; README, stage 2)
     teacher_epochs: int = 5
     teacher_lr: float = 1e-4
     teacher_batch_size: int = 32

@@ -15,6 +15,7 @@ after each variant.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -52,10 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     from dashclip import columns as C
     from dashclip.catalog import load_products
     from dashclip.model import DashCLIP
-    from dashclip.queries import Annotator, generate_queries
-    from dashclip.retrieval import BM25Index, product_search_text
+    from dashclip.queries import Annotator
     from dashclip.stage1 import embed_cached
-    from dashclip.stage2 import Stage2Config, _pairs_frame, encode_queries, mine_candidates
+    from dashclip.stage2 import Stage2Config, candidate_pairs, choose_seed
     from dashclip.teacher import CrossEncoder, agreement, teacher_product_text, train_teacher
     from dashclip.trunk_cache import build_trunk_cache
 
@@ -67,27 +67,26 @@ def main(argv: list[str] | None = None) -> int:
     train_df = products.iloc[tr].reset_index(drop=True)
     p_train = embed_cached(model, cache, torch.as_tensor(tr))["product"].numpy()
     rng = np.random.default_rng(cfg.seed)  # the same draws as build_label_set
-    queries = generate_queries(train_df, cfg.queries_per_category, cfg.queries_per_product, seed=cfg.seed, prefix="gen")
-    qtexts = queries[C.QUERY].tolist()
-    cands = mine_candidates(qtexts, encode_queries(model, qtexts, query_tower=False), p_train,
-                            BM25Index(product_search_text(train_df)), cfg, rng)
-    pairs = _pairs_frame(queries[C.QUERY_ID], qtexts, cands)
-    order = rng.permutation(len(queries))
-    sizes = np.array([len(cands[i]) for i in order])
+    queries, cands, pairs = candidate_pairs(cfg, model, train_df, p_train, rng)
+    qids, n_cands = queries[C.QUERY_ID].tolist(), [len(c) for c in cands]
+    # choose_seed takes the seed from the front of this order (at most half of it); the
+    # evaluation queries are the last ones of the same order, so they are in no seed
+    order = copy.deepcopy(rng).permutation(len(qids))
+    eval_q = {qids[i] for i in order[-args.eval_queries:]}
     annotator = Annotator(train_df)
     ptext = [teacher_product_text(r) for r in train_df.to_dict("records")]
-    ev = pairs[pairs[C.QUERY_ID].isin(set(queries[C.QUERY_ID].iloc[order[-args.eval_queries:]]))].copy()
+    ev = pairs[pairs[C.QUERY_ID].isin(eval_q)].copy()
     ev[C.LABEL] = annotator.grade_pairs(ev[C.QUERY].tolist(), ev["row"].tolist())
     payload = {"stage1": model.model_version, "eval_queries": args.eval_queries, "eval_pairs": len(ev),
                "eval_label_counts": {int(k): int(v) for k, v in ev[C.LABEL].value_counts().sort_index().items()},
                "variants": {}, "machine": f"{platform.machine()} {os.cpu_count()} CPU cores, CPU torch",
                "command": "python bench/teacher_settings.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     for name, v in variants.items():
-        n_seed = int(np.searchsorted(np.cumsum(sizes), v.get("seed_budget", cfg.seed_budget), side="right"))
-        n_seed = min(n_seed, len(queries) - args.eval_queries)
-        seed_q = list(queries[C.QUERY_ID].iloc[order[:n_seed]])
-        train_q = set(seed_q) - set(seed_q[: max(1, int(len(seed_q) * cfg.seed_heldout))])  # as build_label_set
-        st = pairs[pairs[C.QUERY_ID].isin(train_q)].copy()
+        v_cfg = cfg.model_copy(update={"seed_budget": v.get("seed_budget", cfg.seed_budget)})
+        seed_q, heldout_q = choose_seed(qids, n_cands, v_cfg, copy.deepcopy(rng))
+        if seed_q & eval_q:
+            raise SystemExit(f"error: --eval-queries {args.eval_queries} overlaps the seed of variant {name}")
+        st = pairs[pairs[C.QUERY_ID].isin(seed_q - heldout_q)].copy()  # the teacher's training pairs, as in stage 2
         st[C.LABEL] = annotator.grade_pairs(st[C.QUERY].tolist(), st["row"].tolist())
         torch.manual_seed(cfg.seed)
         t = time.perf_counter()

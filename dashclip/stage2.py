@@ -127,10 +127,10 @@ def val_ndcg(model: DashCLIP, queries: list[str], judgments: list[np.ndarray], p
     return float(np.mean([ndcg_at_k(j[t], j, 10) for j, t in zip(judgments, top)]))
 
 
-def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, p_train: np.ndarray,
-                    out: Path, progress: bool = True) -> tuple[pd.DataFrame, dict]:
-    """Queries -> mined candidates -> seed annotation -> teacher -> labelled pairs."""
-    rng = np.random.default_rng(cfg.seed)
+def candidate_pairs(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, p_train: np.ndarray,
+                    rng: np.random.Generator) -> tuple[pd.DataFrame, list[np.ndarray], pd.DataFrame]:
+    """The training queries (generated, plus any user file), each one's mined candidate rows, and
+    all (query, product row) pairs to label."""
     queries = generate_queries(train_df, cfg.queries_per_category, cfg.queries_per_product, seed=cfg.seed, prefix="gen")
     if cfg.queries_file:
         user, _ = read_queries(cfg.queries_file)
@@ -138,8 +138,14 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     qtexts = queries[C.QUERY].tolist()
     bm25 = BM25Index(product_search_text(train_df))
     cands = mine_candidates(qtexts, encode_queries(model, qtexts, query_tower=False), p_train, bm25, cfg, rng)
-    pairs = _pairs_frame(queries[C.QUERY_ID], qtexts, cands)
+    return queries, cands, _pairs_frame(queries[C.QUERY_ID], qtexts, cands)
 
+
+def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, p_train: np.ndarray,
+                    out: Path, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Queries -> mined candidates -> seed annotation -> teacher -> labelled pairs."""
+    rng = np.random.default_rng(cfg.seed)
+    queries, cands, pairs = candidate_pairs(cfg, model, train_df, p_train, rng)
     seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng)
     annotator = Annotator(train_df)
     seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].copy()

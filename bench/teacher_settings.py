@@ -8,7 +8,7 @@ settings by. Here the candidates and the seed are built exactly as ``build_label
 the budget is spent), and each setting's teacher is scored on the pairs of the last 200 queries of
 the same shuffled order — queries that are in no seed — graded by the rule annotator. Only
 training-split products are used: the validation and test splits stay untouched. Variant fields:
-``epochs``, ``lr``, ``seed_budget``, ``max_length``. Writes bench/results/teacher_settings.json
+``epochs``, ``lr``, ``seed_budget``, ``max_length``, ``length_group`` (1: random batches). Writes bench/results/teacher_settings.json
 after each variant.
 """
 
@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         teacher = CrossEncoder(model.cfg.text, max_length=v.get("max_length", cfg.teacher_max_length))
         losses = train_teacher(teacher, st[C.QUERY].tolist(), [ptext[r] for r in st["row"]], st[C.LABEL].to_numpy(),
                                epochs=v.get("epochs", cfg.teacher_epochs), lr=v.get("lr", cfg.teacher_lr),
-                               batch_size=cfg.teacher_batch_size, seed=cfg.seed, progress=False)
+                               batch_size=cfg.teacher_batch_size, seed=cfg.seed, progress=False,
+                               length_group=v.get("length_group", cfg.teacher_length_group))
         train_s = time.perf_counter() - t
         a = agreement(teacher.predict(ev[C.QUERY].tolist(), [ptext[r] for r in ev["row"]]), ev[C.LABEL].to_numpy())
         payload["variants"][name] = {**v, "train_pairs": len(st), "train_s": round(train_s, 1),

@@ -322,7 +322,7 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
             opt.step()
             sched.step()
             for name, v in losses.items():
-                sums[name] = sums.get(name, 0.0) + float(v) * len(b)
+                sums[name] = sums.get(name, 0.0) + v.item() * len(b)
             n += len(b)
             bar.set_postfix(loss=f"{float(losses['total']):.3f}")
         rec = {"epoch": epoch, **{f"train_{k}": v / n for k, v in sums.items()}, **validate(model, cache, val_idx, keys, cfg, cats),

@@ -92,6 +92,24 @@ def test_teacher_training_improves_agreement_over_untrained_start():
     assert after["auc_relevant"] > before["auc_relevant"], (before, after)
 
 
+def test_length_grouped_batches_cover_every_pair_once_and_pad_less():
+    from dashclip.teacher import length_grouped_batches
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 64, 1000)
+    batches = length_grouped_batches(lengths, 32, np.random.default_rng(1), group=8)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(1000))  # each pair once per epoch
+    assert len(batches) == int(np.ceil(1000 / 32)) and max(len(b) for b in batches) == 32
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    random_padded = sum(len(b) * lengths[b].max() for b in np.array_split(rng.permutation(1000), len(batches)))
+    assert padded < 0.8 * random_padded
+    # the order is random: another seed gives other batches, the same seed the same ones
+    again = length_grouped_batches(lengths, 32, np.random.default_rng(1), group=8)
+    assert all((a == b).all() for a, b in zip(batches, again))
+    other = length_grouped_batches(lengths, 32, np.random.default_rng(2), group=8)
+    assert not all(len(a) == len(b) and (a == b).all() for a, b in zip(batches, other))
+
+
 def test_stage2_end_to_end_on_a_tiny_model(tmp_path):
     from dashclip.embed import ProductEmbedder, QueryEmbedder
     from dashclip.stage2 import Stage2Config, train_stage2

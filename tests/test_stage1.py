@@ -55,7 +55,7 @@ def test_a_few_training_steps_reduce_the_loss(tmp_path):
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     model.eval()
-    first = float(step_losses(model, cache, idx, keys, cfg, gen, train=False)["total"])
+    first = step_losses(model, cache, idx, keys, cfg, gen, train=False)["total"].item()
     model.train()
     for _ in range(40):
         loss = step_losses(model, cache, idx, keys, cfg, gen)["total"]
@@ -63,7 +63,7 @@ def test_a_few_training_steps_reduce_the_loss(tmp_path):
         loss.backward()
         opt.step()
     model.eval()
-    last = float(step_losses(model, cache, idx, keys, cfg, gen, train=False)["total"])
+    last = step_losses(model, cache, idx, keys, cfg, gen, train=False)["total"].item()
     assert last < 0.7 * first, (first, last)
 
 

@@ -28,8 +28,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "bench" / "results" / "teacher_settings.json"
-DEFAULT_VARIANTS = {"epochs2_lr4e-5": {"epochs": 2, "lr": 4e-5}, "epochs5_lr4e-5": {"epochs": 5, "lr": 4e-5},
-                    "epochs5_lr1e-4": {"epochs": 5, "lr": 1e-4}}
+# the README's table (the default, the previous default, and the grouping alone)
+DEFAULT_VARIANTS = {"epochs5_lr1e-4_grouped": {"epochs": 5, "lr": 1e-4},
+                    "epochs5_lr1e-4_random": {"epochs": 5, "lr": 1e-4, "length_group": 1},
+                    "epochs8_lr1e-4_grouped": {"epochs": 8, "lr": 1e-4}}
+# variant field -> Stage2Config field
+FIELDS = {"epochs": "teacher_epochs", "lr": "teacher_lr", "max_length": "teacher_max_length",
+          "length_group": "teacher_length_group", "seed_budget": "seed_budget"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {p} not found; run `bash scripts/run_pipeline.sh` first (RUN_DIR={run})", file=sys.stderr)
             return 2
     variants = {k: json.loads(v) for k, v in (x.split("=", 1) for x in args.variant)} or DEFAULT_VARIANTS
+    for name, v in variants.items():
+        unknown = sorted(set(v) - set(FIELDS))
+        if unknown:
+            print(f"error: variant {name}: unknown fields {unknown}; known: {sorted(FIELDS)}", file=sys.stderr)
+            return 2
 
     import numpy as np
     import torch
@@ -55,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     from dashclip.model import DashCLIP
     from dashclip.queries import Annotator
     from dashclip.stage1 import embed_cached
-    from dashclip.stage2 import Stage2Config, candidate_pairs, choose_seed
-    from dashclip.teacher import CrossEncoder, agreement, teacher_product_text, train_teacher
+    from dashclip.stage2 import Stage2Config, candidate_pairs, choose_seed, fit_teacher, teacher_agreement
+    from dashclip.teacher import CrossEncoder, teacher_product_text
     from dashclip.trunk_cache import build_trunk_cache
 
     cfg = Stage2Config(catalog=str(catalog))
@@ -82,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                "variants": {}, "machine": f"{platform.machine()} {os.cpu_count()} CPU cores, CPU torch",
                "command": "python bench/teacher_settings.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     for name, v in variants.items():
-        v_cfg = cfg.model_copy(update={"seed_budget": v.get("seed_budget", cfg.seed_budget)})
+        v_cfg = Stage2Config.model_validate({**cfg.model_dump(), **{FIELDS[k]: x for k, x in v.items()}})
         seed_q, heldout_q = choose_seed(qids, n_cands, v_cfg, copy.deepcopy(rng))
         if seed_q & eval_q:
             raise SystemExit(f"error: --eval-queries {args.eval_queries} overlaps the seed of variant {name}")
@@ -90,13 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         st[C.LABEL] = annotator.grade_pairs(st[C.QUERY].tolist(), st["row"].tolist())
         torch.manual_seed(cfg.seed)
         t = time.perf_counter()
-        teacher = CrossEncoder(model.cfg.text, max_length=v.get("max_length", cfg.teacher_max_length))
-        losses = train_teacher(teacher, st[C.QUERY].tolist(), [ptext[r] for r in st["row"]], st[C.LABEL].to_numpy(),
-                               epochs=v.get("epochs", cfg.teacher_epochs), lr=v.get("lr", cfg.teacher_lr),
-                               batch_size=cfg.teacher_batch_size, seed=cfg.seed, progress=False,
-                               length_group=v.get("length_group", cfg.teacher_length_group))
+        teacher = CrossEncoder(model.cfg.text, max_length=v_cfg.teacher_max_length)
+        losses = fit_teacher(v_cfg, teacher, st, ptext, progress=False)
         train_s = time.perf_counter() - t
-        a = agreement(teacher.predict(ev[C.QUERY].tolist(), [ptext[r] for r in ev["row"]]), ev[C.LABEL].to_numpy())
+        a = teacher_agreement(teacher, ev, ptext)
         payload["variants"][name] = {**v, "train_pairs": len(st), "train_s": round(train_s, 1),
                                      "train_loss": [round(x, 4) for x in losses], **a}
         payload["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -143,6 +143,22 @@ def candidate_pairs(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     return queries, cands, _pairs_frame(queries[C.QUERY_ID], qtexts, cands)
 
 
+def fit_teacher(cfg: Stage2Config, teacher: CrossEncoder, graded: pd.DataFrame, ptext: list[str],
+                progress: bool = True) -> list[float]:
+    """Train the teacher on graded pairs (``query``, product ``row``, ``label``) with the config's
+    teacher settings; the mean loss per epoch."""
+    return train_teacher(teacher, graded[C.QUERY].tolist(), [ptext[r] for r in graded["row"]],
+                         graded[C.LABEL].to_numpy(), epochs=cfg.teacher_epochs, lr=cfg.teacher_lr,
+                         batch_size=cfg.teacher_batch_size, seed=cfg.seed, progress=progress,
+                         length_group=cfg.teacher_length_group)
+
+
+def teacher_agreement(teacher: CrossEncoder, graded: pd.DataFrame, ptext: list[str]) -> dict[str, float]:
+    """The teacher's agreement with graded pairs (accuracy, macro-F1, AUC of relevant vs not)."""
+    return agreement(teacher.predict(graded[C.QUERY].tolist(), [ptext[r] for r in graded["row"]]),
+                     graded[C.LABEL].to_numpy())
+
+
 def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, p_train: np.ndarray,
                     out: Path, progress: bool = True) -> tuple[pd.DataFrame, dict]:
     """Queries -> mined candidates -> seed annotation -> teacher -> labelled pairs."""
@@ -158,14 +174,9 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     ptext = [teacher_product_text(r) for r in records]
 
     teacher = CrossEncoder(model.cfg.text, max_length=cfg.teacher_max_length)
-    before = agreement(teacher.predict(seed_test[C.QUERY].tolist(), [ptext[r] for r in seed_test["row"]]),
-                       seed_test[C.LABEL].to_numpy())
-    losses = train_teacher(teacher, seed_train[C.QUERY].tolist(), [ptext[r] for r in seed_train["row"]],
-                           seed_train[C.LABEL].to_numpy(), epochs=cfg.teacher_epochs, lr=cfg.teacher_lr,
-                           batch_size=cfg.teacher_batch_size, seed=cfg.seed, progress=progress,
-                           length_group=cfg.teacher_length_group)
-    after = agreement(teacher.predict(seed_test[C.QUERY].tolist(), [ptext[r] for r in seed_test["row"]]),
-                      seed_test[C.LABEL].to_numpy())
+    before = teacher_agreement(teacher, seed_test, ptext)
+    losses = fit_teacher(cfg, teacher, seed_train, ptext, progress)
+    after = teacher_agreement(teacher, seed_test, ptext)
     log.info("teacher agreement on held-out seed: before %s after %s", before, after)
 
     rest = pairs[~pairs[C.QUERY_ID].isin(seed_q)].copy()

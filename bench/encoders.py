@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 RESULTS = REPO / "bench" / "results" / "encoders.json"
 
 
-def validation_probes(variants: dict[str, str], catalog: Path) -> dict:
+def validation_probes(variants: dict[str, str], catalog: Path, cache_dir: Path) -> dict:
     """Image-only (text withheld) and full-product category probes on the validation split."""
     import numpy as np
     import torch
@@ -57,7 +57,7 @@ def validation_probes(variants: dict[str, str], catalog: Path) -> dict:
     out, base = {}, None
     for name, ckpt in variants.items():
         model = DashCLIP.from_pretrained(ckpt)
-        cache = build_trunk_cache(model, products, cache_dir="runs/cache", progress=False)
+        cache = build_trunk_cache(model, products, cache_dir=cache_dir, progress=False)
         full = [embed_cached(model, cache, i)["product"].numpy() for i in (tr, va)]
         img_only = [embed_cached(model, cache, i, image_only=True) for i in (tr, va)]
         out[name] = {"checkpoint": ckpt, "model_version": model.model_version, "text_less": model.cfg.text_less,
@@ -89,6 +89,8 @@ def stage2_records(dirs: dict[str, str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", default="runs/pipeline")
+    ap.add_argument("--cache-dir", default=str(REPO / "runs" / "cache"),
+                    help="trunk-feature cache of the training runs (built there when missing)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=STAGE1_DIR",
                     help="a stage-1 checkpoint to probe on the validation split (repeatable)")
     ap.add_argument("--stage2-variant", action="append", default=[], metavar="NAME=STAGE2_DIR",
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             "ndcg@10_minus_best_baseline": round(r["dashclip"]["ndcg@10"] - best["ndcg@10"], 4),
             "auc_minus_best_baseline": round(r["dashclip"]["auc_relevant"] - best["auc_relevant"], 4)}
     payload = {"stage1": stage1, "stage2": stage2,
-               "validation_probes": validation_probes(variants, catalog) if variants else None,
+               "validation_probes": validation_probes(variants, catalog, Path(args.cache_dir)) if variants else None,
                "stage2_validation": stage2_records({"pipeline_stage2": str(run / "stage2"), **s2_variants}),
                "seconds": round(time.perf_counter() - t0, 1),
                "machine": f"{platform.machine()} {os.cpu_count()} CPU cores, {platform.python_version()}, CPU torch",

@@ -28,10 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "bench" / "results" / "teacher_settings.json"
-# the README's table (the default, the previous default, and the grouping alone)
-DEFAULT_VARIANTS = {"epochs5_lr1e-4_grouped": {"epochs": 5, "lr": 1e-4},
-                    "epochs5_lr1e-4_random": {"epochs": 5, "lr": 1e-4, "length_group": 1},
-                    "epochs8_lr1e-4_grouped": {"epochs": 8, "lr": 1e-4}}
+# the README's table, all on the 3,000-pair seed of then: the default of then, the previous default
+# and the grouping alone (the 5,000-pair seed was chosen by stage 2's validation nDCG@10, not here)
+DEFAULT_VARIANTS = {"epochs5_lr1e-4_grouped": {"epochs": 5, "lr": 1e-4, "seed_budget": 3000},
+                    "epochs5_lr1e-4_random": {"epochs": 5, "lr": 1e-4, "length_group": 1, "seed_budget": 3000},
+                    "epochs8_lr1e-4_grouped": {"epochs": 8, "lr": 1e-4, "seed_budget": 3000}}
 # variant field -> Stage2Config field
 FIELDS = {"epochs": "teacher_epochs", "lr": "teacher_lr", "max_length": "teacher_max_length",
           "length_group": "teacher_length_group", "seed_budget": "seed_budget"}

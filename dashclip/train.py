@@ -19,6 +19,8 @@ from pathlib import Path
 def _load(cls, path: str | None, overrides: dict):
     data = json.loads(Path(path).read_text()) if path else {}
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if data.get("catalog"):  # recorded resolved, so --reuse from another directory compares the same file
+        data["catalog"] = str(Path(data["catalog"]).resolve())
     return cls.model_validate(data)
 
 

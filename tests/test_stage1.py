@@ -141,17 +141,17 @@ def test_train_cli_reuse_skips_an_up_to_date_checkpoint(tmp_path):
     assert second.returncode == 0 and "up to date" in second.stdout
     # the same catalog named by a relative path from another directory is the same setting
     rel = [os.path.relpath(a, cat.parent) if a == str(cat) else a for a in args]
-    third = subprocess.run(rel, capture_output=True, text=True, timeout=300, cwd=cat.parent,
-                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    elsewhere = {"cwd": cat.parent, "env": {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}}
+    third = subprocess.run(rel, capture_output=True, text=True, timeout=300, **elsewhere)
     assert third.returncode == 0 and "up to date" in third.stdout, third.stdout + third.stderr
+
     # and the other way round: trained through a relative path, reused through the absolute one
-    rel_out = [str(tmp_path / "ck2") if a == str(tmp_path / "ck") else a for a in rel]
-    assert subprocess.run(rel_out, capture_output=True, text=True, timeout=300, cwd=cat.parent,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}).returncode == 0
+    def to_ck2(argv: list[str]) -> list[str]:
+        return [str(tmp_path / "ck2") if a == str(tmp_path / "ck") else a for a in argv]
+    assert subprocess.run(to_ck2(rel), capture_output=True, text=True, timeout=300, **elsewhere).returncode == 0
     saved = json.loads((tmp_path / "ck2" / "meta.json").read_text())["train_config"]["catalog"]
     assert saved == str(cat.resolve())
-    fourth = subprocess.run([str(tmp_path / "ck2") if a == str(tmp_path / "ck") else a for a in args],
-                            capture_output=True, text=True, timeout=300)
+    fourth = subprocess.run(to_ck2(args), capture_output=True, text=True, timeout=300)
     assert fourth.returncode == 0 and "up to date" in fourth.stdout, fourth.stdout + fourth.stderr
 
 

@@ -34,13 +34,24 @@ log = logging.getLogger(__name__)
 KS = (1, 5, 10)
 
 
-def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                   C_reg: float = 1.0) -> float:
-    """Linear probe: standardised features, multinomial logistic regression."""
+def probe_predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, C_reg: float = 1.0) -> np.ndarray:
+    """Linear probe: standardised features, multinomial logistic regression; predicted labels."""
     scaler = StandardScaler().fit(x_train)
     clf = LogisticRegression(C=C_reg, max_iter=300, tol=1e-3)
     clf.fit(scaler.transform(x_train), y_train)
-    return float((clf.predict(scaler.transform(x_test)) == y_test).mean())
+    return clf.predict(scaler.transform(x_test))
+
+
+def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                   C_reg: float = 1.0) -> float:
+    return float((probe_predictions(x_train, y_train, x_test, C_reg) == y_test).mean())
+
+
+def accuracy_by_group(pred: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray) -> dict[str, dict]:
+    """Per group (e.g. catalog source): its product count and each system's accuracy."""
+    return {str(g): {"products": int((groups == g).sum()),
+                     **{name: float((p[groups == g] == y[groups == g]).mean()) for name, p in pred.items()}}
+            for g in sorted(set(groups))}
 
 
 def zero_shot_accuracy(x: np.ndarray, y: np.ndarray, class_emb: np.ndarray, classes: list[str]) -> float:
@@ -126,6 +137,10 @@ def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog
     def norm(x):
         return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
 
+    probes = {"dashclip": (full["tr"], full["te"]), "dashclip_image_only": (img_only["tr"], img_only["te"]),
+              **{f"baseline_{k}": (base["tr"][k], base["te"][k]) for k in ("image", "text", "image+text")}}
+    pred = {name: probe_predictions(a, y_tr, b) for name, (a, b) in probes.items()}
+    acc = {name: float((p == y_te).mean()) for name, p in pred.items()}
     report = {
         "setting": setting,
         "checkpoint": str(checkpoint),
@@ -134,19 +149,22 @@ def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog
         "test_products": int(len(test_df)),
         "categories": len(classes),
         "dashclip": {
-            "probe_acc": probe_accuracy(full["tr"], y_tr, full["te"], y_te),
-            "probe_acc_image_only": probe_accuracy(img_only["tr"], y_tr, img_only["te"], y_te),
+            "probe_acc": acc["dashclip"],
+            "probe_acc_image_only": acc["dashclip_image_only"],
             "zero_shot_acc": zero_shot_accuracy(full["te"], y_te, cls_dash, classes),
             "zero_shot_acc_image_only": zero_shot_accuracy(img_only["te"], y_te, cls_dash, classes),
             "title_to_image": title_to_image_recall(q_dash, img_only["te"], titles, titles),
         },
-        "baseline_image": {"probe_acc": probe_accuracy(base["tr"]["image"], y_tr, base["te"]["image"], y_te)},
+        "baseline_image": {"probe_acc": acc["baseline_image"]},
         "baseline_text": {
-            "probe_acc": probe_accuracy(base["tr"]["text"], y_tr, base["te"]["text"], y_te),
+            "probe_acc": acc["baseline_text"],
             "zero_shot_acc": zero_shot_accuracy(norm(base["te"]["text"]), y_te, cls_base, classes),
         },
-        "baseline_image+text": {"probe_acc": probe_accuracy(base["tr"]["image+text"], y_tr, base["te"]["image+text"], y_te)},
+        "baseline_image+text": {"probe_acc": acc["baseline_image+text"]},
         "baseline_title_to_image_chance": chance_recall(titles, titles),
+        # the same fitted probes, their test accuracy per catalog source (e.g. grocery photos vs fashion)
+        "probe_acc_by_source": accuracy_by_group(pred, y_te, test_df[C.SOURCE].fillna("").to_numpy())
+        if C.SOURCE in test_df else {},
     }
     return report
 
@@ -172,4 +190,11 @@ def markdown_table(r: dict) -> str:
         if t is ch:
             tt += " (chance: no shared space)"
         lines.append(f"| {name} | {f(p)} | {f(z)} | {tt} |")
+    by = r.get("probe_acc_by_source") or {}
+    if len(by) > 1:
+        cols = ("dashclip", "dashclip_image_only", "baseline_image", "baseline_text", "baseline_image+text")
+        lines += ["", "Probe accuracy % by catalog source (the same fitted probes):", "",
+                  "| source | products | " + " | ".join(cols) + " |", "| --- " * (len(cols) + 2) + "|"]
+        for src, v in by.items():
+            lines.append(f"| {src or '(none)'} | {v['products']} | " + " | ".join(f(v[c]) for c in cols) + " |")
     return "\n".join(lines)

@@ -40,7 +40,8 @@ def read_judgments(path: str | Path) -> pd.DataFrame:
     bad = ~df[C.LABEL].isin([0, 1, 2, 3])
     if bad.any():
         i = int(np.nonzero(bad.to_numpy())[0][0])
-        raise ValueError(f"judgments {path}: row {i} has label {df[C.LABEL].iloc[i]!r}; labels are 0..3")
+        v = df[C.LABEL].iloc[i]
+        raise ValueError(f"judgments {path}: row {i} has label {v.item() if hasattr(v, 'item') else v!r}; labels are 0..3")
     return df
 
 

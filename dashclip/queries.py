@@ -393,6 +393,8 @@ def generate_queries(products: pd.DataFrame, per_category: int = 8, per_product:
     for cat in sorted(by_cat):
         for _ in range(per_category):
             add(generate_query(rng.choice(by_cat[cat]), rng))
-    for r in rng.sample(rows, int(per_product * len(rows))):
+    n = int(per_product * len(rows))  # above one query per product, products are drawn again
+    extra = rng.choices(rows, k=n - len(rows)) if n > len(rows) else []
+    for r in rng.sample(rows, min(n, len(rows))) + extra:
         add(generate_query(r, rng))
     return pd.DataFrame(out, columns=[C.QUERY_ID, C.QUERY])

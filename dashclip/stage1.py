@@ -68,10 +68,6 @@ class Stage1Config(BaseModel):
     w_category: float = 0.5  # product embedding vs its category path's text embedding (0: off)
     w_category_image: float = 0.0  # the image tower's own embedding vs category texts (0: off)
     feature_flip: float = Field(0.0, ge=0, le=1)  # p of mirroring a row's cached image map (augmentation)
-    # random crops of the cached CNN map (a crop/translation augmentation after the frozen trunk):
-    # with probability feature_crop a batch sees windows of a random side in [feature_crop_min * side, side]
-    feature_crop: float = Field(0.0, ge=0, le=1)
-    feature_crop_min: float = Field(0.7, gt=0, le=1)
     patience: int = 2
     seed: int = 0
     threads: int | None = None
@@ -155,29 +151,6 @@ def flip_feature_maps(img: torch.Tensor, p: float, gen: torch.Generator) -> torc
     return torch.where(flip[:, None, None, None], img.flip(-1), img)
 
 
-def crop_feature_maps(img: torch.Tensor, p: float, min_frac: float, gen: torch.Generator) -> torch.Tensor:
-    """With probability p, cut every (C, h, w) cached CNN map of the batch to a random s x s window
-    (s drawn once per batch in [min_frac * min(h, w), min(h, w)], the offset drawn per row). The
-    trunk's convolutions are close to translation-equivariant, so a window of the map stands for a
-    crop of the image: random-crop augmentation without running the frozen trunk again. The head
-    pools whatever patch grid it gets. Token sequences (ViT towers) are returned unchanged."""
-    if img.dim() != 4 or p <= 0 or float(torch.rand(1, generator=gen)) >= p:
-        return img
-    B, _, h, w = img.shape
-    side = min(h, w)
-    lo = max(1, math.ceil(min_frac * side))
-    s = int(torch.randint(lo, side + 1, (1,), generator=gen))
-    if s == h == w:
-        return img
-    i = torch.randint(0, h - s + 1, (B,), generator=gen)
-    j = torch.randint(0, w - s + 1, (B,), generator=gen)
-    ar = torch.arange(s)
-    rows = (i[:, None] + ar)[:, :, None].expand(B, s, s)  # (B, s, s)
-    cols = (j[:, None] + ar)[:, None, :].expand(B, s, s)
-    b = torch.arange(B)[:, None, None].expand(B, s, s)
-    return img.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2)  # (B, C, s, s)
-
-
 def _with_empty_text(states, mask, rows, cache: TrunkCache):
     """Replace the text of ``rows`` by the empty text's token states (image-grounded path)."""
     states, mask = states.clone(), mask.clone()
@@ -197,7 +170,7 @@ def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: tor
                 gen: torch.Generator, train: bool = True, cats: CategoryTexts | None = None) -> dict[str, torch.Tensor]:
     img, has, txt, msk = _batch(cache, idx)
     if train:
-        img = crop_feature_maps(flip_feature_maps(img, cfg.feature_flip, gen), cfg.feature_crop, cfg.feature_crop_min, gen)
+        img = flip_feature_maps(img, cfg.feature_flip, gen)
     k, kc = keys[idx, 0], keys[idx, 1]
     B = len(idx)
     drop_text = (torch.rand(B, generator=gen) < cfg.text_dropout) & has if train else torch.zeros(B, dtype=torch.bool)
@@ -353,7 +326,7 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
             n += len(b)
             bar.set_postfix(loss=f"{losses['total'].item():.3f}")
         rec = {"epoch": epoch, **{f"train_{k}": v / n for k, v in sums.items()}, **validate(model, cache, val_idx, keys, cfg, cats),
-               "temperature": float(1 / model.logit_scale.exp()), "elapsed_s": round(time.perf_counter() - t_start, 1)}
+               "temperature": (1 / model.logit_scale.exp()).item(), "elapsed_s": round(time.perf_counter() - t_start, 1)}
         history.append(rec)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in rec.items() if isinstance(v, float)})
         if rec["val_total"] < best - 1e-4:

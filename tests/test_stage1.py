@@ -17,8 +17,8 @@ from dashclip.catalog import ingest
 from dashclip.config import load_model_config
 from dashclip.embed import ProductEmbedder
 from dashclip.model import DashCLIP
-from dashclip.stage1 import (CategoryTexts, Stage1Config, category_loss, class_keys, crop_feature_maps, flip_feature_maps,
-                             step_losses, train_stage1)
+from dashclip.stage1 import (CategoryTexts, Stage1Config, category_loss, class_keys, flip_feature_maps, step_losses,
+                             train_stage1)
 from dashclip.tiny import make_tiny_checkpoint
 from dashclip.trunk_cache import build_trunk_cache
 from tests.hostile import jpeg_bytes, make_hostile_catalog
@@ -254,20 +254,3 @@ def test_feature_flip_mirrors_chosen_cnn_maps_only():
     flipped = (half == x.flip(-1)).all(-1).flatten()
     kept = (half == x).all(-1).flatten()
     assert bool((flipped | kept).all()) and 150 < int(flipped.sum()) < 250  # each row one or the other, ~half mirrored
-
-
-def test_feature_crop_cuts_one_window_size_per_batch_at_per_row_offsets():
-    maps = torch.arange(6 * 2 * 14 * 14, dtype=torch.float32).view(6, 2, 14, 14)
-    assert crop_feature_maps(maps, 0.0, 0.7, torch.Generator()) is maps
-    sizes = set()
-    for seed in range(20):
-        out = crop_feature_maps(maps, 1.0, 0.7, torch.Generator().manual_seed(seed))
-        s = out.shape[-1]
-        assert out.shape[:2] == (6, 2) and out.shape[-2] == s and 10 <= s <= 14  # ceil(0.7 * 14) = 10
-        sizes.add(s)
-        for b in range(6):  # each row is a contiguous s x s window of its own map, all channels alike
-            i, j = divmod(int(out[b, 0, 0, 0]) - b * 2 * 196, 14)
-            torch.testing.assert_close(out[b], maps[b, :, i:i + s, j:j + s])
-    assert len(sizes) >= 3
-    tokens = torch.randn(2, 5, 8)  # ViT-style token sequences have no spatial map to crop
-    assert crop_feature_maps(tokens, 1.0, 0.7, torch.Generator()) is tokens

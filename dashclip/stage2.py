@@ -37,7 +37,7 @@ from dashclip.model import DashCLIP
 from dashclip.queries import Annotator, generate_queries
 from dashclip.retrieval import BM25Index, dense_top_k, product_search_text
 from dashclip.stage1 import default_catalog, embed_cached, lr_lambda
-from dashclip.teacher import CrossEncoder, agreement, teacher_product_text, train_teacher
+from dashclip.teacher import CrossEncoder, agreement, bf16_supported, teacher_product_text, train_teacher
 from dashclip.trunk_cache import build_trunk_cache
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ class Stage2Config(BaseModel):
     teacher_batch_size: int = 32
     teacher_max_length: int = 64
     teacher_length_group: int = Field(50, ge=1)  # batches per length-sorted window (1: random batches)
+    # label the mined pairs under bfloat16 autocast where the hardware does bf16 (training stays float32)
+    teacher_bf16: bool = True
     epochs: int = Field(8, ge=1)
     batch_size: int = 64
     lr: float = 5e-5  # query tower
@@ -157,9 +159,10 @@ def fit_teacher(cfg: Stage2Config, teacher: CrossEncoder, graded: pd.DataFrame, 
                          length_group=cfg.teacher_length_group)
 
 
-def teacher_agreement(teacher: CrossEncoder, graded: pd.DataFrame, ptext: list[str]) -> dict[str, float]:
+def teacher_agreement(teacher: CrossEncoder, graded: pd.DataFrame, ptext: list[str], bf16: bool = False
+                      ) -> dict[str, float]:
     """The teacher's agreement with graded pairs (accuracy, macro-F1, AUC of relevant vs not)."""
-    return agreement(teacher.predict(graded[C.QUERY].tolist(), [ptext[r] for r in graded["row"]]),
+    return agreement(teacher.predict(graded[C.QUERY].tolist(), [ptext[r] for r in graded["row"]], bf16=bf16),
                      graded[C.LABEL].to_numpy())
 
 
@@ -178,13 +181,14 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     ptext = [teacher_product_text(r) for r in records]
 
     teacher = CrossEncoder(model.cfg.text, max_length=cfg.teacher_max_length)
-    before = teacher_agreement(teacher, seed_test, ptext)
+    before = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16)  # as it will label
     losses = fit_teacher(cfg, teacher, seed_train, ptext, progress)
-    after = teacher_agreement(teacher, seed_test, ptext)
+    after = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16)
     log.info("teacher agreement on held-out seed: before %s after %s", before, after)
 
     rest = pairs[~pairs[C.QUERY_ID].isin(seed_q)].copy()
-    probs = teacher.predict(rest[C.QUERY].tolist(), [ptext[r] for r in rest["row"]], progress=progress)
+    probs = teacher.predict(rest[C.QUERY].tolist(), [ptext[r] for r in rest["row"]], progress=progress,
+                            bf16=cfg.teacher_bf16)
     rest[C.LABEL] = probs @ np.arange(4)
     rest["source"] = "teacher"
     seed_train = seed_train.assign(source="seed")  # gold labels stay gold; held-out seed stays out
@@ -197,6 +201,7 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     stats = {"queries": len(queries), "pairs_mined": len(pairs), "seed_pairs": len(seed),
              "seed_queries": len(seed_q), "seed_heldout_pairs": len(seed_test), "teacher_labelled_pairs": len(rest),
              "teacher_agreement_untrained": before, "teacher_agreement": after, "teacher_train_loss": losses,
+             "teacher_labels_bf16": bool(cfg.teacher_bf16 and bf16_supported(torch.device("cpu"))),
              "seed_label_counts": seed[C.LABEL].value_counts().sort_index().to_dict()}
     return labelled, stats
 
@@ -308,7 +313,7 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
             tot += loss.item() * len(batch)
             n += len(batch)
         rec = {"epoch": epoch, "train_qcc": tot / n, "val_ndcg@10": val_ndcg(model, vq_texts, v_judg, val_products()),
-               "temperature": float(1 / model.logit_scale.exp()), "elapsed_s": round(time.perf_counter() - t0, 1)}
+               "temperature": (1 / model.logit_scale.exp()).item(), "elapsed_s": round(time.perf_counter() - t0, 1)}
         history.append(rec)
         log.info("stage 2 epoch %d: %s", epoch, rec)
         if rec["val_ndcg@10"] > best + 1e-4:

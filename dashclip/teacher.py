@@ -49,20 +49,36 @@ class CrossEncoder(nn.Module):
         return self.head(states[:, 0])  # (B, 4) grade logits
 
     @torch.no_grad()
-    def predict(self, queries: list[str], products: list[str], batch_size: int = 64, progress: bool = False
-                ) -> np.ndarray:
+    def predict(self, queries: list[str], products: list[str], batch_size: int = 64, progress: bool = False,
+                bf16: bool = False) -> np.ndarray:
         """(N, 4) grade probabilities, in input order.
 
         Pairs are scored in order of text length so that a batch pads little (the cross-encoder's
-        cost grows with the longest pair of the batch)."""
+        cost grows with the longest pair of the batch). ``bf16``: run the tower under bfloat16
+        autocast where the hardware has bfloat16 arithmetic (``bf16_supported``), otherwise in
+        float32. On this machine's CPU (AVX512-BF16) that labels 1.8x faster; the grade
+        probabilities move by ~1e-3 (bench/results/teacher_bf16.json)."""
         self.eval()
+        device = next(self.parameters()).device
+        use_bf16 = bf16 and bf16_supported(device)
         out = np.zeros((len(queries), 4), dtype=np.float32)
         order = np.argsort([len(q) + len(p) for q, p in zip(queries, products)], kind="stable")
         for s in tqdm(range(0, len(order), batch_size), desc="teacher labels", disable=not progress):
             b = order[s:s + batch_size]
-            logits = self(**self.tokenize([queries[i] for i in b], [products[i] for i in b]))
-            out[b] = F.softmax(logits.float(), -1).numpy()
+            enc = {k: v.to(device) for k, v in self.tokenize([queries[i] for i in b], [products[i] for i in b]).items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = self(**enc)
+            out[b] = F.softmax(logits.float(), -1).cpu().numpy()
         return out
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bfloat16 autocast is fast here: a CUDA device with bf16, or a CPU with AVX512-BF16
+    or AMX (elsewhere CPU bf16 is emulated and slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,

@@ -13,7 +13,7 @@ from dashclip import columns as C
 from dashclip.catalog import ingest
 from dashclip.config import load_model_config
 from dashclip.queries import Annotator, generate_queries, grade, product_views
-from dashclip.teacher import CrossEncoder, agreement, teacher_product_text, train_teacher
+from dashclip.teacher import CrossEncoder, agreement, bf16_supported, teacher_product_text, train_teacher
 
 COLORS = ["red", "blue", "black", "green"]
 TYPES = [("Apparel > Topwear > Tshirts", "Tshirt"), ("Apparel > Topwear > Shirts", "Shirt"),
@@ -90,6 +90,13 @@ def test_teacher_training_improves_agreement_over_untrained_start():
     assert after["accuracy"] > before["accuracy"] + 0.1, (before, after)
     assert after["macro_f1"] > before["macro_f1"] + 0.1, (before, after)
     assert after["auc_relevant"] > before["auc_relevant"], (before, after)
+    # labelling in bf16 (where the CPU has it; float32 otherwise) gives the same grades to rounding
+    fp32 = teacher.predict(q_pairs[n:], prods[n:])
+    half = teacher.predict(q_pairs[n:], prods[n:], bf16=True)
+    np.testing.assert_allclose(half.sum(1), 1.0, atol=1e-5)
+    assert np.abs(half - fp32).max() < 0.05 and (half.argmax(1) == fp32.argmax(1)).mean() > 0.95
+    if not bf16_supported(torch.device("cpu")):
+        np.testing.assert_array_equal(half, fp32)
 
 
 def test_length_grouped_batches_cover_every_pair_once_and_pad_less():

@@ -1,7 +1,7 @@
 """Cache of frozen tower-trunk outputs, so stage-1 training runs the frozen backbones once.
 
-For every product: the image trunk output (e.g. EfficientNet's 7x7x192 map before the
-fine-tuned top block) and the frozen text tower's token states (padded to max_length), both as
+For every product: the image trunk output (e.g. EfficientNet-Lite0's 14x14x112 map before its
+five fine-tuned top blocks) and the frozen text tower's token states (padded to max_length), both as
 float16. Cache files are keyed by the trunk configs and the products' content hashes, with an
 index of those hashes beside each file: any request whose products a saved cache already holds
 (the same catalog, or a split or subset of it) loads in seconds; anything else recomputes.

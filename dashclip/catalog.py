@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm import tqdm
@@ -383,12 +384,20 @@ def ingest(catalog: str | os.PathLike, out_dir: str | os.PathLike | None = None,
     return res
 
 
+# columns only ingestion writes: a parquet file holding them is an ingested products frame
+INGESTED_COLUMNS = (C.IMAGE_PATH, C.IMAGE_STATUS, C.HAS_IMAGE, C.SPLIT, C.CONTENT_HASH)
+
+
 def load_products(path: str | os.PathLike) -> pd.DataFrame:
-    """Ingested products: from products.parquet (or a folder holding it), or a raw catalog file."""
+    """Ingested products: from an ingested parquet file (``products.parquet`` or any parquet holding
+    ingestion's columns, e.g. a filtered copy), a folder holding products.parquet, or a raw
+    catalog file (ingested now; its images resolve relative to its folder)."""
     p = Path(path)
     if p.is_dir():
         p = p / "products.parquet"
     if p.name == "products.parquet":
+        return pd.read_parquet(p)
+    if p.suffix in (".parquet", ".pq") and p.exists() and set(INGESTED_COLUMNS) <= set(pq.read_schema(p).names):
         return pd.read_parquet(p)
     return ingest(p, progress=False).products
 

@@ -119,3 +119,21 @@ def test_cli_missing_required_column_exits_with_message(tmp_path):
                         "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2 and "missing required column" in r.stderr
     assert not (tmp_path / "o" / "products.parquet").exists()
+
+
+def test_load_products_takes_an_ingested_frame_under_any_name(hostile, tmp_path):
+    from dashclip.catalog import load_products
+
+    products = ingest(hostile, tmp_path / "out", progress=False).products
+    # a filtered copy saved elsewhere under another name is still an ingested frame: loaded as is,
+    # not ingested again (which would resolve its images against the wrong folder)
+    subset = products[products[C.HAS_IMAGE]].head(3)
+    other = tmp_path / "elsewhere" / "seen_products.parquet"
+    other.parent.mkdir()
+    subset.to_parquet(other, index=False)
+    pd.testing.assert_frame_equal(load_products(other), subset.reset_index(drop=True))
+    pd.testing.assert_frame_equal(load_products(tmp_path / "out"), products.reset_index(drop=True))
+    # a raw catalog in parquet (beside its images) is ingested, as before
+    raw = hostile.with_name("raw.parquet")
+    pd.read_csv(hostile, dtype=str, keep_default_na=False).to_parquet(raw, index=False)
+    pd.testing.assert_frame_equal(load_products(raw), products.reset_index(drop=True))

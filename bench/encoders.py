@@ -135,10 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         r = evaluate_queries(run / "stage2", run / "eval" / name / "products.parquet",
                              run / "eval" / name / "judgments.csv")
         best = {m: max(r["bm25"][m], r["minilm_zero_shot"][m]) for m in ("ndcg@10", "auc_relevant")}
+        systems = [s for s in ("dashclip", "dashclip_shared", "bm25", "minilm_zero_shot") if s in r]
         stage2["query_sets"][name] = {
-            "queries": r.get("queries"), **{s: r[s] for s in ("dashclip", "bm25", "minilm_zero_shot")},
+            "queries": r.get("queries"), "text_channel": r.get("text_channel"), **{s: r[s] for s in systems},
             "ndcg@10_minus_best_baseline": round(r["dashclip"]["ndcg@10"] - best["ndcg@10"], 4),
             "auc_minus_best_baseline": round(r["dashclip"]["auc_relevant"] - best["auc_relevant"], 4)}
+        if "dashclip_shared" in r:  # the shared space alone (the served embedding adds the text channel)
+            stage2["query_sets"][name]["shared_ndcg@10_minus_best_baseline"] = round(
+                r["dashclip_shared"]["ndcg@10"] - best["ndcg@10"], 4)
     payload = {"stage1": stage1, "stage2": stage2,
                "validation_probes": validation_probes(variants, catalog, Path(args.cache_dir)) if variants else None,
                "stage2_validation": stage2_records({"pipeline_stage2": str(run / "stage2"), **s2_variants}),

@@ -72,6 +72,12 @@ class DashCLIPConfig(_Strict):
     # fusion encoder over the empty text grounded in the image; "image" = the image tower's own
     # embedding in the shared space (trained to it by ITC, the image alignment and the category loss)
     text_less: Literal["fused", "image"] = "fused"
+    # The served embeddings append the frozen text tower's sentence embedding (the product's title,
+    # category path and description; the query's text) to the shared-space one, scaled so that this
+    # share of each cosine comes from it: cos = (1 - b) cos_shared + b cos_text. Training never sees
+    # it. It keeps what the pretrained text model knows about words and categories the catalog did
+    # not train (unseen categories, product-line names); 0 serves the shared space alone.
+    text_channel: float = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _hf_vision_blocks(self) -> "DashCLIPConfig":

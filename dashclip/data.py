@@ -32,6 +32,17 @@ def product_text(title: str, description: str = "", max_chars: int = 600) -> str
     return text[:max_chars]
 
 
+def channel_text(title: str, description: str = "", category: str = "", max_chars: int = 600) -> str:
+    """What the text channel of the served product embedding reads: title, category path, then the
+    description (the category before the description, so that truncation keeps it). Empty when
+    the product has no title and no description: a text-less product gets no text channel."""
+    title, description = (title or "").strip(), (description or "").strip()
+    if not (title or description):
+        return ""
+    head = ". ".join(x for x in (title, category_text(category or "")) if x)
+    return product_text(head, description, max_chars)
+
+
 def category_text(path: str) -> str:
     """What the text tower reads for a category path: its levels, space-separated."""
     return " ".join(p for p in path.split(" > "))
@@ -91,7 +102,7 @@ class ImageCache:
 class ProductDataset(Dataset):
     """Items of an ingested products frame: image tensor (zeros when absent), text, category.
 
-    Returns dicts with ``index``, ``image`` (3, S, S), ``has_image``, ``text``, ``category``.
+    Returns dicts with ``index``, ``image`` (3, S, S), ``has_image``, ``text``, ``channel_text``, ``category``.
     """
 
     def __init__(self, products: pd.DataFrame, image_size: int = 224, mean: float | tuple = 0.5,
@@ -102,6 +113,8 @@ class ProductDataset(Dataset):
         descs = products[C.DESCRIPTION].tolist() if C.DESCRIPTION in products else [""] * len(products)
         self.texts = [product_text(t, d, max_text_chars) if with_text else "" for t, d in zip(titles, descs)]
         self.categories = products[C.CATEGORY].tolist() if C.CATEGORY in products else [""] * len(products)
+        self.channel_texts = ([channel_text(t, d, c, max_text_chars) for t, d, c in zip(titles, descs, self.categories)]
+                              if with_text else [""] * len(products))
         self.size, self.mean, self.std = image_size, mean, std
         self.cache = ImageCache(cache_dir, image_size) if cache_dir else None
 
@@ -122,6 +135,7 @@ class ProductDataset(Dataset):
             "image": img if img is not None else torch.zeros(3, self.size, self.size),
             "has_image": img is not None,
             "text": self.texts[i],
+            "channel_text": self.channel_texts[i],
             "category": self.categories[i],
         }
 

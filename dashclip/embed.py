@@ -59,6 +59,17 @@ def write_embedding_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
     write_parquet_atomic(pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False), path)
 
 
+@torch.no_grad()
+def text_channel_embeddings(model: DashCLIP, texts: list[str], batch_size: int = 128) -> torch.Tensor:
+    """(N, H) text-channel embeddings of ``texts`` (zeros for empty ones), on the model's device."""
+    out = []
+    device = next(model.parameters()).device
+    for s in range(0, len(texts), batch_size):
+        tok = model.tokenize(list(texts[s:s + batch_size]))
+        out.append(model.text_channel(tok["input_ids"].to(device), tok["attention_mask"].to(device)))
+    return torch.cat(out) if out else torch.zeros(0, model.text_tower.hidden, device=device)
+
+
 class _Embedder:
     def __init__(self, checkpoint: str | os.PathLike, device: str | None = None, batch_size: int = 64,
                  threads: int | None = None, amp: bool | None = None):
@@ -74,9 +85,16 @@ class _Embedder:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
+    def _with_channel(self, shared: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """The served embedding: the shared-space one plus the text channel of ``texts`` (when on)."""
+        if self.model.cfg.text_channel <= 0:
+            return shared
+        channel = text_channel_embeddings(self.model, texts, batch_size=max(1, len(texts)))
+        return self.model.with_text_channel(shared.float(), channel.float())
+
 
 class ProductEmbedder(_Embedder):
-    """Product tower: image + text -> product embedding (B, E)."""
+    """Product tower: image + text -> the served product embedding (B, ``model.out_dim``)."""
 
     def embed_products(self, products: pd.DataFrame, progress: bool = False, workers: int = 0,
                        with_text: bool = True) -> np.ndarray:
@@ -91,7 +109,7 @@ class ProductEmbedder(_Embedder):
                 tok = self.model.tokenize(b["text"])
                 e = self.model.encode_products(b["image"].to(self.device), b["has_image"].to(self.device),
                                                tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
-                out[b["index"].numpy()] = e.float().cpu().numpy()
+                out[b["index"].numpy()] = self._with_channel(e, b["channel_text"]).float().cpu().numpy()
         return out
 
     def embed_frame(self, raw: pd.DataFrame, base_dir: str | os.PathLike, progress: bool = False,
@@ -107,15 +125,16 @@ class ProductEmbedder(_Embedder):
 
 
 class QueryEmbedder(_Embedder):
-    """Query tower: text -> query embedding (B, E) in the product space."""
+    """Query tower: text -> the served query embedding (B, ``model.out_dim``), in the product space."""
 
     def embed(self, queries: list[str], progress: bool = False) -> np.ndarray:
         out = np.zeros((len(queries), self.meta["embed_dim"]), dtype=np.float32)
         with torch.inference_mode(), self._autocast():
             for s in tqdm(range(0, len(queries), self.batch_size), desc="embed queries", disable=not progress):
-                tok = self.model.tokenize([normalize_text(q) for q in queries[s:s + self.batch_size]])
+                texts = [normalize_text(q) for q in queries[s:s + self.batch_size]]
+                tok = self.model.tokenize(texts)
                 e = self.model.encode_queries(tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
-                out[s:s + len(e)] = e.float().cpu().numpy()
+                out[s:s + len(e)] = self._with_channel(e, texts).float().cpu().numpy()
         return out
 
     __call__ = embed

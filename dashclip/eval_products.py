@@ -143,6 +143,9 @@ def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog
     acc = {name: float((p == y_te).mean()) for name, p in pred.items()}
     report = {
         "setting": setting,
+        # the shared-space product embedding (the served one's text channel reads the category
+        # path itself, so a category probe on it would read the answer)
+        "embedding": f"shared space ({model.cfg.embed_dim}-d)",
         "checkpoint": str(checkpoint),
         "model_version": model.model_version,
         "train_products": int(n_tr),

@@ -3,6 +3,10 @@
 ``forward`` takes tower-trunk outputs (cacheable) and returns named, L2-normalised embeddings
 plus the logit scale; it does not tokenise, sample negatives or read the schedule.
 
+Training works in the shared space (``embed_dim``). The embeddings served to the rest of the stack
+(``dashclip.embed``: Spark, the feature store, the ads server) can append the frozen text tower's
+sentence embedding (``text_channel``, see ``with_text_channel``); ``out_dim`` is their size.
+
 Checkpoints are Hugging Face style: ``config.json`` (the DashCLIPConfig), ``model.safetensors``,
 ``meta.json`` (model version, stage, whether a query tower is present, the training config),
 ``text_config.json`` / ``vision_config.json`` (backbone architectures, so loading needs no
@@ -138,6 +142,28 @@ class DashCLIP(nn.Module):
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.text_tower.tokenize(texts)
 
+    # --- the served embeddings: the shared space plus the text channel -----------------------
+    @property
+    def out_dim(self) -> int:
+        """Dimension of the served embeddings: the shared space, plus the text channel when on."""
+        return self.cfg.embed_dim + (self.text_tower.hidden if self.cfg.text_channel > 0 else 0)
+
+    @torch.no_grad()
+    def text_channel(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, H) L2-normalised sentence embeddings of the frozen text tower; zeros for empty text."""
+        pooled = self.text_tower.pool(self.text_tower(input_ids, attention_mask), attention_mask)
+        empty = attention_mask.sum(1) <= self.n_empty_tokens
+        return torch.where(empty[:, None], torch.zeros_like(pooled), l2n(pooled))
+
+    def with_text_channel(self, shared: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
+        """(B, E) shared-space and (B, H) text-channel embeddings -> (B, E + H) unit vectors whose dot
+        product is (1 - b) cos_shared + b cos_text (b = ``cfg.text_channel``); a row without text
+        (zero channel) keeps its shared-space direction. The shared embedding alone when b = 0."""
+        b = self.cfg.text_channel
+        if b <= 0:
+            return shared
+        return l2n(torch.cat([math.sqrt(1 - b) * shared, math.sqrt(b) * channel.to(shared.dtype)], -1))
+
     # --- checkpoints ------------------------------------------------------------------------
     def save_pretrained(self, out: str | Path, stage: str, extra_meta: dict | None = None) -> str:
         """Write the checkpoint; returns its model version (content-addressed)."""
@@ -145,15 +171,19 @@ class DashCLIP(nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(out / "model.safetensors"))
-        digest = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()[:10]
+        config_json = self.cfg.model_dump_json(indent=2)
+        # weights and configuration: a setting that changes the served embeddings without touching
+        # the weights (text_channel) is a new version, so no table mixes the two
+        digest = hashlib.sha256((out / "model.safetensors").read_bytes() + config_json.encode()).hexdigest()[:10]
         version = f"{self.cfg.name}-{stage}-{digest}"
-        (out / "config.json").write_text(self.cfg.model_dump_json(indent=2))
+        (out / "config.json").write_text(config_json)
         (out / "text_config.json").write_text(self.text_tower.model.config.to_json_string())
         if hasattr(self.image_tower, "model"):
             (out / "vision_config.json").write_text(self.image_tower.model.config.to_json_string())
         self.text_tower.tokenizer.save_pretrained(str(out / "tokenizer"))
         meta = {"model_version": version, "stage": stage, "has_query_tower": self.has_query_tower,
-                "embed_dim": self.cfg.embed_dim, "image_size": self.cfg.image.image_size,
+                "embed_dim": self.out_dim, "shared_dim": self.cfg.embed_dim, "text_channel": self.cfg.text_channel,
+                "image_size": self.cfg.image.image_size,
                 "image_mean": list(self.cfg.image.mean), "image_std": list(self.cfg.image.std),
                 "max_length": self.cfg.text.max_length, **(extra_meta or {})}
         (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))

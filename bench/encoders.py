@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     s2_variants = dict(v.split("=", 1) for v in args.stage2_variant)
 
     from dashclip.eval_products import evaluate_products
-    from dashclip.eval_queries import evaluate_queries
+    from dashclip.eval_queries import SYSTEMS, evaluate_queries
 
     t0 = time.perf_counter()
     s1_meta = json.loads((run / "stage1" / "meta.json").read_text())
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         r = evaluate_queries(run / "stage2", run / "eval" / name / "products.parquet",
                              run / "eval" / name / "judgments.csv")
         best = {m: max(r["bm25"][m], r["minilm_zero_shot"][m]) for m in ("ndcg@10", "auc_relevant")}
-        systems = [s for s in ("dashclip", "dashclip_shared", "bm25", "minilm_zero_shot") if s in r]
+        systems = [s for s in SYSTEMS if s in r]
         stage2["query_sets"][name] = {
             "queries": r.get("queries"), "text_channel": r.get("text_channel"), **{s: r[s] for s in systems},
             "ndcg@10_minus_best_baseline": round(r["dashclip"]["ndcg@10"] - best["ndcg@10"], 4),

@@ -172,13 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = train(out, args.name, args.stage1_config, args.stage2_config)
     t_train = time.perf_counter() - t0
 
-    from dashclip.eval_queries import evaluate_queries
+    from dashclip.eval_queries import SYSTEMS, evaluate_queries
 
     sets = {}
     for name, path in judg.items():
         r = evaluate_queries(ckpt, out / "eval_catalog.parquet", path, cache_dir=args.cache_dir)
         best = max(r["bm25"]["ndcg@10"], r["minilm_zero_shot"]["ndcg@10"])
-        systems = [s for s in ("dashclip", "dashclip_shared", "bm25", "minilm_zero_shot") if s in r]
+        systems = [s for s in SYSTEMS if s in r]
         sets[name] = {"queries": r["queries"], "text_channel": r["text_channel"],
                       **{s: {k: round(v, 4) for k, v in r[s].items()} for s in systems},
                       "ndcg@10_minus_best_baseline": round(r["dashclip"]["ndcg@10"] - best, 4)}
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     payload.setdefault("runs", {})[args.name] = record
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    print(json.dumps({n: {s: v[s]["ndcg@10"] for s in ("dashclip", "dashclip_shared", "bm25", "minilm_zero_shot")
+    print(json.dumps({n: {s: v[s]["ndcg@10"] for s in SYSTEMS
                           if s in v} for n, v in sets.items()}, indent=2))
     print(json.dumps(record["held_out_image_probe"], indent=2))
     print(f"wrote {RESULTS}")

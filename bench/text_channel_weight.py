@@ -37,57 +37,26 @@ RESULTS = REPO / "bench" / "results" / "text_channel_weight.json"
 
 
 def score_set(model, catalog: Path, judgments: Path, weights: list[float], cache_dir: str) -> dict:
-    import numpy as np
-    import pandas as pd
-    import torch
-
     from dashclip import columns as C
     from dashclip.catalog import load_products
-    from dashclip.data import channel_text
-    from dashclip.embed import text_channel_embeddings
-    from dashclip.eval_queries import minilm_scores, per_query_metrics, read_judgments
-    from dashclip.retrieval import BM25Index, product_search_text
-    from dashclip.stage1 import embed_cached
-    from dashclip.stage2 import encode_queries
-    from dashclip.trunk_cache import build_trunk_cache
+    from dashclip.eval_queries import baseline_scores, dashclip_embeddings, judgment_matrix, mean_metrics, read_judgments
 
     products = load_products(catalog).reset_index(drop=True)
-    judg = read_judgments(judgments)
-    pid_row = {p: i for i, p in enumerate(products[C.PRODUCT_ID])}
-    judg = judg[judg[C.PRODUCT_ID].isin(pid_row)]
-    qs = judg.drop_duplicates(C.QUERY_ID)[[C.QUERY_ID, C.QUERY]].reset_index(drop=True)
-    qrow = {q: i for i, q in enumerate(qs[C.QUERY_ID])}
-    labels = np.zeros((len(qs), len(products)), dtype=np.int64)
-    labels[judg[C.QUERY_ID].map(qrow).to_numpy(), judg[C.PRODUCT_ID].map(pid_row).to_numpy()] = judg[C.LABEL].to_numpy()
+    qs, labels, _ = judgment_matrix(products, read_judgments(judgments))
     queries = qs[C.QUERY].tolist()
+    e = dashclip_embeddings(model, products, queries, cache_dir, channel=True)
 
-    cache = build_trunk_cache(model, products, cache_dir=cache_dir, progress=False)
-    p_shared = embed_cached(model, cache, torch.arange(len(products)))["product"].float()
-    q_shared = torch.from_numpy(encode_queries(model, queries)).float()
-    p_chan = text_channel_embeddings(model, [channel_text(t, d, c) for t, d, c in
-                                             zip(products[C.TITLE], products[C.DESCRIPTION], products[C.CATEGORY])])
-    q_chan = text_channel_embeddings(model, queries)
+    def metrics(scores) -> dict:
+        m = mean_metrics(scores, labels)
+        return {k: round(m[k], 4) for k in ("ndcg@10", "auc_relevant")}
 
-    def metrics(scores: np.ndarray) -> dict:
-        df = pd.DataFrame([per_query_metrics(scores[i], labels[i]) for i in range(len(qs))])
-        return {"ndcg@10": round(float(df["ndcg@10"].mean()), 4), "auc_relevant": round(float(df["auc_relevant"].mean()), 4)}
-
-    cfg0 = model.cfg
-    by_weight = {}
-    for b in weights:
-        if b <= 0:
-            scores = (q_shared @ p_shared.T).numpy()
-        else:  # exactly what with_text_channel serves at this weight
-            model.cfg = cfg0.model_copy(update={"text_channel": min(b, 0.999999)})
-            scores = (model.with_text_channel(q_shared, q_chan) @ model.with_text_channel(p_shared, p_chan).T).numpy()
-        by_weight[str(b)] = metrics(scores)
-    model.cfg = cfg0
-    texts = product_search_text(products)
-    bm25 = BM25Index(texts)
+    # exactly what with_text_channel serves at each weight (b = 0: the shared space alone)
+    by_weight = {str(b): metrics((model.with_text_channel(e["q_shared"], e["q_chan"], weight=b)
+                                  @ model.with_text_channel(e["p_shared"], e["p_chan"], weight=b).T).numpy())
+                 for b in weights}
     return {"catalog": str(catalog), "judgments": str(judgments), "products": len(products), "queries": len(qs),
             "by_weight": by_weight,
-            "bm25": metrics(np.stack([bm25.scores(q) for q in queries])),
-            "minilm_zero_shot": metrics(minilm_scores(queries, texts, model.cfg.text))}
+            **{name: metrics(scores) for name, scores in baseline_scores(products, queries, model.cfg.text).items()}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,14 @@ def channel_text(title: str, description: str = "", category: str = "", max_char
     return product_text(head, description, max_chars)
 
 
+def product_channel_texts(products: pd.DataFrame, max_chars: int = 600) -> list[str]:
+    """``channel_text`` of every row of a products frame (description and category optional)."""
+    n = len(products)
+    descs = products[C.DESCRIPTION].tolist() if C.DESCRIPTION in products else [""] * n
+    cats = products[C.CATEGORY].tolist() if C.CATEGORY in products else [""] * n
+    return [channel_text(t, d, c, max_chars) for t, d, c in zip(products[C.TITLE].tolist(), descs, cats)]
+
+
 def category_text(path: str) -> str:
     """What the text tower reads for a category path: its levels, space-separated."""
     return " ".join(p for p in path.split(" > "))
@@ -113,8 +121,7 @@ class ProductDataset(Dataset):
         descs = products[C.DESCRIPTION].tolist() if C.DESCRIPTION in products else [""] * len(products)
         self.texts = [product_text(t, d, max_text_chars) if with_text else "" for t, d in zip(titles, descs)]
         self.categories = products[C.CATEGORY].tolist() if C.CATEGORY in products else [""] * len(products)
-        self.channel_texts = ([channel_text(t, d, c, max_text_chars) for t, d, c in zip(titles, descs, self.categories)]
-                              if with_text else [""] * len(products))
+        self.channel_texts = product_channel_texts(products, max_text_chars) if with_text else [""] * len(products)
         self.size, self.mean, self.std = image_size, mean, std
         self.cache = ImageCache(cache_dir, image_size) if cache_dir else None
 

@@ -20,7 +20,7 @@ import torch
 from dashclip import columns as C
 from dashclip.catalog import load_products
 from dashclip.config import TextTowerConfig
-from dashclip.data import channel_text
+from dashclip.data import product_channel_texts
 from dashclip.embed import text_channel_embeddings
 from dashclip.metrics import auc, ndcg_at_k, recall_at_k, reciprocal_rank
 from dashclip.model import DashCLIP
@@ -32,6 +32,8 @@ from dashclip.trunk_cache import build_trunk_cache
 
 log = logging.getLogger(__name__)
 METRICS = ("ndcg@10", "recall@100_exact", "mrr_exact", "auc_relevant")
+# report order; dashclip_shared only when the checkpoint serves a text channel
+SYSTEMS = ("dashclip", "dashclip_shared", "bm25", "minilm_zero_shot")
 
 
 def read_judgments(path: str | Path) -> pd.DataFrame:
@@ -72,11 +74,10 @@ def per_query_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float
             "auc_relevant": auc(scores, labels >= 2)}
 
 
-def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str | Path,
-                     rankings_out: str | Path | None = None, cache_dir: str | None = "runs/cache") -> dict:
-    model = DashCLIP.from_pretrained(checkpoint)
-    products = load_products(catalog).reset_index(drop=True)
-    judg = read_judgments(judgments)
+def judgment_matrix(products: pd.DataFrame, judg: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """The judged queries (``query_id, query``, first-seen order), their (Q, N) label matrix over the
+    catalog's rows (unlisted = 0) and the number of judged pairs used; judged product ids that are
+    not in the catalog are left out, with a warning."""
     pid_row = {p: i for i, p in enumerate(products[C.PRODUCT_ID])}
     unknown = set(judg[C.PRODUCT_ID]) - set(pid_row)
     if unknown:
@@ -86,31 +87,53 @@ def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str
     qrow = {q: i for i, q in enumerate(qs[C.QUERY_ID])}
     known = judg[judg[C.PRODUCT_ID].isin(pid_row)]
     labels[known[C.QUERY_ID].map(qrow).to_numpy(), known[C.PRODUCT_ID].map(pid_row).to_numpy()] = known[C.LABEL].to_numpy()
+    return qs, labels, len(known)
 
+
+def dashclip_embeddings(model: DashCLIP, products: pd.DataFrame, queries: list[str], cache_dir: str | None,
+                        channel: bool) -> dict[str, torch.Tensor]:
+    """Shared-space query and product embeddings (``q_shared``, ``p_shared``) and, with ``channel``,
+    their text channels (``q_chan``, ``p_chan``), the parts ``dashclip.embed`` serves."""
     cache = build_trunk_cache(model, products, cache_dir=cache_dir)
-    p_shared = embed_cached(model, cache, torch.arange(len(products)))["product"]
-    queries = qs[C.QUERY].tolist()
-    q_shared = torch.from_numpy(encode_queries(model, queries))
-    systems = {"dashclip": (q_shared @ p_shared.T).numpy()}
-    if model.cfg.text_channel > 0:  # what dashclip.embed serves: shared space + text channel
-        p_chan = text_channel_embeddings(model, [channel_text(t, d, c) for t, d, c in
-                                                 zip(products[C.TITLE], products[C.DESCRIPTION], products[C.CATEGORY])])
-        q_chan = text_channel_embeddings(model, queries)
-        systems["dashclip_shared"] = systems["dashclip"]
-        systems["dashclip"] = (model.with_text_channel(q_shared, q_chan) @ model.with_text_channel(p_shared, p_chan).T).numpy()
+    out = {"p_shared": embed_cached(model, cache, torch.arange(len(products)))["product"],
+           "q_shared": torch.from_numpy(encode_queries(model, queries))}
+    if channel:
+        out["p_chan"] = text_channel_embeddings(model, product_channel_texts(products))
+        out["q_chan"] = text_channel_embeddings(model, queries)
+    return out
+
+
+def baseline_scores(products: pd.DataFrame, queries: list[str], text_cfg: TextTowerConfig) -> dict[str, np.ndarray]:
+    """(Q, N) scores of BM25 and the packaged MiniLM zero-shot over the products' search text."""
     texts = product_search_text(products)
     bm25 = BM25Index(texts)
-    systems["bm25"] = np.stack([bm25.scores(q) for q in queries])
-    systems["minilm_zero_shot"] = minilm_scores(queries, texts, model.cfg.text)
+    return {"bm25": np.stack([bm25.scores(q) for q in queries]), "minilm_zero_shot": minilm_scores(queries, texts, text_cfg)}
+
+
+def mean_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """``METRICS`` averaged over queries (rows); a query without an exact match has no MRR."""
+    df = pd.DataFrame([per_query_metrics(scores[i], labels[i]) for i in range(len(labels))])
+    return {m: float(df[m].mean(skipna=True)) for m in METRICS}
+
+
+def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str | Path,
+                     rankings_out: str | Path | None = None, cache_dir: str | None = "runs/cache") -> dict:
+    model = DashCLIP.from_pretrained(checkpoint)
+    products = load_products(catalog).reset_index(drop=True)
+    qs, labels, n_judged = judgment_matrix(products, read_judgments(judgments))
+    queries = qs[C.QUERY].tolist()
+    e = dashclip_embeddings(model, products, queries, cache_dir, channel=model.cfg.text_channel > 0)
+    systems = {"dashclip": (e["q_shared"] @ e["p_shared"].T).numpy()}
+    if "q_chan" in e:  # what dashclip.embed serves: shared space + text channel
+        systems["dashclip_shared"] = systems["dashclip"]
+        systems["dashclip"] = (model.with_text_channel(e["q_shared"], e["q_chan"])
+                               @ model.with_text_channel(e["p_shared"], e["p_chan"]).T).numpy()
+    systems.update(baseline_scores(products, queries, model.cfg.text))
 
     report = {"checkpoint": str(checkpoint), "model_version": model.model_version, "catalog": str(catalog),
-              "products": len(products), "queries": len(qs), "judged_pairs": int(len(known))}
-    per_query = {}
+              "products": len(products), "queries": len(qs), "judged_pairs": int(n_judged)}
     for name, scores in systems.items():
-        rows = [per_query_metrics(scores[i], labels[i]) for i in range(len(qs))]
-        df = pd.DataFrame(rows)
-        report[name] = {m: float(df[m].mean(skipna=True)) for m in METRICS}
-        per_query[name] = df
+        report[name] = mean_metrics(scores, labels)
     best_base = max(report["bm25"]["ndcg@10"], report["minilm_zero_shot"]["ndcg@10"])
     report["ndcg@10_gain_over_best_baseline"] = report["dashclip"]["ndcg@10"] - best_base
     report["auc_above_both_baselines"] = bool(report["dashclip"]["auc_relevant"] > max(
@@ -133,7 +156,7 @@ def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str
 def markdown_table(r: dict) -> str:
     lines = [f"{r['queries']} queries over {r['products']} products ({r['judged_pairs']} judged pairs; unlisted = 0).", "",
              "| system | nDCG@10 | Recall@100 (exact) | MRR (exact) | relevance AUC |", "| --- | --- | --- | --- | --- |"]
-    for name in ("dashclip", "dashclip_shared", "bm25", "minilm_zero_shot"):
+    for name in SYSTEMS:
         if name not in r:
             continue
         m = r[name]

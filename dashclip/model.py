@@ -155,11 +155,12 @@ class DashCLIP(nn.Module):
         empty = attention_mask.sum(1) <= self.n_empty_tokens
         return torch.where(empty[:, None], torch.zeros_like(pooled), l2n(pooled))
 
-    def with_text_channel(self, shared: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
+    def with_text_channel(self, shared: torch.Tensor, channel: torch.Tensor, weight: float | None = None) -> torch.Tensor:
         """(B, E) shared-space and (B, H) text-channel embeddings -> (B, E + H) unit vectors whose dot
-        product is (1 - b) cos_shared + b cos_text (b = ``cfg.text_channel``); a row without text
-        (zero channel) keeps its shared-space direction. The shared embedding alone when b = 0."""
-        b = self.cfg.text_channel
+        product is (1 - b) cos_shared + b cos_text (b = ``weight``, by default ``cfg.text_channel``);
+        a row without text (zero channel) keeps its shared-space direction. The shared embedding
+        alone when b = 0."""
+        b = self.cfg.text_channel if weight is None else weight
         if b <= 0:
             return shared
         return l2n(torch.cat([math.sqrt(1 - b) * shared, math.sqrt(b) * channel.to(shared.dtype)], -1))

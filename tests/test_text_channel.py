@@ -12,7 +12,7 @@ import torch
 from dashclip import columns as C
 from dashclip.catalog import ingest
 from dashclip.config import load_model_config
-from dashclip.data import channel_text
+from dashclip.data import product_channel_texts
 from dashclip.embed import ProductEmbedder, QueryEmbedder, text_channel_embeddings
 from dashclip.evaluate import main as evaluate_main
 from dashclip.model import DashCLIP
@@ -61,7 +61,7 @@ def test_served_embeddings_add_the_channel_of_title_category_and_description(tmp
     shared = ProductEmbedder(off).embed_products(prods)
     assert served.shape == (len(prods), 48)
     np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
-    texts = [channel_text(t, d, c) for t, d, c in zip(prods[C.TITLE], prods[C.DESCRIPTION], prods[C.CATEGORY])]
+    texts = product_channel_texts(prods)
     loaded = DashCLIP.from_pretrained(on)
     chan = text_channel_embeddings(loaded, texts)
     expected = loaded.with_text_channel(torch.from_numpy(shared), chan).numpy()

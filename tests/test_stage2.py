@@ -13,7 +13,7 @@ from dashclip import columns as C
 from dashclip.catalog import ingest
 from dashclip.config import load_model_config
 from dashclip.queries import Annotator, generate_queries, grade, product_views
-from dashclip.teacher import CrossEncoder, agreement, bf16_supported, teacher_product_text, train_teacher
+from dashclip.teacher import CrossEncoder, agreement, bf16_supported, label_precision, teacher_product_text, train_teacher
 
 COLORS = ["red", "blue", "black", "green"]
 TYPES = [("Apparel > Topwear > Tshirts", "Tshirt"), ("Apparel > Topwear > Shirts", "Shirt"),
@@ -97,6 +97,15 @@ def test_teacher_training_improves_agreement_over_untrained_start():
     assert np.abs(half - fp32).max() < 0.05 and (half.argmax(1) == fp32.argmax(1)).mean() > 0.95
     if not bf16_supported(torch.device("cpu")):
         np.testing.assert_array_equal(half, fp32)
+    # int8 labelling (dynamic quantisation of the linear layers, CPUs without bf16): close to float32,
+    # and the teacher itself is left in float32
+    q8 = teacher.predict(q_pairs[n:], prods[n:], int8=True)
+    np.testing.assert_allclose(q8.sum(1), 1.0, atol=1e-5)
+    assert np.abs(q8 - fp32).mean() < 0.02 and (q8.argmax(1) == fp32.argmax(1)).mean() > 0.9
+    assert 0.0 < np.abs(q8 - fp32).max()  # it did run quantised
+    np.testing.assert_array_equal(teacher.predict(q_pairs[n:], prods[n:]), fp32)
+    assert label_precision(torch.device("cpu"), False, True) == "int8"
+    assert label_precision(torch.device("cpu"), False, False) == "fp32"
 
 
 def test_length_grouped_batches_cover_every_pair_once_and_pad_less():

@@ -1,16 +1,19 @@
-"""Labelling with the teacher in bfloat16 vs float32: speed and how much the labels move.
+"""Labelling with the teacher in float32, bfloat16 and int8: speed and how much the labels move.
 
-    python bench/teacher_bf16.py [--stage2-dir runs/pipeline/stage2] [--products runs/pipeline/ingest/products.parquet]
+    python bench/teacher_precision.py [--stage2-dir runs/pipeline/stage2] [--products runs/pipeline/ingest/products.parquet]
         [--epochs 2] [--pairs 5000]
 
 Stage 2 labels tens of thousands of mined pairs with the cross-encoder teacher; that pass is a
 third of its time on this CPU. This bench trains a teacher (float32, as stage 2 does) on the
 seed labels of a stage-2 run (80% of the seed queries; the rest held out), then labels the
-held-out seed pairs and ``--pairs`` of the run's teacher-labelled pairs twice: in float32 and under
-bfloat16 autocast, alternating, and reports rows/s of each, the speed-up, the largest and mean
-change of the grade probabilities and of the expected grade (the soft label stage 2 uses), how
-often the argmax grade changes, and both precisions' agreement with the held-out seed labels.
-Writes bench/results/teacher_bf16.json.
+held-out seed pairs and ``--pairs`` of the run's teacher-labelled pairs twice in each precision,
+alternating: float32; bfloat16 autocast (only where the CPU has bf16 arithmetic, AVX512-BF16 or
+AMX; elsewhere it is emulated and slower, and stage 2 does not use it); int8 (the linear layers
+dynamically quantised, what stage 2 uses where bf16 is not available). It reports rows/s of each,
+the speed-up over float32, the largest and mean change of the grade probabilities and of the
+expected grade (the soft label stage 2 uses), how often the argmax grade changes, and each
+precision's agreement with the held-out seed labels. Writes bench/results/teacher_precision.json
+(bench/results/teacher_bf16.json holds the bf16 figures of an earlier machine that had AVX512-BF16).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-RESULTS = REPO / "bench" / "results" / "teacher_bf16.json"
+RESULTS = REPO / "bench" / "results" / "teacher_precision.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,35 +73,50 @@ def main(argv: list[str] | None = None) -> int:
     q = test[C.QUERY].tolist() + pool[C.QUERY].tolist()
     p = [text[x] for x in test[C.PRODUCT_ID]] + [text[x] for x in pool[C.PRODUCT_ID]]
 
-    probs, secs = {}, {"fp32": [], "bf16": []}
-    for name in ("fp32", "bf16", "fp32", "bf16"):  # alternating, so drift in machine load hits both
+    has_bf16 = bf16_supported(torch.device("cpu"))
+    names = ["fp32", "int8"] + (["bf16"] if has_bf16 else [])
+    probs, secs = {}, {n: [] for n in names}
+    for name in names * 2:  # alternating, so drift in machine load hits every precision
         s = time.perf_counter()
-        probs[name] = teacher.predict(q, p, bf16=name == "bf16")
+        probs[name] = teacher.predict(q, p, bf16=name == "bf16", int8=name == "int8")
         secs[name].append(time.perf_counter() - s)
-    a, b = probs["fp32"], probs["bf16"]
+    a = probs["fp32"]
     grades = np.arange(4)
     n_test = len(test)
     y = test[C.LABEL].to_numpy()
     best = {k: min(v) for k, v in secs.items()}
+    changes = {n: {"max_abs_prob_change": float(np.abs(a - probs[n]).max()),
+                   "mean_abs_expected_grade_change": float(np.abs(a @ grades - probs[n] @ grades).mean()),
+                   "argmax_grade_changed_share": float((a.argmax(1) != probs[n].argmax(1)).mean())}
+               for n in names if n != "fp32"}
     payload = {
-        "bf16_supported_here": bf16_supported(torch.device("cpu")),
+        "bf16_supported_here": has_bf16,
+        "cpu": _cpu_name(),
         "pairs_labelled": len(q), "threads": args.threads,
         "rows_per_s": {k: round(len(q) / v, 1) for k, v in best.items()},
-        "speedup_bf16_over_fp32": round(best["fp32"] / best["bf16"], 2),
-        "max_abs_prob_change": float(np.abs(a - b).max()),
-        "mean_abs_expected_grade_change": float(np.abs(a @ grades - b @ grades).mean()),
-        "argmax_grade_changed_share": float((a.argmax(1) != b.argmax(1)).mean()),
-        "heldout_seed_agreement": {"fp32": agreement(a[:n_test], y), "bf16": agreement(b[:n_test], y)},
+        "speedup_over_fp32": {n: round(best["fp32"] / best[n], 2) for n in names if n != "fp32"},
+        "change_from_fp32": changes,
+        "heldout_seed_agreement": {n: agreement(probs[n][:n_test], y) for n in names},
         "teacher": {"seed_pairs_fitted": len(fit), "epochs": args.epochs, "train_s": round(train_s, 1)},
         "source": str(s2),
         "machine": f"{platform.machine()} {os.cpu_count()} CPU cores, {platform.python_version()}, CPU torch",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python bench/teacher_bf16.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python bench/teacher_precision.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
     print(json.dumps(payload, indent=2))
     return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -42,9 +42,18 @@ def consumer_profile(purchases: np.ndarray, weights: np.ndarray | None = None) -
     return l2_normalize((w[:, None] * purchases).sum(0) / max(w.sum(), EPS)).astype(np.float32)
 
 
-def _rowcos(a: np.ndarray, b: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    cos = (l2_normalize(a) * l2_normalize(b)).sum(axis=1)  # (n,); a row's value depends on that row only
-    return np.where(ok, cos, np.nan)
+def _unit_rows(x: np.ndarray, n: int) -> np.ndarray:
+    """x (d,) or (n, d) -> (n, d) float64 unit rows. A single vector is normalised once and
+    broadcast: the same numbers per row as normalising each copy, at 1/n of the cost."""
+    x = np.asarray(x)
+    if x.ndim == 1:
+        return np.broadcast_to(l2_normalize(x), (n, x.shape[0]))
+    return l2_normalize(x)
+
+
+def _unit_cos(a: np.ndarray, b: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Row cosines of already unit-length (n, d) rows; NaN where not ok."""
+    return np.where(ok, (a * b).sum(axis=1), np.nan)
 
 
 def _group_rank(score: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -84,8 +93,6 @@ def similarity_features(products: np.ndarray, product_found: np.ndarray, query: 
     """
     products = np.asarray(products)
     n = products.shape[0]
-    q = np.broadcast_to(np.asarray(query), products.shape)
-    c = np.broadcast_to(np.asarray(consumer), products.shape)
     pf = np.asarray(product_found, dtype=bool)
     qf = np.broadcast_to(np.asarray(query_found, dtype=bool), (n,))
     cf = np.broadcast_to(np.asarray(consumer_found, dtype=bool), (n,))
@@ -94,21 +101,25 @@ def similarity_features(products: np.ndarray, product_found: np.ndarray, query: 
     inv = inv.ravel()
     ngroups = int(inv.max()) + 1 if n else 0
 
-    cos_qp = _rowcos(q, products, qf & pf)
-    cos_cp = _rowcos(c, products, cf & pf)
+    # every input normalised once (one request: the query and consumer vectors once, not per row)
+    pu = l2_normalize(products)  # (n, d)
+    qu, cu = _unit_rows(query, n), _unit_rows(consumer, n)
+    cos_qp = _unit_cos(qu, pu, qf & pf)
+    cos_cp = _unit_cos(cu, pu, cf & pf)
     best, mean, std = _group_stats(cos_qp, inv, ngroups)
 
-    pn = l2_normalize(products) * pf[:, None]  # (n, d), missing rows zero
+    pn = pu * pf[:, None]  # (n, d), missing rows zero
     centroid = np.zeros((ngroups, products.shape[1]))
     np.add.at(centroid, inv, pn)
-    cos_centroid = _rowcos(centroid[inv], products, pf & (np.bincount(inv, weights=pf, minlength=ngroups)[inv] > 0))
+    has = np.bincount(inv, weights=pf, minlength=ngroups) > 0
+    cos_centroid = _unit_cos(l2_normalize(centroid)[inv], pu, pf & has[inv])
 
     return {
         C.COS_QUERY_PRODUCT: cos_qp,
         C.COS_CONSUMER_PRODUCT: cos_cp,
         C.RANK_QUERY_PRODUCT: _group_rank(cos_qp, inv),
         C.RANK_CONSUMER_PRODUCT: _group_rank(cos_cp, inv),
-        C.COS_QUERY_CONSUMER: _rowcos(q, c, qf & cf),
+        C.COS_QUERY_CONSUMER: _unit_cos(qu, cu, qf & cf),
         C.COS_QUERY_PRODUCT_GAP: best - cos_qp,
         C.COS_QUERY_PRODUCT_Z: (cos_qp - mean) / (std + 1e-6),
         C.COS_PRODUCT_TO_CENTROID: cos_centroid,

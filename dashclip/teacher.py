@@ -59,8 +59,8 @@ class CrossEncoder(nn.Module):
         float32. On this machine's CPU (AVX512-BF16) that labels 1.8x faster; the grade
         probabilities move by ~1e-3 (bench/results/teacher_bf16.json). ``int8``: where bfloat16 is
         not used and the model is on the CPU, score with a copy whose linear layers are dynamically
-        quantised to int8 (CPUs without AVX512-BF16, e.g. AMD EPYC here: ~1.6x faster than float32;
-        the model itself stays float32)."""
+        quantised to int8 (CPUs without AVX512-BF16, e.g. an AMD EPYC: 1.4x faster than float32 but the
+        grades move, bench/results/teacher_precision.json; the model itself stays float32)."""
         self.eval()
         device = next(self.parameters()).device
         precision = label_precision(device, bf16, int8)

@@ -34,6 +34,7 @@ from dashclip.config import load_model_config
 from dashclip.data import category_text
 from dashclip.losses import grouped_targets, itc_loss, itm_loss, sample_hard_negatives
 from dashclip.model import DashCLIP
+from dashclip.momentum import WeightAverage
 from dashclip.trunk_cache import TrunkCache, build_trunk_cache, text_states
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class Stage1Config(BaseModel):
     w_category: float = 0.5  # product embedding vs its category path's text embedding (0: off)
     w_category_image: float = 0.0  # the image tower's own embedding vs category texts (0: off)
     feature_flip: float = Field(0.0, ge=0, le=1)  # p of mirroring a row's cached image map (augmentation)
+    # exponential moving average of the weights, validated and saved in place of the last ones (0: off)
+    weight_average: float = Field(0.0, ge=0, lt=1)
     patience: int = 2
     seed: int = 0
     threads: int | None = None
@@ -308,6 +311,7 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
     gen = torch.Generator().manual_seed(cfg.seed)
     lengths = cache.mask.sum(1)
 
+    avg = WeightAverage(model, cfg.weight_average) if cfg.weight_average > 0 else None
     history, best, best_state, bad = [], float("inf"), None, 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -321,10 +325,13 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
+            if avg is not None:
+                avg.update(model)
             for name, v in losses.items():
                 sums[name] = sums.get(name, 0.0) + v.item() * len(b)
             n += len(b)
             bar.set_postfix(loss=f"{losses['total'].item():.3f}")
+        live = avg.swap(model) if avg is not None else None  # validate (and keep, if best) the average
         rec = {"epoch": epoch, **{f"train_{k}": v / n for k, v in sums.items()}, **validate(model, cache, val_idx, keys, cfg, cats),
                "temperature": (1 / model.logit_scale.exp()).item(), "elapsed_s": round(time.perf_counter() - t_start, 1)}
         history.append(rec)
@@ -334,9 +341,11 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad += 1
-            if bad >= cfg.patience:
-                log.info("early stopping after epoch %d", epoch)
-                break
+        if live is not None:
+            WeightAverage.restore(model, live)  # training goes on from the last weights
+        if bad >= cfg.patience:
+            log.info("early stopping after epoch %d", epoch)
+            break
     model.load_state_dict(best_state)
     summary = {"best_val_total": best, "epochs_run": len(history), "cache_s": round(t_cache, 1),
                "train_s": round(time.perf_counter() - t_start, 1), "train_rows": len(train_idx), "val_rows": len(val_idx)}

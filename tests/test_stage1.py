@@ -254,3 +254,47 @@ def test_feature_flip_mirrors_chosen_cnn_maps_only():
     flipped = (half == x.flip(-1)).all(-1).flatten()
     kept = (half == x).all(-1).flatten()
     assert bool((flipped | kept).all()) and 150 < int(flipped.sum()) < 250  # each row one or the other, ~half mirrored
+
+
+def test_weight_average_is_a_bias_corrected_moving_average_and_restores():
+    from dashclip.momentum import WeightAverage
+
+    m = torch.nn.BatchNorm1d(3)  # a parameter, a float buffer and an integer buffer
+    avg = WeightAverage(m, decay=0.5)
+    assert "num_batches_tracked" not in avg.sums
+    for value in [1.0, 2.0, 4.0]:
+        with torch.no_grad():
+            m.weight.fill_(value)
+        avg.update(m)
+    # weights 0.25, 0.5, 1 (newest) over their sum 1.75: no share left to the initial weights (1.0 from BatchNorm)
+    expected = (0.25 * 1 + 0.5 * 2 + 1.0 * 4) / 1.75
+    live = avg.swap(m)
+    torch.testing.assert_close(m.weight.detach(), torch.full((3,), expected))
+    torch.testing.assert_close(m.running_mean, torch.zeros(3))  # an unchanged buffer averages to itself
+    WeightAverage.restore(m, live)
+    torch.testing.assert_close(m.weight.detach(), torch.full((3,), 4.0))
+    try:
+        WeightAverage(m, decay=1.0)
+    except ValueError as e:
+        assert "decay" in str(e)
+    else:
+        raise AssertionError("decay 1.0 accepted")
+
+
+def test_stage1_with_weight_average_saves_the_averaged_weights(tmp_path):
+    """Same seed, same batches: both runs train along the same trajectory, but the averaged run
+    validates and saves other weights than the plain run's."""
+    cat = small_catalog(tmp_path / "cat", n=40)
+    common = dict(catalog=str(cat), model="tiny-random", epochs=2, batch_size=8, cache_dir=None, warmup_steps=2,
+                  workers=0, patience=5)
+    train_stage1(Stage1Config(**common), tmp_path / "plain", progress=False)
+    train_stage1(Stage1Config(**common, weight_average=0.8), tmp_path / "avg", progress=False)
+    plain, avg = DashCLIP.from_pretrained(tmp_path / "plain"), DashCLIP.from_pretrained(tmp_path / "avg")
+    sp, sa = plain.state_dict(), avg.state_dict()
+    moved = [k for k in sp if sp[k].is_floating_point() and not torch.equal(sp[k], sa[k])]
+    assert moved, "the averaged checkpoint equals the plain one"
+    h_avg = json.loads((tmp_path / "avg" / "history.json").read_text())
+    h_plain = json.loads((tmp_path / "plain" / "history.json").read_text())
+    # identical training trajectories: the training losses agree, the validated weights do not
+    assert [h["train_total"] for h in h_avg] == [h["train_total"] for h in h_plain]
+    assert h_avg[-1]["val_total"] != h_plain[-1]["val_total"]

@@ -60,6 +60,9 @@ class Stage2Config(BaseModel):
     seed_heldout: float = 0.2  # share of seed queries kept to measure the teacher
     cand_bm25: int = 8
     cand_dense: int = 8
+    # random catalog products labelled per query. 0 labels ~20k fewer pairs (stage 2 ~14% faster):
+    # twice measured with no consistent quality difference (docs/results_history.md), an option for
+    # slower machines
     cand_random: int = 4
     # teacher: at lr 1e-4 in length-grouped batches over the 3,000-pair seed, 8 epochs scored accuracy
     # 0.859, macro-F1 0.791, AUC 0.970 on 3,600 annotated pairs of 200 non-seed training queries,

@@ -16,38 +16,39 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
 
 
 class WeightAverage:
-    """An exponential moving average of a model's floating-point state (parameters and buffers such
-    as batch-norm statistics), for validating and saving averaged weights. Bias-corrected as in
-    Adam: the average starts at zero and is divided by ``1 - decay**n`` after ``n`` updates, so it
-    is a proper weighted mean of the weights seen so far, with no share left to the initial ones."""
+    """An exponential moving average of a model's trainable parameters and floating-point buffers
+    (batch-norm statistics), for validating and saving averaged weights. Bias-corrected as in Adam,
+    kept in its running-mean form: the n-th update moves the average towards the weights by
+    ``(1 - decay) / (1 - decay**n)`` (1 at the first), so it is a proper weighted mean of the weights
+    seen so far, with no share left to the initial ones, and a buffer that never changes stays
+    bit-identical. Frozen parameters are left out: they never change, and in DashCLIP they are
+    three quarters of the weights."""
 
     def __init__(self, module: nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay={decay}: must be in (0, 1)")
         self.decay, self.updates = decay, 0
-        self.sums = {k: torch.zeros_like(v) for k, v in module.state_dict().items() if v.is_floating_point()}
+        tracked = {k for k, p in module.named_parameters() if p.requires_grad}
+        tracked |= {k for k, b in module.named_buffers() if b.is_floating_point()}
+        self.avg = {k: v.detach().clone() for k, v in module.state_dict().items() if k in tracked}
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
-        cur = module.state_dict()
-        keys = list(self.sums)
-        torch._foreach_lerp_([self.sums[k] for k in keys], [cur[k].detach() for k in keys], 1.0 - self.decay)
         self.updates += 1
-
-    @torch.no_grad()
-    def averaged(self) -> dict[str, torch.Tensor]:
-        if self.updates == 0:
-            raise RuntimeError("WeightAverage: no update yet")
-        c = 1.0 - self.decay ** self.updates
-        return {k: v / c for k, v in self.sums.items()}
+        cur = module.state_dict()
+        keys = list(self.avg)
+        step = (1.0 - self.decay) / (1.0 - self.decay ** self.updates)
+        torch._foreach_lerp_([self.avg[k] for k in keys], [cur[k].detach() for k in keys], step)
 
     @torch.no_grad()
     def swap(self, module: nn.Module) -> dict[str, torch.Tensor]:
         """Load the averaged weights into the module; returns the weights they replaced, for
         ``restore``."""
+        if self.updates == 0:
+            raise RuntimeError("WeightAverage: no update yet")
         cur = module.state_dict()
-        saved = {k: cur[k].detach().clone() for k in self.sums}
-        for k, v in self.averaged().items():
+        saved = {k: cur[k].detach().clone() for k in self.avg}
+        for k, v in self.avg.items():
             cur[k].copy_(v)
         return saved
 

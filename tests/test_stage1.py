@@ -259,9 +259,10 @@ def test_feature_flip_mirrors_chosen_cnn_maps_only():
 def test_weight_average_is_a_bias_corrected_moving_average_and_restores():
     from dashclip.momentum import WeightAverage
 
-    m = torch.nn.BatchNorm1d(3)  # a parameter, a float buffer and an integer buffer
+    m = torch.nn.BatchNorm1d(3)  # two parameters (one frozen here), float buffers and an integer buffer
+    m.bias.requires_grad_(False)
     avg = WeightAverage(m, decay=0.5)
-    assert "num_batches_tracked" not in avg.sums
+    assert set(avg.avg) == {"weight", "running_mean", "running_var"}  # no frozen parameter, no integer buffer
     for value in [1.0, 2.0, 4.0]:
         with torch.no_grad():
             m.weight.fill_(value)
@@ -270,7 +271,7 @@ def test_weight_average_is_a_bias_corrected_moving_average_and_restores():
     expected = (0.25 * 1 + 0.5 * 2 + 1.0 * 4) / 1.75
     live = avg.swap(m)
     torch.testing.assert_close(m.weight.detach(), torch.full((3,), expected))
-    torch.testing.assert_close(m.running_mean, torch.zeros(3))  # an unchanged buffer averages to itself
+    assert torch.equal(m.running_var, torch.ones(3))  # an unchanged buffer averages to itself, exactly
     WeightAverage.restore(m, live)
     torch.testing.assert_close(m.weight.detach(), torch.full((3,), 4.0))
     try:

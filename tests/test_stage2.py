@@ -169,3 +169,25 @@ def test_seed_choice_spends_the_budget_on_whole_queries_and_holds_out_a_fixed_pr
     # never more than half of the queries, so the teacher labels queries of its own
     seed_all, _ = choose_seed(qids, n_cands, cfg.model_copy(update={"seed_budget": 10_000}), np.random.default_rng(3))
     assert len(seed_all) == 20
+
+
+def test_qcc_targets_leave_out_other_queries_candidates_and_same_category_random_products():
+    from dashclip.stage2 import qcc_targets
+
+    # product rows 0..5; leaf categories: 0,0 tshirts; 1 shirts; 2 shoes
+    cats = np.array([0, 0, 1, 1, 2, 2])
+    batch = [("men tshirts", np.array([0, 2]), np.array([3.0, 0.0], dtype=np.float32)),
+             ("shoes", np.array([4]), np.array([2.5], dtype=np.float32))]
+    rows = np.array([0, 1, 2, 3, 4, 5])  # 1, 3, 5: random catalog products
+    labels, valid = qcc_targets(batch, rows)
+    assert labels.tolist() == [[3, 0, 0, 0, 0, 0], [0, 0, 0, 0, 2.5, 0]]
+    # own candidates and every random product take part; the other query's candidates do not
+    assert valid.tolist() == [[True, True, True, True, False, True], [False, True, False, True, True, True]]
+    _, masked = qcc_targets(batch, rows, cats, mask_grade=2.0)
+    # row 1 shares the tshirts category of query 0's exact match, row 5 the shoes of query 1's:
+    # left out of that query's softmax rather than taught as irrelevant; own candidates stay in,
+    # whatever their category (row 2 is a labelled 0 in the shirts category)
+    assert masked.tolist() == [[True, False, True, True, False, True], [False, True, False, True, True, False]]
+    # a grade under the threshold masks nothing
+    _, strict = qcc_targets(batch, rows, cats, mask_grade=3.0)
+    assert strict[1].tolist() == valid[1].tolist() and strict[0].tolist() == masked[0].tolist()

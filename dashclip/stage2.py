@@ -122,14 +122,16 @@ def qcc_targets(batch: list[tuple[str, np.ndarray, np.ndarray]], rows: np.ndarra
     other = np.ones(len(rows), dtype=bool)
     for b in batch:
         other[[col[r] for r in b[1]]] = False
+    mask = mask_grade > 0 and cat_codes is not None
+    row_cats = cat_codes[rows] if mask else None  # once per batch, not per query
     for i, (_, r, lab) in enumerate(batch):
         cols = [col[x] for x in r]
         labels[i, cols] = torch.from_numpy(np.asarray(lab, dtype=np.float32))
         valid[i, cols] = True
         rand = other
-        if mask_grade > 0 and cat_codes is not None:
-            rel = np.unique(cat_codes[np.asarray(r)[np.asarray(lab) >= mask_grade]])
-            rand = other & ~np.isin(cat_codes[rows], rel)
+        if mask:
+            rel = cat_codes[np.asarray(r)[np.asarray(lab) >= mask_grade]]
+            rand = other & ~np.isin(row_cats, rel)
         valid[i, torch.from_numpy(rand)] = True
     return labels, valid
 

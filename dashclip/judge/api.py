@@ -6,14 +6,24 @@ import numpy as np
 import pandas as pd
 
 from dashclip.judge import lexicon as L
-from dashclip.judge.grader import (ATTRIBUTES, LETTER, SUBSTITUTE, Grader, Verdict, _tax_and_phrases, fields_read,
-                                   final_grades)
+from dashclip import columns as C
+from dashclip.judge.grader import (ATTRIBUTES, EXACT, LETTER, SUBSTITUTE, Grader, Verdict, _tax_and_phrases, brand_ok,
+                                   fields_read, final_grades)
 from dashclip.judge.products import FACT_FIELDS, product_tokens
 from dashclip.judge.reading import Reading, read
 from dashclip.judge.text import phrase_key, tokens
 
 _SYNONYMS = {phrase_key(w)[0]: tuple(phrase_key(x)[0] for x in group) for group in L.KEYWORD_SYNONYMS for w in group}
 _IMPLIED = {phrase_key(w)[0]: types for w, types in L.KEYWORD_IMPLIED.items()}
+
+
+_ROLE_ORDER = ("type", "colour", "gender", "usage", "base", "plain", "flavour", "fat", "organic", "lactose", "pulp",
+               "keyword", "brand", "set", "conj", "for", "stop", "shade")
+
+
+def _first_sense(senses: dict) -> tuple:
+    role = next(r for r in _ROLE_ORDER if r in senses)
+    return role, senses[role]
 
 
 class Judge:
@@ -38,14 +48,65 @@ class Judge:
         for i, toks in enumerate(product_tokens(self.products)):
             for t in toks:
                 self._postings.setdefault(t, []).append(i)
-        self._parsed: dict[str, Reading] = {}
+        self._parsed: dict[str, tuple[Reading, frozenset[str]]] = {}
+        self._titles = [frozenset(tokens(t)) for t in self.products[C.TITLE]] if C.TITLE in self.products else []
+        self._by_brand: dict[str, list[int]] = {}
+        for i, f in enumerate(self.facts):
+            if f.brand:
+                self._by_brand.setdefault(f.brand, []).append(i)
+        self._brand_bases: dict[str, set[str]] = {}
+        for f in self.facts:
+            if f.brand and f.base:
+                self._brand_bases.setdefault(f.brand, set()).add(f.base)
+        self._known = set(self._postings) | {w for key in self.phrases.table for w in key}
+        self._continuations: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+        for key in self.phrases.table:
+            self._continuations.setdefault(key[:-1], []).append(key)
         self._implied: dict[str, np.ndarray] = {}
         self._regional = {name: {phrase_key(r) for r in t.regional} for name, t in self.tax.types.items()}
 
     def parse(self, query: str) -> Reading:
+        return self._read(query)[0]
+
+    def _read(self, query: str) -> tuple[Reading, frozenset[str]]:
         if query not in self._parsed:
-            self._parsed[query] = read(self.phrases.spans(tokens(query)), self.tax)
+            toks = self.complete(tokens(query))
+            self._parsed[query] = self._with_implied(read(self.phrases.spans(toks), self.tax, table=self.phrases.table)), frozenset(toks)
         return self._parsed[query]
+
+    def _with_implied(self, q: Reading) -> Reading:
+        """What the query says without naming it: the base of a brand that makes one ("milk oatly":
+        oat), the product of a brand that makes one kind ("tropicana oranges": a juice), women's wear
+        for a type only women wear ("flats")."""
+        if q.brand and q.base is None and len(self._brand_bases.get(q.brand, ())) == 1:
+            q.base = next(iter(self._brand_bases[q.brand]))
+        made = {self.facts[i].type for i in self._by_brand.get(q.brand or "", [])}
+        if len(made) == 1 and made <= self.tax.made and q.heads and all(h in self.tax.produce for h in q.heads):
+            q.flavours, q.heads = q.flavours + q.heads, tuple(made)  # "tropicana oranges": Tropicana makes juice
+        if q.gender is None and q.heads and all(any(self.tax.is_a(h, w) for w in L.WOMENS_TYPES) for h in q.heads):
+            q.gender = "women"
+        return q
+
+    def complete(self, toks: tuple[str, ...]) -> tuple[str, ...]:
+        """A query cut off as typed ("arrow shir", "t sh"): its last word, when no product or phrase
+        has it, becomes the one phrase it begins (with the words before it), or the one catalog word
+        it begins; otherwise it stays a keyword any word it begins satisfies ("jum*")."""
+        if toks and len(toks[-1]) == 1 and (toks[-1],) not in self.phrases.table:
+            return toks[:-1]  # a stray letter ("women kurta s")
+        if not toks or toks[-1] in self._known:
+            return toks
+        frag = toks[-1]
+        for n in range(min(len(toks), self.phrases.max_len), 0, -1):
+            if n == 1 and len(frag) < 3:
+                break
+            found = [k for k in self._continuations.get(toks[len(toks) - n:-1], []) if len(k) == n and k[-1].startswith(frag)]
+            senses = {_first_sense(self.phrases.table[k]) for k in found}
+            if len(senses) == 1:
+                return toks[:len(toks) - n] + min(found, key=len)
+            if senses:
+                break
+        words = [w for w in self._postings if w.startswith(frag)] if len(frag) >= 3 else []
+        return toks[:-1] + ((words[0],) if len(words) == 1 else (frag + "*",))
 
     # --- grading -----------------------------------------------------------------------------------
     def _verdicts(self, q: Reading) -> tuple[list[Verdict], np.ndarray]:
@@ -58,6 +119,10 @@ class Judge:
 
     def _word_mask(self, w: str) -> np.ndarray:
         m = np.zeros(self.n, dtype=bool)
+        if w.endswith("*"):  # the start of a word, from a query cut off as typed
+            for word in [x for x in self._postings if x.startswith(w[:-1])]:
+                m[self._postings[word]] = True
+            return m
         for alt in _SYNONYMS.get(w, (w,)):
             m[self._postings.get(alt, [])] = True
         if w in _IMPLIED:  # "winter jacket": every jacket is winter wear
@@ -78,17 +143,33 @@ class Judge:
                 out[:, k] &= self._word_mask(w)
         return out
 
-    def _grade(self, q: Reading) -> tuple[np.ndarray, list[Verdict], np.ndarray, np.ndarray]:
+    def named_products(self, q: Reading, words: frozenset[str]) -> np.ndarray:
+        """(N,) products the query names by brand and full title ("tropicana mandarin morning")."""
+        out = np.zeros(self.n, dtype=bool)
+        if q.brand:
+            for brand, rows in self._by_brand.items():
+                if brand_ok(q.brand, brand):
+                    out[[i for i in rows if self._titles[i] <= words]] = True
+        return out
+
+    def _grade(self, query: str) -> tuple[np.ndarray, list[Verdict], np.ndarray, np.ndarray]:
+        q, words = self._read(query)
         verdicts, inv = self._verdicts(q)
         hits = self.keyword_hits(q)
         field = lambda name: np.array([getattr(v, name) for v in verdicts])[inv]  # noqa: E731
         grades = final_grades(field("kind"), field("central").astype(bool), field("n_soft"), field("n_stated"),
                               field("n_matched"), (~hits).sum(1), hits.shape[1])
+        named = self.named_products(q, words)
+        if named.any():  # a shopper who types a product's full name asks for that product
+            verdicts = verdicts + [Verdict(EXACT, ("named_product",))]
+            inv = np.where(named, len(verdicts) - 1, inv)
+            hits = np.where(named[:, None], True, hits)
+            grades = np.where(named, 3, grades)
         return grades, verdicts, inv, hits
 
     def grade_all(self, query: str) -> np.ndarray:
         """(N,) grades 0..3 of every product for a free-text query."""
-        return self._grade(self.parse(query))[0]
+        return self._grade(query)[0]
 
     def grade_matrix(self, queries: list[str]) -> np.ndarray:
         return np.stack([self.grade_all(q) for q in queries]) if queries else np.zeros((0, self.n), np.int64)
@@ -105,12 +186,12 @@ class Judge:
     def reasons(self, query: str) -> np.ndarray:
         """(N,) reason strings ("S:same_type+colour_mismatch") for every product."""
         q = self.parse(query)
-        grades, verdicts, inv, hits = self._grade(q)
+        grades, verdicts, inv, hits = self._grade(query)
         return np.array([self._reason(grades[i], verdicts[inv[i]], q, hits[i]) for i in range(self.n)], dtype=object)
 
     def explain(self, query: str, row: int) -> str:
         q = self.parse(query)
-        grades, verdicts, inv, hits = self._grade(q)
+        grades, verdicts, inv, hits = self._grade(query)
         return self._reason(grades[row], verdicts[inv[row]], q, hits[row])
 
     @staticmethod

@@ -157,7 +157,7 @@ TYPES: tuple[TypeDef, ...] = (
     _t("jacket", "topwear", "coat, windcheater, bomber, bomber jacket, parka, puffer, blazer, rain jacket"),
     _t("waistcoat", "topwear", "waist coat, nehru jacket", "gilet"),
     _t("shrug", "topwear"),
-    _t("dupatta", "clothing", "chunni"),
+    _t("dupatta", "topwear", "chunni"),
     _t("dress", "clothing", "frock, gown, maxi dress, sundress"),
     _t("jumpsuit", "clothing", "playsuit"),
     _t("trousers", "bottomwear", "trouser, pants, pant, slacks"),
@@ -165,7 +165,7 @@ TYPES: tuple[TypeDef, ...] = (
     _t("jeans", "bottomwear", "jean, denims, denim"),
     _t("track pants", "bottomwear", "track pant, trackpants, joggers, jogger, sweatpants, sweat pants, jogging pants",
        "trackies, jogging bottoms"),
-    _t("shorts", "bottomwear", "bermuda, bermudas, bermuda shorts"),
+    _t("shorts", "bottomwear", "short, bermuda, bermudas, bermuda shorts"),
     _t("capris", "bottomwear", "capri, capri pants, 3 4 pant, 3 4 pants, three quarter, three quarters, cropped pants"),
     _t("leggings", "bottomwear", "legging, jeggings"),
     _t("tights", "bottomwear", "stockings, stocking, pantyhose, hosiery"),
@@ -175,7 +175,7 @@ TYPES: tuple[TypeDef, ...] = (
     _t("lounge pants", "bottomwear", "pyjamas, pajamas, pyjama, pajama, night pants, sleep pants"),
     _t("clothing set", "clothing", "co ord set, coord set, matching set, outfit set"),
     _t("kurta set", "clothing set", "salwar suit, salwar kameez, kurta pyjama, churidar suit, kurta sets"),
-    _t("tracksuit", "clothing set", "track suit, jogging suit, sweat suit"),
+    _t("tracksuit", "clothing set, bottomwear", "track suit, jogging suit, sweat suit"),
     _t("innerwear", "clothing", "underwear, lingerie"),
     _t("bra", "innerwear", "brassiere"),
     _t("briefs", "innerwear", "panties, knickers"),
@@ -245,6 +245,8 @@ SET_TYPES = ("gift set",)
 
 # Fresh products commonly sold as juice too: a query for one risks the made-from confusion
 JUICED_PRODUCE = ("apple", "orange", "grapefruit", "mandarin", "pineapple", "mango", "pomegranate", "grape", "berry")
+# Worn by women only: a query naming one of these asks for women's wear ("flats": not a men's sandal)
+WOMENS_TYPES = ("heels", "flats", "kurti", "dupatta", "bra", "skirt", "dress", "jumpsuit", "handbag", "salwar")
 # Children of these are substitutes for one another (one apple variety for another)
 VARIETIES_SUBSTITUTE = ("apple", "pear", "melon", "mandarin", "grapefruit", "orange", "tomato", "potato",
                         "mushroom", "onion", "headwear")
@@ -253,14 +255,14 @@ VARIETIES_SUBSTITUTE = ("apple", "pear", "melon", "mandarin", "grapefruit", "ora
 SUBSTITUTES: tuple[tuple[str, str], ...] = (
     ("lemon", "lime"), ("peach", "nectarine"), ("orange", "mandarin"), ("potato", "sweet potato"),
     ("juice", "smoothie"), ("sour cream", "creme fraiche"), ("sour milk", "yoghurt"), ("sour milk", "kefir"),
-    ("sour milk", "buttermilk"),
+    ("sour milk", "buttermilk"), ("cream", "sour cream"), ("cream", "creme fraiche"),
     ("tshirt", "shirt"), ("tshirt", "top"), ("shirt", "top"), ("top", "tunic"), ("tunic", "kurti"),
     ("kurti", "kurta"), ("kurta", "tunic"), ("sweater", "sweatshirt"), ("sweatshirt", "jacket"),
     ("sweater", "jacket"), ("shrug", "sweater"), ("shrug", "jacket"), ("dress", "jumpsuit"),
     ("trousers", "jeans"), ("trousers", "track pants"), ("trousers", "capris"), ("capris", "leggings"),
     ("leggings", "tights"), ("leggings", "churidar"), ("churidar", "salwar"), ("track pants", "lounge pants"),
     ("track pants", "tracksuit"), ("shorts", "capris"),
-    ("casual shoes", "sports shoes"), ("casual shoes", "formal shoes"), ("heels", "flats"), ("sandals", "flip flops"),
+    ("casual shoes", "sports shoes"), ("casual shoes", "formal shoes"), ("heels", "flats"), ("flats", "sandals"), ("sandals", "flip flops"),
     ("boots", "casual shoes"),
     ("backpack", "laptop bag"), ("backpack", "travel bag"), ("muffler", "scarf"), ("scarf", "stole"),
     ("muffler", "stole"),

@@ -110,7 +110,7 @@ def product_facts(row: dict, phrases: Phrases, tax: Taxonomy) -> ProductFacts:
     has_fashion_cols = bool(row[C.GENDER] or row[C.USAGE])
     domain = tax.department(cat_type) or ("fashion" if has_fashion_cols else None)
     title_toks = tokens(row[C.TITLE])
-    title = read(phrases.spans(title_toks), tax, domain)
+    title = read(phrases.spans(title_toks), tax, domain, phrases.table)
     typ, flav = resolve_type(title.heads[0] if title.heads else None, cat_type, tax)
     flavours = list(title.flavours) + [f for f in (flav, cat_flavour) if f]
     if typ in _FLAVOUR_FROM_DESCRIPTION and not flavours:

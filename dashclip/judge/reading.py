@@ -58,11 +58,26 @@ def _domain(spans: list[Span], tax: Taxonomy) -> str | None:
             votes["fashion"] += 1
         if any(r in s for r in ("base", "plain", "fat", "lactose", "pulp")) and "shade" not in s:
             votes["grocery"] += 1
-    if votes["grocery"] and not votes["fashion"]:
+    if votes["grocery"] > votes["fashion"]:
         return "grocery"
-    if votes["fashion"] and not votes["grocery"]:
+    if votes["fashion"] > votes["grocery"]:
         return "fashion"
     return None
+
+
+def _respot(spans: list[Span], domain: str | None, tax: Taxonomy, table: dict) -> list[Span]:
+    """A phrase of the other department read word by word ("casual pink ladies footwear": not the
+    Pink Lady apple)."""
+    if domain is None:
+        return spans
+    out = []
+    for sp in spans:
+        t = sp.senses.get("type")
+        if t is not None and len(sp.words) > 1 and tax.department(t) not in (None, domain):
+            out += [Span(sp.start + k, sp.start + k + 1, (w,), table.get((w,), {})) for k, w in enumerate(sp.words)]
+        else:
+            out.append(sp)
+    return out
 
 
 def _next_senses(spans: list[Span], i: int) -> dict:
@@ -172,9 +187,12 @@ def _same_group(items: list[_Item], a: _Item, b: _Item) -> bool:
     return any(a in g and b in g for g in _type_groups(items))
 
 
-def read(spans: list[Span], tax: Taxonomy, domain: str | None = None) -> Reading:
-    """The reading of a text's spans; ``domain`` when the caller knows it (a product's department)."""
+def read(spans: list[Span], tax: Taxonomy, domain: str | None = None, table: dict | None = None) -> Reading:
+    """The reading of a text's spans; ``domain`` when the caller knows it (a product's department);
+    ``table`` (the phrase table) to re-read phrases of the other department word by word."""
     domain = domain or _domain(spans, tax)
+    if table is not None:
+        spans = _respot(spans, domain, tax, table)
     items = _items(spans, domain, tax)
     heads, flav_types, modifiers = _heads(items, tax)
     heads, modifiers = _as_set(items, heads, modifiers, tax)

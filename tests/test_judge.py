@@ -29,6 +29,8 @@ ROWS = [
     ("orange", "Orange", "The orange is a very important vitamin C source.", "Fruit > Orange"),
     ("lemon", "Lemon", "Lemon has a very tart and sour taste.", "Fruit > Lemon"),
     ("lime", "Lime", "The lime fruit, like lemon, has sour taste.", "Fruit > Lime"),
+    ("trop_mandarin", "Tropicana Mandarin Morning", "A ready to drink juice pressed on orange, mandarin and grapes.",
+     "Packages > Juice > Tropicana Mandarin Morning"),
     ("bravo_apple", "Bravo Apple Juice", "Ready to drink apple juice from concentrate.", "Packages > Juice > Bravo Apple Juice"),
     ("bravo_orange", "Bravo Orange Juice", "Ready to drink orange juice from concentrate. Without pulp.",
      "Packages > Juice > Bravo Orange Juice"),
@@ -222,8 +224,24 @@ def test_queries_without_a_type_and_empty_queries(judge):
     assert judge.grade_all("!!! ??").sum() == 0
 
 
+def test_queries_as_typed_and_what_they_imply(judge):
+    # cut off as typed: the one phrase the fragment begins, else a word-start keyword
+    check(judge, "turtle shir", {"shirt_navy": (3, "same_type"), "shirt_blue": (2, "brand_mismatch")})
+    assert judge.parse("trous").heads == ("trousers",)
+    assert judge.parse("mens jum").keywords == (("jum*",),)
+    # a brand that makes one base, or one kind of product
+    check(judge, "milk oatly", {"oat_milk": (3, "same_type"), "milk_std": (0, "dairy_for_plant_based")})
+    check(judge, "tropicana grapefruit", {"trop_grapefruit": (3, "same_type"), "orange": (0, "type_mismatch")})
+    # the full name of a branded product
+    check(judge, "morning tropicana mandarin morning", {"trop_mandarin": (3, "named_product")})
+    # women-only types; a phrase of the other department read word by word
+    check(judge, "flats", {"sandal_women": (2, "substitute_type"), "sandal_men": (0, "gender_mismatch")})
+    q = judge.parse("pink ladies sandals")
+    assert q.heads == ("sandals",) and q.colours == ("pink",) and q.gender == "women"
+
+
 def test_explanations_are_machine_readable(judge, products):
-    pattern = re.compile(r"^[ESCI]:[a-z_]+(\([a-z0-9 ]+\))?(\+[a-z_]+(\([a-z0-9 ]+\))?)*$")
+    pattern = re.compile(r"^[ESCI]:[a-z_]+(\([a-z0-9 *]+\))?(\+[a-z_]+(\([a-z0-9 *]+\))?)*$")
     for q in ("apples", "black heels", "silk tie for men", "nike", "tie and cufflinks set", "oat milk"):
         g = judge.grade_all(q)
         for row in range(len(products)):

@@ -62,7 +62,9 @@ def _domain(spans: list[Span], tax: Taxonomy) -> str | None:
         return "grocery"
     if votes["fashion"] > votes["grocery"]:
         return "fashion"
-    return None
+    # a tie: the department of the last type named, the head noun ("pink ladies sandals")
+    last = [tax.department(sp.senses["type"]) for sp in spans if "type" in sp.senses and "colour" not in sp.senses]
+    return last[-1] if last else None
 
 
 def _respot(spans: list[Span], domain: str | None, tax: Taxonomy, table: dict) -> list[Span]:

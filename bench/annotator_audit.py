@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(report, args.out)
     if args.pairs_out:
         cols = [C.QUERY, C.TITLE, C.CATEGORY, C.COLOR, C.GENDER, C.USAGE]
-        df.assign(**{c: (queries[c].to_numpy()[df.q] if c == C.QUERY else train[c].to_numpy()[df.p]) for c in cols}).drop(
-            columns=["q", "p"]).to_csv(args.pairs_out, index=False)
+        text = {c: queries[c].to_numpy()[df.q] if c == C.QUERY else train[c].to_numpy()[df.p] for c in cols}
+        df.assign(**text).drop(columns=["q", "p"]).to_csv(args.pairs_out, index=False)
     print(json.dumps({k: report[k] for k in ("overall", "by_source", "by_intent")}, indent=1))
     print(f"wrote {args.out}")
     return 0

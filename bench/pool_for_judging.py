@@ -76,7 +76,8 @@ def read_query_file(path: str | Path) -> pd.DataFrame:
     clean, rejects = read_queries(path)
     for r in rejects.itertuples():
         log.warning("query file %s: row %s (%s) left out: %s", path, r.source_row, r.query_id, r.reason)
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False) if Path(path).suffix.lower() == ".csv" else read_table(path)
+    csv = Path(path).suffix.lower() == ".csv"
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False) if csv else read_table(path)
     intents = dict(zip(raw[C.QUERY_ID].astype(str).str.strip(), raw[INTENT])) if INTENT in raw.columns else {}
     return clean.assign(**{INTENT: [intents.get(q, "") for q in clean[C.QUERY_ID]]})
 
@@ -117,7 +118,8 @@ def pool(rankings: dict[str, pd.DataFrame], queries: pd.DataFrame, products: pd.
         df = df[df[RANK] <= top]
         known = df[C.QUERY_ID].isin(queries[C.QUERY_ID]) & df[C.PRODUCT_ID].isin(products[C.PRODUCT_ID])
         if (~known).any():
-            log.warning("rankings %s: %d row(s) name a query or product not in this run; left out", name, int((~known).sum()))
+            log.warning("rankings %s: %d row(s) name a query or product not in this run; left out",
+                        name, int((~known).sum()))
         parts.append(df[known].assign(**{SYSTEM: name}))
     cols = [C.QUERY_ID, C.PRODUCT_ID, SYSTEM, RANK]
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
@@ -186,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             rankings[name] = df
         existing = read_table(args.existing) if args.existing and Path(args.existing).exists() else None
         if existing is not None and not {C.QUERY_ID, C.PRODUCT_ID} <= set(existing.columns):
-            raise ValueError(f"existing judgments {args.existing}: need query_id and product_id; found {list(existing.columns)}")
+            raise ValueError(f"existing judgments {args.existing}: need query_id and product_id; "
+                             f"found {list(existing.columns)}")
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

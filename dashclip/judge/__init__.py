@@ -62,15 +62,24 @@ level, organic, pulp, and each free keyword the product's text lacks.
 
 Grade: same type: E without failures, S with non-central failures. Substitute type: S when it fails
 no attribute, I when it fails one as well (too_many_mismatches: another type in another colour is
-no longer a stand-in for what was asked). Complement type: C. A central failure: I. A query naming no type ("nike", "black"): E when every
-stated attribute (and keyword) holds, S when at least half do, else I; gender/age stay central.
+no longer a stand-in for what was asked). Complement type: C. A central failure: I. A query naming
+no type ("nike", "black"): E when every stated attribute (and keyword) holds, S when at least half
+do, else I; gender/age stay central. A query that spells out a branded product's full title
+("tropicana mandarin morning") asks for that product: E (named_product).
+
+What a query says without naming it: a brand that makes one base or one kind of product implies
+it ("milk oatly" asks for oat milk, "tropicana oranges" for orange juice); a type only women wear
+implies women's wear ("flats"); a last word cut off as typed ("arrow shir") is read as the one
+phrase or catalog word it begins, else as a word-start keyword.
 
 Decisions worth stating: trousers and jeans are substitutes both ways, never exact (the query
 names the type; both are full-length legwear for the same occasions); track pants and capris are
 substitutes for trousers, shorts are irrelevant (they fail full length). Heels and flats substitute
-each other, as do sandals and flip flops; sneakers are casual shoes (the catalog files them there),
-trainers sports shoes, and each substitutes the other. Sweet potatoes and
-potatoes substitute each other; lemons and limes too; another fruit does not substitute a fruit.
+each other, as do flats and sandals (this catalog files flat sandals as flats) and sandals and flip
+flops; sneakers are casual shoes (the catalog files them there), trainers sports shoes, and each
+substitutes the other. Sweet potatoes and potatoes substitute each other; lemons and limes too;
+another fruit does not substitute a fruit. Gender is central: a shopper who names it buys for that
+person, and cut and sizes differ.
 """
 
 from dashclip.judge.api import Judge

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dashclip.judge import lexicon as L
 from dashclip import columns as C
-from dashclip.judge.grader import (ATTRIBUTES, EXACT, LETTER, SUBSTITUTE, Grader, Verdict, _tax_and_phrases, brand_ok,
+from dashclip.judge import lexicon as L
+from dashclip.judge.grader import (ATTRIBUTES, EXACT, LETTER, SUBSTITUTE, Grader, Verdict, brand_ok, catalog_vocabulary,
                                    fields_read, final_grades)
 from dashclip.judge.products import FACT_FIELDS, product_tokens
 from dashclip.judge.reading import Reading, read
@@ -15,8 +15,6 @@ from dashclip.judge.text import phrase_key, tokens
 
 _SYNONYMS = {phrase_key(w)[0]: tuple(phrase_key(x)[0] for x in group) for group in L.KEYWORD_SYNONYMS for w in group}
 _IMPLIED = {phrase_key(w)[0]: types for w, types in L.KEYWORD_IMPLIED.items()}
-
-
 _ROLE_ORDER = ("type", "colour", "gender", "usage", "base", "plain", "flavour", "fat", "organic", "lactose", "pulp",
                "keyword", "brand", "set", "conj", "for", "stop", "shade")
 
@@ -35,35 +33,44 @@ class Judge:
 
     def __init__(self, products: pd.DataFrame):
         self.products = products.reset_index(drop=True)
-        self.tax, self.facts, self.phrases = _tax_and_phrases(self.products)
+        self.tax, self.facts, self.phrases = catalog_vocabulary(self.products)
         self.grader = Grader(self.tax)
         self.n = len(self.facts)
+        self._index_facts()
+        self._index_words()
+        self._parsed: dict[str, tuple[Reading, frozenset[str]]] = {}
+        self._implied: dict[str, np.ndarray] = {}
+        self._regional = {name: {phrase_key(r) for r in t.regional} for name, t in self.tax.types.items()}
+
+    def _index_facts(self) -> None:
+        """(N,) integer codes per product fact (profiles are grouped on them), products by brand and
+        the bases each brand makes."""
         self._codes, self._card = {}, {}
         for f in FACT_FIELDS:
             seen: dict = {}
             self._codes[f] = np.fromiter((seen.setdefault(getattr(x, f), len(seen)) for x in self.facts),
                                          dtype=np.int64, count=self.n)
             self._card[f] = max(len(seen), 1)
+        self._by_brand: dict[str, list[int]] = {}
+        self._brand_bases: dict[str, set[str]] = {}
+        for i, f in enumerate(self.facts):
+            if f.brand:
+                self._by_brand.setdefault(f.brand, []).append(i)
+                if f.base:
+                    self._brand_bases.setdefault(f.brand, set()).add(f.base)
+
+    def _index_words(self) -> None:
+        """Products by word (keywords), title words (named products), and phrase continuations
+        (queries cut off as typed)."""
         self._postings: dict[str, list[int]] = {}
         for i, toks in enumerate(product_tokens(self.products)):
             for t in toks:
                 self._postings.setdefault(t, []).append(i)
-        self._parsed: dict[str, tuple[Reading, frozenset[str]]] = {}
         self._titles = [frozenset(tokens(t)) for t in self.products[C.TITLE]] if C.TITLE in self.products else []
-        self._by_brand: dict[str, list[int]] = {}
-        for i, f in enumerate(self.facts):
-            if f.brand:
-                self._by_brand.setdefault(f.brand, []).append(i)
-        self._brand_bases: dict[str, set[str]] = {}
-        for f in self.facts:
-            if f.brand and f.base:
-                self._brand_bases.setdefault(f.brand, set()).add(f.base)
         self._known = set(self._postings) | {w for key in self.phrases.table for w in key}
         self._continuations: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
         for key in self.phrases.table:
             self._continuations.setdefault(key[:-1], []).append(key)
-        self._implied: dict[str, np.ndarray] = {}
-        self._regional = {name: {phrase_key(r) for r in t.regional} for name, t in self.tax.types.items()}
 
     def parse(self, query: str) -> Reading:
         return self._read(query)[0]
@@ -71,7 +78,8 @@ class Judge:
     def _read(self, query: str) -> tuple[Reading, frozenset[str]]:
         if query not in self._parsed:
             toks = self.complete(tokens(query))
-            self._parsed[query] = self._with_implied(read(self.phrases.spans(toks), self.tax, table=self.phrases.table)), frozenset(toks)
+            q = read(self.phrases.spans(toks), self.tax, table=self.phrases.table)
+            self._parsed[query] = self._with_implied(q), frozenset(toks)
         return self._parsed[query]
 
     def _with_implied(self, q: Reading) -> Reading:
@@ -99,7 +107,8 @@ class Judge:
         for n in range(min(len(toks), self.phrases.max_len), 0, -1):
             if n == 1 and len(frag) < 3:
                 break
-            found = [k for k in self._continuations.get(toks[len(toks) - n:-1], []) if len(k) == n and k[-1].startswith(frag)]
+            before = toks[len(toks) - n:-1]
+            found = [k for k in self._continuations.get(before, []) if len(k) == n and k[-1].startswith(frag)]
             senses = {_first_sense(self.phrases.table[k]) for k in found}
             if len(senses) == 1:
                 return toks[:len(toks) - n] + min(found, key=len)

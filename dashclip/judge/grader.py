@@ -1,8 +1,8 @@
-"""The ESCI grader: one query against every product of a frame, with a reason per grade.
+"""The ESCI grader: the verdict of a parsed query on one product's facts, and the final grades.
 
-Rules in the package docstring (``dashclip.judge``). Grading is by product *profile*: the products
-that agree on every fact the query looks at share one verdict, computed once; the query's free
-keywords are then checked per product from an inverted index.
+Rules in the package docstring (``dashclip.judge``). ``Judge`` (api.py) asks for one verdict per
+product *profile* (the products that agree on every fact the query reads, ``fields_read``) and
+combines it with the query's free keywords per product in ``final_grades``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from dashclip.judge import lexicon as L
-from dashclip.judge.products import FACT_FIELDS, ProductFacts, all_facts, catalog_brands, product_tokens
-from dashclip.judge.reading import Reading, read
-from dashclip.judge.text import Phrases, Taxonomy, phrase_key, tokens
+from dashclip.judge.products import ProductFacts, all_facts, catalog_brands
+from dashclip.judge.reading import Reading
+from dashclip.judge.text import Phrases, Taxonomy
 
 EXACT, SUBSTITUTE, COMPLEMENT, IRRELEVANT = 3, 2, 1, 0
 ATTRIBUTES = 4  # a query that names no product type: graded on the attributes it states
@@ -252,7 +252,8 @@ def final_grades(kind: np.ndarray, central: np.ndarray, n_soft: np.ndarray, n_st
         [0, np.where(soft == 0, 3, 2), np.where(soft == 0, 2, 0), 1, attr], 0).astype(np.int64)
 
 
-def _tax_and_phrases(products: pd.DataFrame) -> tuple[Taxonomy, list[ProductFacts], Phrases]:
+def catalog_vocabulary(products: pd.DataFrame) -> tuple[Taxonomy, list[ProductFacts], Phrases]:
+    """The type tree, every product's facts, and the phrase table with the catalog's brands."""
     tax = Taxonomy()
     facts = all_facts(products, Phrases(), tax)
     return tax, facts, Phrases(catalog_brands(facts))

@@ -262,7 +262,8 @@ SUBSTITUTES: tuple[tuple[str, str], ...] = (
     ("trousers", "jeans"), ("trousers", "track pants"), ("trousers", "capris"), ("capris", "leggings"),
     ("leggings", "tights"), ("leggings", "churidar"), ("churidar", "salwar"), ("track pants", "lounge pants"),
     ("track pants", "tracksuit"), ("shorts", "capris"),
-    ("casual shoes", "sports shoes"), ("casual shoes", "formal shoes"), ("heels", "flats"), ("flats", "sandals"), ("sandals", "flip flops"),
+    ("casual shoes", "sports shoes"), ("casual shoes", "formal shoes"), ("heels", "flats"), ("flats", "sandals"),
+    ("sandals", "flip flops"),
     ("boots", "casual shoes"),
     ("backpack", "laptop bag"), ("backpack", "travel bag"), ("muffler", "scarf"), ("scarf", "stole"),
     ("muffler", "stole"),
@@ -326,7 +327,8 @@ BASES: dict[str, str] = {
 # phrases that name a dairy-type product and its base at once
 BASE_TYPE_PHRASES: dict[str, tuple[str, str]] = {
     "soyghurt": ("yoghurt", "soy"), "soygurt": ("yoghurt", "soy"), "oatghurt": ("yoghurt", "oat"),
-    "oatgurt": ("yoghurt", "oat"), "ghurt": ("yoghurt", "plant"), "soymilk": ("milk", "soy"), "oatmilk": ("milk", "oat"),
+    "oatgurt": ("yoghurt", "oat"), "ghurt": ("yoghurt", "plant"), "soymilk": ("milk", "soy"),
+    "oatmilk": ("milk", "oat"),
     "soy drink": ("milk", "soy"), "soya drink": ("milk", "soy"), "oat drink": ("milk", "oat"),
     "almond drink": ("milk", "almond"), "rice drink": ("milk", "rice"), "coconut drink": ("milk", "coconut"),
     "plant drink": ("milk", "plant"), "milk alternative": ("milk", "plant"),

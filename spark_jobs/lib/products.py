@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from dashclip import columns as C
 from dashclip.catalog import REJECT_COLUMNS, IngestConfig, ingest_frame, is_url, normalize_text, read_catalog, resolve_image
+from dashclip.checkpoint import verify_checkpoint
 from spark_jobs.lib import columns as S
 from spark_jobs.lib import table
 from spark_jobs.lib.config import CatalogJobConfig, InferenceConfig
@@ -47,11 +48,9 @@ _DUPLICATE = "duplicate product_id"
 
 
 def model_version_of(checkpoint: str) -> str:
-    """The checkpoint's model version, read on the driver without loading the model."""
-    meta = Path(checkpoint) / "meta.json"
-    if not meta.exists():
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: not a DashCLIP checkpoint (no meta.json)")
-    return json.loads(meta.read_text())["model_version"]
+    """The checkpoint's model version, checked on the driver without loading the model (a damaged
+    or changed checkpoint fails here with one line, not in every task)."""
+    return verify_checkpoint(checkpoint)["model_version"]
 
 
 def read_spark_catalog(spark: SparkSession, uri: str) -> DataFrame:

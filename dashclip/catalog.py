@@ -231,7 +231,8 @@ def arrow_strings(col: pa.ChunkedArray) -> list[str]:
 
 def _read_parquet_strings(path: Path) -> pd.DataFrame:
     tbl = pq.read_table(path)
-    df = pd.DataFrame({name: arrow_strings(tbl.column(i)) for i, name in enumerate(_unique(tbl.column_names))}, dtype=object)
+    names = _unique(tbl.column_names)
+    df = pd.DataFrame({name: arrow_strings(tbl.column(i)) for i, name in enumerate(names)}, dtype=object)
     df[C.ROW_ERROR] = ""
     return df
 

@@ -111,7 +111,7 @@ def checked_address(host: str, port: int, allow_private: bool) -> str:
         why = _refusal(a, allow_private)
         if why:
             what = f"{host} is" if host.strip("[]") == str(a) else f"{host} resolves to {a},"
-            raise ImageSourceError(host, f"refused: {what} a {why} address")
+            raise ImageSourceError(host, f"refused: {what} {'an' if why[0] in 'aeiou' else 'a'} {why} address")
     return str(addrs[0])
 
 

@@ -106,7 +106,7 @@ def make_hostile_files(root: Path, dev_zero: bool = True) -> tuple[Path, Path]:
     ]
     path = root / "catalog.csv"
     with open(path, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([CATALOG_HEADER, *rows])
+        csv.writer(f, lineterminator="\n").writerows([CATALOG_HEADER, *rows])
     return path, outside
 
 

@@ -1,7 +1,7 @@
 """Reading image bytes that an untrusted catalog points at: local files and (opt-in) URLs, with limits.
 
 Local files: only regular files are read (a FIFO, device, socket or directory is refused without
-blocking on it), never more than ``max_bytes`` (checked on the size, then while reading), and a
+being opened), never more than ``max_bytes`` (checked on the size, then while reading), and a
 symbolic-link loop is refused. Whether a path may be read at all (the image root) is the
 caller's decision, made on the resolved path (``within``).
 
@@ -55,19 +55,22 @@ def _kind(mode: int) -> str:
 
 
 def open_regular(path: str) -> tuple[int, os.stat_result]:
-    """A read-only descriptor of a regular file and its stat. O_NONBLOCK: opening a FIFO must not
-    wait for a writer (it has no effect on regular files). FileNotFoundError when absent."""
+    """A read-only descriptor of a regular file and its stat; FileNotFoundError when absent. Anything
+    else is refused before it is opened (opening a FIFO waits for a writer; opening some devices
+    acts on them) and checked again on the descriptor (O_NONBLOCK: a swap to a FIFO cannot block)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                return fd, st
+            os.close(fd)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise ImageSourceError(path, "symbolic link loop") from None
         raise
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise ImageSourceError(path, f"not a regular file ({_kind(st.st_mode)})")
-    return fd, st
+    raise ImageSourceError(path, f"not a regular file ({_kind(st.st_mode)})")
 
 
 def _over(max_bytes: int, n: int | None = None) -> str:

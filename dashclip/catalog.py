@@ -7,20 +7,32 @@ writes ``DIR/products.parquet`` (clean rows, normalised text, verified images, s
 reason). A bad row never stops the run and is never silently dropped.
 
 Rules (also in README):
-- ``product_id`` must be non-empty; the first *accepted* row of an id wins, later ones are
-  rejected as duplicates naming the row that won.
+- ``product_id`` must be non-empty (a null id is empty) and at most ``max_product_id_chars``
+  long; the first *accepted* row of an id wins, later ones are rejected as duplicates naming the
+  row that won. Integer ids read from parquet stay integers ("1", also from a float column of
+  whole numbers, which is what pandas writes for integers with a missing value).
+- Local images must lie in the image root (the catalog's folder unless ``image_root`` says
+  otherwise; symlinks resolved): ``../``, absolute paths and symlinks leading out are rejected
+  with one reason whether or not the target exists, unless ``allow_images_outside_root``. Only
+  regular files of at most ``max_image_bytes`` are read (a FIFO, device or symlink loop is
+  rejected, never waited on).
 - An image that is referenced and present but undecodable, truncated, too small or too large is
   rejected (field ``image``). A referenced file that does not exist keeps the product as
   text-only (``image_status = missing``); an empty image field gives ``image_status = none``; a
-  URL gives ``remote`` (fetched only when ``fetch_remote_images`` is set).
+  URL gives ``remote`` (fetched only when ``fetch_remote_images`` is set, see
+  ``dashclip.image_source`` for its limits).
 - Text is NFC-normalised, control characters removed, whitespace collapsed; over-long text is
   truncated and flagged (``text_truncated``), not rejected.
 - A row with neither usable text (title or description) nor a usable image is rejected.
+- CSV: a row with more (non-empty) fields than the header is rejected (field ``row``); a shorter
+  one is padded with empty fields. A file that cannot be read as a whole (empty, not UTF-8, an
+  unterminated quote that would swallow the rest of the file) stops the run with one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import io
 import json
@@ -30,18 +42,20 @@ import re
 import sys
 import time
 import unicodedata
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm import tqdm
 
 from dashclip import columns as C
+from dashclip.image_source import MAX_IMAGE_BYTES, ImageSourceError, fetch, read_local, within
 from dashclip.io import write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -63,10 +77,19 @@ class IngestConfig(BaseModel):
 
     max_title_chars: int = Field(300, gt=0)
     max_description_chars: int = Field(4000, gt=0)
+    max_product_id_chars: int = Field(128, gt=0, description="longer ids are rejected (the ads server's limit)")
     min_image_side: int = Field(16, gt=0, description="smaller images are rejected")
     max_image_pixels: int = Field(40_000_000, gt=0, description="larger images are rejected")
+    max_image_bytes: int = Field(MAX_IMAGE_BYTES, gt=0, description="larger image files are rejected before decoding")
+    image_root: str | None = Field(None, description="folder local images must lie in (symlinks resolved); "
+                                                     "default the folder image paths resolve against")
+    allow_images_outside_root: bool = Field(False, description="read images wherever the paths lead: trusted catalogs only")
     fetch_remote_images: bool = False
-    remote_timeout_s: float = 5.0
+    remote_timeout_s: float = Field(5.0, gt=0, description="per connect or read of a remote image")
+    remote_total_timeout_s: float = Field(20.0, gt=0, description="whole fetch of one remote image, redirects included")
+    remote_max_redirects: int = Field(3, ge=0)
+    remote_allow_private_hosts: bool = Field(False, description="allow private and loopback addresses (an intranet "
+                                                                 "image host); link-local ones never")
     val_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.1, ge=0, lt=1)
     split_salt: str = "dashclip-split-v1"
@@ -78,7 +101,7 @@ class CatalogRow(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    product_id: str = Field(min_length=1)
+    product_id: str
     title: str = ""
     description: str = ""
     category: str = ""
@@ -123,38 +146,130 @@ def canonical_header(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
 
 
-def read_catalog(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV or parquet catalog as strings with canonical column names.
+def too_many_fields(n_header: int, first_extra: str) -> str:
+    """Reject reason of a CSV row with more fields than its header (the Spark reader says the same)."""
+    return f"more fields than the header's {n_header} columns; first extra field: {first_extra[:50]}"
 
-    Header names are matched case- and space-insensitively; a missing required column raises
-    CatalogSchemaError naming it and the columns that were found.
+
+def _csv_error(path: Path, problem: str) -> CatalogSchemaError:
+    return CatalogSchemaError(f"catalog {path}: {problem}")
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise _csv_error(path, f"not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); save it as UTF-8, "
+                               f"e.g. iconv -f latin1 -t utf-8") from None
+    if not text.strip():
+        raise _csv_error(path, "empty file (no header row)")
+    return text
+
+
+def _unterminated(lines: list[str], start: int, sep: str) -> bool:
+    """True when the record starting at ``lines[start]`` opens a quote that the file never closes
+    (the lenient reader then takes the rest of the file as one field)."""
+    reader = csv.reader(lines[start:], delimiter=sep, strict=True)
+    while True:
+        try:
+            next(reader)
+        except StopIteration:
+            return False
+        except csv.Error as e:
+            if "unexpected end of data" in str(e):
+                return True
+
+
+def _read_csv_strings(path: Path, sep: str) -> pd.DataFrame:
+    """Parse a CSV/TSV as pandas' default dialect does (RFC 4180 quoting, blank lines skipped), one
+    record at a time, so a malformed row is rejected instead of failing the file."""
+    lines = io.StringIO(_decode(path, path.read_bytes()), newline="").readlines()
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # process-wide; long descriptions are valid
+    reader = csv.reader(lines, delimiter=sep)
+    header, records, errors, start, last = None, [], [], 0, 0
+    for rec in reader:
+        start, last = last, reader.line_num
+        if not rec:
+            continue
+        if header is None:
+            header = _unique(rec)
+            continue
+        n = len(header)
+        extra = next((x for x in rec[n:] if x != ""), None)
+        errors.append("" if extra is None else too_many_fields(n, extra))
+        records.append(rec[:n] + [""] * (n - len(rec)))
+    if header is None:
+        raise _csv_error(path, "empty file (no header row)")
+    if records and _unterminated(lines, start, sep):
+        raise _csv_error(path, f"unterminated quote in data row {len(records) - 1} (line {start + 1}): it would take "
+                               f"the rest of the file as one field; close or escape the quote (\"\")")
+    df = pd.DataFrame(records, columns=header, dtype=object)
+    df[C.ROW_ERROR] = errors
+    return df
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Header names made unique as pandas does (``a``, ``a.1``): later copies end up ignored."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        k = seen.get(name, 0)
+        out.append(name if k == 0 else f"{name}.{k}")
+        seen[name] = k + 1
+    return out
+
+
+def arrow_strings(col: pa.ChunkedArray) -> list[str]:
+    """A parquet column as strings, nulls as "": integers and whole floats print as integers
+    (``1``, not ``1.0``), other values as Arrow casts them (the Spark reader follows the same rule)."""
+    if pa.types.is_floating(col.type):
+        return ["" if x is None or x != x else str(int(x)) if x.is_integer() and abs(x) < 2**53 else repr(x)
+                for x in col.to_pylist()]
+    return ["" if x is None else x for x in pc.cast(col, pa.string()).to_pylist()]
+
+
+def _read_parquet_strings(path: Path) -> pd.DataFrame:
+    tbl = pq.read_table(path)
+    names = _unique(tbl.column_names)
+    df = pd.DataFrame({name: arrow_strings(tbl.column(i)) for i, name in enumerate(names)}, dtype=object)
+    df[C.ROW_ERROR] = ""
+    return df
+
+
+def read_catalog(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV or parquet catalog as strings with canonical column names, plus ``_row_error``
+    (``C.ROW_ERROR``: why a row could not be read as its header describes, "" when it could).
+
+    Header names are matched case- and space-insensitively; a missing required column, or a file
+    that cannot be read as a whole (empty, not UTF-8, an unterminated quote), raises
+    CatalogSchemaError with one line naming the file and the problem.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"catalog not found: {path}")
     if path.suffix.lower() in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
+        df = _read_parquet_strings(path)
     elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
-        sep = "\t" if path.suffix.lower() == ".tsv" else ","
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding="utf-8")
+        df = _read_csv_strings(path, "\t" if path.suffix.lower() == ".tsv" else ",")
     else:
         raise CatalogSchemaError(f"catalog {path}: unsupported extension {path.suffix!r} (csv, tsv or parquet)")
-    rename = {c: canonical_header(c) for c in df.columns}
+    rename = {c: canonical_header(c) for c in df.columns if c != C.ROW_ERROR}
     df = df.rename(columns=rename)
     missing = [c for c in C.CATALOG_REQUIRED if c not in df.columns]
     if missing:
+        found = [c for c in df.columns if c != C.ROW_ERROR]
         raise CatalogSchemaError(
-            f"catalog {path}: missing required column(s) {missing}; found {list(df.columns)}; "
+            f"catalog {path}: missing required column(s) {missing}; found {found}; "
             f"expected {list(C.CATALOG_COLUMNS)}"
         )
     for col in C.CATALOG_OPTIONAL:
         if col not in df.columns:
             df[col] = ""
-    extra = [c for c in df.columns if c not in C.CATALOG_COLUMNS]
+    extra = [c for c in df.columns if c not in C.CATALOG_COLUMNS and c != C.ROW_ERROR]
     if extra:
         log.info("catalog %s: ignoring extra columns %s", path, extra)
-    df = df[list(C.CATALOG_COLUMNS)].astype(object).where(df[list(C.CATALOG_COLUMNS)].notna(), "")
-    return df.astype(str).reset_index(drop=True)
+    return df[[*C.CATALOG_COLUMNS, C.ROW_ERROR]].astype(str).reset_index(drop=True)
 
 
 @dataclass
@@ -172,7 +287,7 @@ def is_url(ref: str) -> bool:
 
 
 def resolve_image(ref: str, base_dir: Path) -> str | None:
-    """Image reference -> absolute path (or the URL itself); None when the field is empty."""
+    """Image reference -> absolute path, symlinks resolved (or the URL itself); None when the field is empty."""
     ref = ref.strip()
     if not ref:
         return None
@@ -180,31 +295,39 @@ def resolve_image(ref: str, base_dir: Path) -> str | None:
         return ref
     if ref.lower().startswith("file://"):
         ref = ref[7:]
-    p = Path(ref)
-    return str(p if p.is_absolute() else (base_dir / p).resolve())
+    return os.path.realpath(os.path.join(base_dir, ref))  # a loop stays unresolved here; opening it fails
 
 
-def read_image_bytes(path: str, cfg: IngestConfig) -> bytes | None:
-    """Bytes of an image, None when it does not exist (or is remote and not fetched)."""
+def image_root(base_dir: Path, cfg: IngestConfig) -> str:
+    """The folder local images must lie in: ``cfg.image_root``, else the folder they resolve against."""
+    return os.path.realpath(cfg.image_root or base_dir)
+
+
+def read_image_bytes(path: str, cfg: IngestConfig, root: str) -> bytes | None:
+    """Bytes of an image, None when it does not exist (or is remote and not fetched).
+    ImageSourceError when the path or URL is refused (``reason`` is the reject reason)."""
     if is_url(path):
         if not cfg.fetch_remote_images:
             return None
-        with urllib.request.urlopen(path, timeout=cfg.remote_timeout_s) as r:  # noqa: S310 - user URL
-            return r.read()
+        return fetch(path, cfg.max_image_bytes, cfg.remote_timeout_s, cfg.remote_total_timeout_s,
+                     cfg.remote_allow_private_hosts, cfg.remote_max_redirects)
+    if not cfg.allow_images_outside_root and not within(path, root):
+        raise ImageSourceError(path, f"outside the image root {root}")  # decided before any look at the file
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_local(path, cfg.max_image_bytes)
     except FileNotFoundError:
         return None
 
 
-def check_image(ref: str, base_dir: Path, cfg: IngestConfig) -> ImageCheck:
+def check_image(ref: str, base_dir: Path, cfg: IngestConfig, root: str | None = None) -> ImageCheck:
     """Decode and verify one image fully (catches corrupt and truncated files)."""
     path = resolve_image(ref, base_dir)
     if path is None:
         return ImageCheck("none")
     try:
-        data = read_image_bytes(path, cfg)
+        data = read_image_bytes(path, cfg, root or image_root(base_dir, cfg))
+    except ImageSourceError as e:
+        return ImageCheck("bad", path, error=e.reason)
     except OSError as e:  # unreadable file or failed fetch
         if is_url(path):
             return ImageCheck("missing", path, error=f"fetch failed: {e}")
@@ -285,7 +408,7 @@ class IngestResult:
 
 def _reject(rows: list, i: int, pid: str, field: str, value: object, reason: str) -> None:
     v = "" if value is None else str(value)
-    rows.append({C.SOURCE_ROW: i, C.PRODUCT_ID: pid, C.REJECT_FIELD: field,
+    rows.append({C.SOURCE_ROW: i, C.PRODUCT_ID: pid[:200], C.REJECT_FIELD: field,
                  C.REJECT_VALUE: v[:200], C.REJECT_REASON: reason})
 
 
@@ -293,21 +416,24 @@ def _truncate(text: str, limit: int) -> tuple[str, bool]:
     return (text[:limit].rstrip(), True) if len(text) > limit else (text, False)
 
 
-def ingest_frame(raw: pd.DataFrame, base_dir: Path, cfg: IngestConfig | None = None,
-                 progress: bool = True) -> IngestResult:
-    """Validate a catalog frame (canonical columns, strings) whose images resolve against base_dir."""
-    cfg = cfg or IngestConfig()
-    t0 = time.perf_counter()
-    rejects: list[dict] = []
-    candidates: list[tuple[int, dict]] = []
+def _parse_rows(raw: pd.DataFrame, cfg: IngestConfig, rejects: list[dict]) -> list[tuple[int, dict]]:
+    """(row number, normalised row) of every row whose fields are valid; the others go to ``rejects``."""
+    candidates = []
     for i, rec in enumerate(raw.to_dict("records")):
         pid = normalize_text(rec.get(C.PRODUCT_ID, ""))
+        if rec.get(C.ROW_ERROR):
+            _reject(rejects, i, pid, "row", "", rec[C.ROW_ERROR])
+            continue
         try:
             row = CatalogRow(**{k: normalize_text(rec.get(k, "")) for k in C.CATALOG_COLUMNS if k != C.SPLIT_HINT})
         except ValidationError as e:
             err = e.errors()[0]
             field = str(err["loc"][0]) if err.get("loc") else "row"
-            _reject(rejects, i, pid, field, rec.get(field, ""), err["msg"])
+            _reject(rejects, i, pid, field, rec.get(field, ""), err["msg"].removeprefix("Value error, "))
+            continue
+        if len(row.product_id) > cfg.max_product_id_chars:
+            _reject(rejects, i, pid, C.PRODUCT_ID, pid, f"product_id is {len(row.product_id)} characters, over the "
+                                                        f"{cfg.max_product_id_chars}-character limit (max_product_id_chars)")
             continue
         d = row.model_dump()
         d[C.TITLE], t1 = _truncate(d[C.TITLE], cfg.max_title_chars)
@@ -315,9 +441,21 @@ def ingest_frame(raw: pd.DataFrame, base_dir: Path, cfg: IngestConfig | None = N
         d[TEXT_TRUNCATED] = t1 or t2
         d[C.SPLIT_HINT] = str(rec.get(C.SPLIT_HINT, "") or "")
         candidates.append((i, d))
+    return candidates
+
+
+def ingest_frame(raw: pd.DataFrame, base_dir: Path, cfg: IngestConfig | None = None,
+                 progress: bool = True) -> IngestResult:
+    """Validate a catalog frame (canonical columns, strings) whose images resolve against base_dir
+    and must lie in ``cfg.image_root`` (default base_dir)."""
+    cfg = cfg or IngestConfig()
+    t0 = time.perf_counter()
+    rejects: list[dict] = []
+    candidates = _parse_rows(raw, cfg, rejects)
+    root = image_root(base_dir, cfg)
 
     with ThreadPoolExecutor(cfg.workers) as pool:  # PIL decodes outside the GIL
-        checks = list(tqdm(pool.map(lambda c: check_image(c[1][C.IMAGE], base_dir, cfg), candidates),
+        checks = list(tqdm(pool.map(lambda c: check_image(c[1][C.IMAGE], base_dir, cfg, root), candidates),
                            total=len(candidates), desc="verify images", disable=not progress, unit="img"))
 
     seen: dict[str, int] = {}
@@ -369,7 +507,8 @@ REJECT_COLUMNS = [C.SOURCE_ROW, C.PRODUCT_ID, C.REJECT_FIELD, C.REJECT_VALUE, C.
 
 def ingest(catalog: str | os.PathLike, out_dir: str | os.PathLike | None = None,
            cfg: IngestConfig | None = None, progress: bool = True) -> IngestResult:
-    """Ingest a catalog file; images resolve relative to the catalog's folder. Writes outputs if out_dir."""
+    """Ingest a catalog file; images resolve relative to the catalog's folder (and must lie in
+    ``cfg.image_root``, by default that folder). Writes outputs if out_dir."""
     cfg = cfg or IngestConfig()
     catalog = Path(catalog)
     raw = read_catalog(catalog)
@@ -409,9 +548,12 @@ def main(argv: list[str] | None = None) -> int:
     ing.add_argument("--catalog", required=True, help="catalog file (csv or parquet)")
     ing.add_argument("--out", required=True, help="output folder")
     ing.add_argument("--config", help="JSON file with IngestConfig fields")
+    ing.add_argument("--image-root", help="folder local images must lie in (default: the catalog's folder)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = IngestConfig.model_validate_json(Path(args.config).read_text()) if args.config else IngestConfig()
+    if args.image_root:
+        cfg = cfg.model_copy(update={"image_root": args.image_root})
     try:
         res = ingest(args.catalog, args.out, cfg)
     except (CatalogSchemaError, FileNotFoundError) as e:

@@ -17,6 +17,10 @@ CATALOG_OPTIONAL = (DESCRIPTION, CATEGORY, IMAGE, COLOR, GENDER, USAGE, SOURCE, 
 CATALOG_COLUMNS = CATALOG_REQUIRED + CATALOG_OPTIONAL
 ATTRIBUTES = (COLOR, GENDER, USAGE)
 
+# added by reading: why a row could not be read as the header describes ("" when it could);
+# ingestion rejects such rows (field "row")
+ROW_ERROR = "_row_error"
+
 # columns added by ingestion
 SOURCE_ROW = "source_row"  # 0-based data row in the input file
 IMAGE_PATH = "image_path"  # resolved absolute path (or URL), None when there is none

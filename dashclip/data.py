@@ -1,7 +1,9 @@
 """Image preprocessing (PIL/numpy, no torchvision) and the (image, text, category) dataset.
 
 Images are resized on the short side, centre-cropped to a square and normalised with a
-configurable mean/std (EfficientNet-Lite uses mean = std = 0.5). Decoded, resized images can be
+configurable mean/std (EfficientNet-Lite uses mean = std = 0.5). Image files are read as ingestion
+reads them (``dashclip.image_source``: regular files only, at most ``max_image_bytes``), so a path
+that became a FIFO or a huge file fails with the reason instead of blocking. Decoded, resized images can be
 cached on disk as uint8 arrays keyed by the image's path and modification time, which pays when
 the same catalog is read for several epochs or several models.
 """
@@ -20,6 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from dashclip import columns as C
+from dashclip.image_source import MAX_IMAGE_BYTES, read_local
 
 
 def product_text(title: str, description: str = "", max_chars: int = 600) -> str:
@@ -81,9 +84,9 @@ def to_tensor(img: np.ndarray, mean: float | tuple = 0.5, std: float | tuple = 0
 class ImageCache:
     """On-disk cache of decoded, resized uint8 images keyed by (path, mtime, size, image size)."""
 
-    def __init__(self, root: str | os.PathLike, size: int):
+    def __init__(self, root: str | os.PathLike, size: int, max_bytes: int = MAX_IMAGE_BYTES):
         self.root = Path(root)
-        self.size = size
+        self.size, self.max_bytes = size, max_bytes
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _key(self, path: str) -> Path:
@@ -98,7 +101,7 @@ class ImageCache:
                 return np.load(key)
             except (OSError, ValueError):
                 pass  # a partial file from a killed worker: decode again
-        img = decode_resize(path, self.size)
+        img = decode_resize(read_local(path, self.max_bytes), self.size)
         key.parent.mkdir(exist_ok=True)
         tmp = key.with_name(f"{key.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
@@ -115,15 +118,15 @@ class ProductDataset(Dataset):
 
     def __init__(self, products: pd.DataFrame, image_size: int = 224, mean: float | tuple = 0.5,
                  std: float | tuple = 0.5, cache_dir: str | os.PathLike | None = None,
-                 with_text: bool = True, max_text_chars: int = 600):
+                 with_text: bool = True, max_text_chars: int = 600, max_image_bytes: int = MAX_IMAGE_BYTES):
         self.paths = [p if h else None for p, h in zip(products[C.IMAGE_PATH], products[C.HAS_IMAGE])]
         titles = products[C.TITLE].tolist()
         descs = products[C.DESCRIPTION].tolist() if C.DESCRIPTION in products else [""] * len(products)
         self.texts = [product_text(t, d, max_text_chars) if with_text else "" for t, d in zip(titles, descs)]
         self.categories = products[C.CATEGORY].tolist() if C.CATEGORY in products else [""] * len(products)
         self.channel_texts = product_channel_texts(products, max_text_chars) if with_text else [""] * len(products)
-        self.size, self.mean, self.std = image_size, mean, std
-        self.cache = ImageCache(cache_dir, image_size) if cache_dir else None
+        self.size, self.mean, self.std, self.max_image_bytes = image_size, mean, std, max_image_bytes
+        self.cache = ImageCache(cache_dir, image_size, max_image_bytes) if cache_dir else None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -132,7 +135,7 @@ class ProductDataset(Dataset):
         path = self.paths[i]
         if path is None:
             return None
-        img = self.cache.get(path) if self.cache else decode_resize(path, self.size)
+        img = self.cache.get(path) if self.cache else decode_resize(read_local(path, self.max_image_bytes), self.size)
         return to_tensor(img, self.mean, self.std)
 
     def __getitem__(self, i: int) -> dict:

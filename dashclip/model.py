@@ -10,21 +10,24 @@ sentence embedding (``text_channel``, see ``with_text_channel``); ``out_dim`` is
 Checkpoints are Hugging Face style: ``config.json`` (the DashCLIPConfig), ``model.safetensors``,
 ``meta.json`` (model version, stage, whether a query tower is present, the training config),
 ``text_config.json`` / ``vision_config.json`` (backbone architectures, so loading needs no
-package weights) and ``tokenizer/``. ``DashCLIP.from_pretrained(dir)`` loads one back.
+package weights) and ``tokenizer/``. ``DashCLIP.from_pretrained(dir)`` loads one back after checking
+it (``dashclip.checkpoint``): a damaged or changed checkpoint raises ``CheckpointError``.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from dashclip import checkpoint as ckpt
+from dashclip.checkpoint import CheckpointError  # noqa: F401 - raised by from_pretrained
 from dashclip.config import DashCLIPConfig
 from dashclip.fusion import FusionEncoder
 from dashclip.towers import TextTower, build_image_tower, build_text_tower, l2n, masked_pool
@@ -167,48 +170,54 @@ class DashCLIP(nn.Module):
 
     # --- checkpoints ------------------------------------------------------------------------
     def save_pretrained(self, out: str | Path, stage: str, extra_meta: dict | None = None) -> str:
-        """Write the checkpoint; returns its model version (content-addressed)."""
+        """Write the checkpoint; returns its model version (content-addressed, see ``dashclip.checkpoint``)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(out / "model.safetensors"))
-        config_json = self.cfg.model_dump_json(indent=2)
+        save_file(state, str(out / ckpt.WEIGHTS))
         # weights and configuration: a setting that changes the served embeddings without touching
         # the weights (text_channel) is a new version, so no table mixes the two
-        digest = hashlib.sha256((out / "model.safetensors").read_bytes() + config_json.encode()).hexdigest()[:10]
-        version = f"{self.cfg.name}-{stage}-{digest}"
-        (out / "config.json").write_text(config_json)
+        (out / ckpt.CONFIG).write_bytes(self.cfg.model_dump_json(indent=2).encode())
+        digest = ckpt.content_digest(out / ckpt.WEIGHTS, out / ckpt.CONFIG)
+        version = f"{self.cfg.name}-{stage}-{digest[:10]}"
         (out / "text_config.json").write_text(self.text_tower.model.config.to_json_string())
         if hasattr(self.image_tower, "model"):
             (out / "vision_config.json").write_text(self.image_tower.model.config.to_json_string())
         self.text_tower.tokenizer.save_pretrained(str(out / "tokenizer"))
-        meta = {"model_version": version, "stage": stage, "has_query_tower": self.has_query_tower,
+        meta = {"model_version": version, ckpt.DIGEST_KEY: digest, "stage": stage, "has_query_tower": self.has_query_tower,
                 "embed_dim": self.out_dim, "shared_dim": self.cfg.embed_dim, "text_channel": self.cfg.text_channel,
                 "image_size": self.cfg.image.image_size,
                 "image_mean": list(self.cfg.image.mean), "image_std": list(self.cfg.image.std),
                 "max_length": self.cfg.text.max_length, **(extra_meta or {})}
-        (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        meta.update({"model_version": version, ckpt.DIGEST_KEY: digest})  # extra_meta never overrides these
+        (out / ckpt.META).write_text(json.dumps(meta, indent=2, default=str))  # last: the checkpoint is complete
         return version
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str = "cpu") -> "DashCLIP":
+        """Load a checkpoint; ``CheckpointError`` (one line naming the file) when a file is missing,
+        unreadable or inconsistent, or when weights or config changed since saving."""
         path = Path(path)
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"{path} is not a DashCLIP checkpoint (no config.json)")
-        cfg = DashCLIPConfig.model_validate_json((path / "config.json").read_text())
-        meta = json.loads((path / "meta.json").read_text())
+        meta, cfg = ckpt.read_meta(path), ckpt.read_config(path)
+        shapes = ckpt.weight_shapes(path)
         # rebuild the architecture only (weights come from model.safetensors); model.cfg stays
         # the configuration the checkpoint was trained with
         arch = cfg.model_copy(deep=True)
-        arch.text.random_init = json.loads((path / "text_config.json").read_text())
+        arch.text.random_init = ckpt.read_json(path, "text_config.json")
         arch.text.tokenizer = str(path / "tokenizer")
         if arch.image.kind == "hf_vision":
-            arch.image.random_init = json.loads((path / "vision_config.json").read_text())
+            arch.image.random_init = ckpt.read_json(path, "vision_config.json")
         else:
             arch.image.pretrained = False
         model = cls(arch, with_query_tower=meta.get("has_query_tower", False))
         model.cfg = cfg
-        model.load_state_dict(load_file(str(path / "model.safetensors"), device=map_location))
+        ckpt.check_fits(path, {k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes)
+        ckpt.check_digest(path, meta)
+        try:
+            state = load_file(str(path / ckpt.WEIGHTS), device=map_location)
+        except (SafetensorError, OSError) as e:
+            raise ckpt.CheckpointError(path, ckpt.WEIGHTS, f"not a readable safetensors file ({e})") from None
+        model.load_state_dict(state)
         model.model_version = meta["model_version"]
         model.meta = meta
         return model.eval()

@@ -44,7 +44,9 @@ def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
         saved = DashCLIPConfig.model_validate_json((Path(out) / "config.json").read_text())
         same = saved == load_model_config(train_config["model"])
     if stage1 is not None:
-        s1 = json.loads((Path(stage1) / "meta.json").read_text())["model_version"]
+        from dashclip.checkpoint import read_meta
+
+        s1 = read_meta(Path(stage1))["model_version"]
         same = same and meta.get("stage1_version") == s1
     if same:
         print(f"checkpoint {out} is up to date ({meta['model_version']}); --reuse: not retraining")
@@ -75,12 +77,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         summary = train_stage1(cfg, args.out)
     else:
+        from dashclip.checkpoint import CheckpointError
         from dashclip.stage2 import Stage2Config, train_stage2
 
         cfg = _load(Stage2Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads})
-        if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.stage1):
-            return 0
-        summary = train_stage2(cfg, args.stage1, args.out)
+        try:
+            if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.stage1):
+                return 0
+            summary = train_stage2(cfg, args.stage1, args.out)
+        except CheckpointError as e:  # the stage-1 checkpoint is damaged or changed
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     print(json.dumps(summary, indent=2))
     print(f"checkpoint: {args.out}")
     return 0

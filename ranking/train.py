@@ -17,9 +17,11 @@ import argparse
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 from dashclip.catalog import load_products
+from dashclip.checkpoint import CheckpointError
 from features import columns as FC
 from features.definitions import default_data_dir
 from features.store import REPO_DIR
@@ -52,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     data_dir = Path(args.feature_data) if args.feature_data else default_data_dir(REPO_DIR)
     products = load_products(args.products)
-    report = run(products, args.checkpoint, out, data_dir, cfg, progress=True)
+    try:
+        report = run(products, args.checkpoint, out, data_dir, cfg, progress=True)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     paths = REPORT.write(report, out)
     auc, ab = report["auc"]["ctr"], report["ab"]
     print(f"pCTR test AUC: with embeddings {auc['with_embeddings']:.4f}, baseline {auc['baseline']:.4f} (simulated clicks)")

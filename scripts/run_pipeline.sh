@@ -57,7 +57,7 @@ step "5. Spark batch inference (product and query embedding tables)"
 FEATURE_DATA="$RUN_DIR/feature_data"
 if [ "$FAST" = "1" ]; then  # a 1,000-product slice for Spark, the simulation, ranker and server
   SPARK_CATALOG="$RUN_DIR/spark_demo_catalog.csv"
-  RANK_PRODUCTS="$SPARK_CATALOG"
+  RANK_PRODUCTS="$RUN_DIR/spark_demo_ingest"
   "$PY" - "$CATALOG" "$SPARK_CATALOG" <<'PY'
 import sys, pandas as pd
 from pathlib import Path
@@ -66,9 +66,11 @@ df = pd.read_csv(src, dtype=str, keep_default_na=False).iloc[::10]
 df["image"] = [str((src.parent / p).resolve()) if p else "" for p in df["image"]]
 df.to_csv(dst, index=False)
 PY
+  # the slice lives outside the data folder its images are in: that folder is their image root
+  "$PY" -m dashclip.catalog ingest --catalog "$SPARK_CATALOG" --image-root "$DATA" --out "$RANK_PRODUCTS"
 fi
 .venv/bin/spark-submit --master 'local[2]' spark_jobs/embed_catalog.py --checkpoint "$RUN_DIR/stage2" \
-  --catalog "$SPARK_CATALOG" --out "$FEATURE_DATA/product_embeddings"
+  --catalog "$SPARK_CATALOG" --image-root "$DATA" --out "$FEATURE_DATA/product_embeddings"
 .venv/bin/spark-submit --master 'local[2]' spark_jobs/embed_queries.py --checkpoint "$RUN_DIR/stage2" \
   --queries "$RUN_DIR/stage2/train_queries.csv" --out "$FEATURE_DATA/query_embeddings"
 

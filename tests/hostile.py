@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import os
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +62,72 @@ def make_hostile_catalog(root: Path) -> Path:
     path = root / "catalog.csv"
     df.to_csv(path, index=False)
     return path
+
+
+CATALOG_HEADER = ["product_id", "title", "description", "category", "image", "color", "gender", "usage", "source"]
+SPARSE_BYTES = 60_000_000  # over the default 50 MB image cap; sparse, so it costs no disk
+
+
+def _row(pid: str, title: str, image: str) -> list[str]:
+    return [pid, title, "", "Fruit > Test", image, "", "", "", "hostile-files"]
+
+
+def make_hostile_files(root: Path, dev_zero: bool = True) -> tuple[Path, Path]:
+    """A catalog whose image references attack the reader, and a folder beside it (outside it)
+    holding a real image; returns (catalog CSV, outside folder). Rows (0-based):
+
+      0 good                       1 symbolic-link loop        2 FIFO (a plain open blocks forever)
+      3 sparse 60 MB file          4 ../ to the outside image  5 ../ to a missing outside file
+      6 absolute outside image     7 symlink to the outside image
+      8 /dev/zero (absolute; /dev/null when ``dev_zero`` is False: a reader without limits would
+        exhaust memory on /dev/zero, so callers that cannot cap memory pass False)
+      9 symlink to a good image inside (kept)   10 good (the run goes on after all of them)
+    """
+    img, outside = root / "img", root.parent / f"{root.name}-outside"
+    img.mkdir(parents=True, exist_ok=True)
+    outside.mkdir(parents=True, exist_ok=True)
+    (img / "good.jpg").write_bytes(jpeg_bytes(10))
+    (img / "good2.jpg").write_bytes(jpeg_bytes(11))
+    (outside / "secret.jpg").write_bytes(jpeg_bytes(12))
+    os.symlink("loop_b.jpg", img / "loop_a.jpg")
+    os.symlink("loop_a.jpg", img / "loop_b.jpg")
+    os.mkfifo(img / "pipe.jpg")
+    with open(img / "huge.jpg", "wb") as f:
+        f.truncate(SPARSE_BYTES)
+    os.symlink(outside / "secret.jpg", img / "escape.jpg")
+    os.symlink("good2.jpg", img / "alias.jpg")
+    up = f"../{outside.name}"
+    rows = [
+        _row("h0", "Good", "img/good.jpg"), _row("h1", "Loop", "img/loop_a.jpg"), _row("h2", "Fifo", "img/pipe.jpg"),
+        _row("h3", "Huge", "img/huge.jpg"), _row("h4", "Up", f"{up}/secret.jpg"), _row("h5", "Up missing", f"{up}/nope.jpg"),
+        _row("h6", "Absolute", str(outside / "secret.jpg")), _row("h7", "Escape link", "img/escape.jpg"),
+        _row("h8", "Device", "/dev/zero" if dev_zero else "/dev/null"), _row("h9", "Alias", "img/alias.jpg"),
+        _row("h10", "Last good", "img/good.jpg"),
+    ]
+    path = root / "catalog.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows([CATALOG_HEADER, *rows])
+    return path, outside
+
+
+@contextmanager
+def fifo_watchdog(*fifos: Path, every_s: float = 10.0):
+    """Every ``every_s`` seconds, opens each FIFO for writing without blocking and closes it: a
+    reader blocked in open() then sees end-of-file, so a reader that regresses to a plain open
+    fails its test instead of hanging the suite."""
+    stop = threading.Event()
+
+    def release() -> None:
+        while not stop.wait(every_s):
+            for fifo in fifos:
+                try:
+                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:
+                    pass  # ENXIO: nobody is waiting to read
+
+    t = threading.Thread(target=release, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()

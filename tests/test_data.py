@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import pandas as pd
+import pytest
 import torch
 
 from dashclip import columns as C
 from dashclip.catalog import ingest
 from dashclip.data import ProductDataset, decode_resize, product_loader, product_text, to_tensor
-from tests.hostile import make_hostile_catalog
+from tests.hostile import fifo_watchdog, jpeg_bytes, make_hostile_catalog
 
 
 def test_decode_resize_centre_crops_to_square(tmp_path):
@@ -46,3 +50,21 @@ def test_product_text():
     assert product_text("Tee", "") == "Tee"
     assert product_text("", "only desc") == "only desc"
     assert product_text("A", "b" * 1000, max_chars=10) == "A. bbbbbbb"
+
+
+def test_image_loading_refuses_fifos_and_oversized_files_without_blocking(tmp_path):
+    """The loader reads image files the same guarded way ingestion does: a path that became a
+    FIFO or a huge file between ingestion and training fails at once with the reason."""
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with open(tmp_path / "huge.jpg", "wb") as f:
+        f.truncate(60_000_000)
+    (tmp_path / "good.jpg").write_bytes(jpeg_bytes(0))
+    paths = [str(tmp_path / n) for n in ("pipe.jpg", "huge.jpg", "good.jpg")]
+    products = pd.DataFrame({C.IMAGE_PATH: paths, C.HAS_IMAGE: True, C.TITLE: "t", C.DESCRIPTION: "", C.CATEGORY: ""})
+    for cache in (None, tmp_path / "cache"):
+        ds = ProductDataset(products, image_size=32, cache_dir=cache)
+        with fifo_watchdog(tmp_path / "pipe.jpg", every_s=5), pytest.raises(OSError, match=r"pipe\.jpg: not a regular file \(fifo\)"):
+            ds[0]
+        with pytest.raises(OSError, match=r"huge\.jpg: 60000000 bytes, over the 50000000-byte limit"):
+            ds[1]
+        assert ds[2]["has_image"] and ds[2]["image"].shape == (3, 32, 32)

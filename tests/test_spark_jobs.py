@@ -296,3 +296,161 @@ def test_consumer_profile_is_the_window_mean(spark, base, tmp_path):
     profiles.run(spark, cfg)
     again = pd.read_parquet(tmp_path / "prof")
     assert len(again) == 4 + 2 and not again.duplicated([S.CONSUMER_ID, C.EVENT_TIMESTAMP]).any()
+
+
+# --- hostile catalogs, ids and malformed files: the Spark job does what ingestion does ----------------
+def _append_malformed_rows(catalog: Path) -> None:
+    """Rows 11-15 after make_hostile_files' rows 0-10: extra fields (rejected), a trailing empty
+    field (kept), ids over the 128-character cap (rejected), a short row (padded, kept)."""
+    with open(catalog, "a", encoding="utf-8") as f:
+        f.write("h11,Too many,,Fruit > Test,img/good.jpg,,,,x,EXTRA,more\n")
+        f.write("h12,Trailing comma,,Fruit > Test,img/good.jpg,,,,x,\n")
+        f.write(f"{'a' * 129},Long id,,Fruit > Test,,,,,x\n")
+        f.write(f"{'b' * 10_000_000},Huge id,,Fruit > Test,,,,,x\n")
+        f.write("h15,Short row\n")
+
+
+def test_hostile_rows_are_rejected_alike_by_spark_and_ingestion(spark, ckpt, tmp_path):
+    from dashclip.catalog import ingest
+    from tests.hostile import fifo_watchdog, make_hostile_files
+
+    catalog, _ = make_hostile_files(tmp_path / "cat", dev_zero=False)
+    _append_malformed_rows(catalog)
+    with fifo_watchdog(catalog.parent / "img" / "pipe.jpg"):
+        rep = products.run(spark, job(ckpt, catalog, tmp_path / "table"))
+        cli = ingest(catalog, progress=False)
+    got = read_table(tmp_path / "table")
+    assert got[C.PRODUCT_ID].tolist() == sorted(cli.products[C.PRODUCT_ID]) == ["h0", "h10", "h12", "h15", "h9"]
+    rej = pd.read_parquet(tmp_path / "table" / S.REJECTS_DIR)
+    cols = [C.SOURCE_ROW, C.PRODUCT_ID, C.REJECT_FIELD, C.REJECT_REASON]
+    pd.testing.assert_frame_equal(rej[cols].reset_index(drop=True), cli.rejects[cols].reset_index(drop=True))
+    by_row = rej.set_index(C.SOURCE_ROW)[C.REJECT_REASON]
+    assert by_row[1] == "symbolic link loop" and by_row[2] == "not a regular file (fifo)"
+    assert by_row[3].startswith("60000000 bytes, over the 50000000-byte limit")
+    assert by_row[4] == by_row[5] == f"outside the image root {catalog.parent}"
+    assert by_row[11] == "more fields than the header's 9 columns; first extra field: EXTRA"
+    assert by_row[13].startswith("product_id is 129 characters") and by_row[14].startswith("product_id is 10000000")
+    assert rep["rows_in"] == 16 and rep["rows_out"] == 5
+
+
+def test_parquet_integer_ids_are_the_same_strings_as_ingestion_gives(spark, ckpt, tmp_path):
+    import pyarrow.parquet as papq
+
+    from dashclip.catalog import ingest
+
+    path = tmp_path / "ints.parquet"
+    papq.write_table(pa.table({"product_id": pa.array([1, None, 30], pa.int64()), "title": ["a", "b", "c"],
+                               "rank": pa.array([1.0, None, 2.5])}), path)
+    products.run(spark, job(ckpt, path, tmp_path / "table"))
+    assert read_table(tmp_path / "table")[C.PRODUCT_ID].tolist() == ["1", "30"]
+    rej = pd.read_parquet(tmp_path / "table" / S.REJECTS_DIR)
+    cli = ingest(path, progress=False).rejects
+    cols = [C.SOURCE_ROW, C.PRODUCT_ID, C.REJECT_FIELD, C.REJECT_REASON]
+    assert rej[cols].values.tolist() == cli[cols].values.tolist() == [[1, "", "product_id", "empty product_id"]]
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_an_unreadable_local_csv_stops_the_job_with_ingestions_message(spark, ckpt, tmp_path, full):
+    from dashclip.catalog import CatalogSchemaError
+
+    path = tmp_path / "c.csv"
+    path.write_bytes(b'product_id,title\np0,ok\np1,"Unterminated,x\np2,y\n')
+    with pytest.raises(CatalogSchemaError, match=r"unterminated quote in data row 1 \(line 3\)"):
+        products.run(spark, job(ckpt, path, tmp_path / "table", full=full))
+    assert not table.has_rows(tmp_path / "table")
+
+
+# --- one writer per table, commits that hold what the run reports, a verified shortcut ------------
+def _fresh(base: dict, tmp_path: Path) -> Path:
+    shutil.copytree(base["catalog"].parent, tmp_path / "cat", ignore=shutil.ignore_patterns("table"))
+    return tmp_path / "cat" / "catalog.csv"
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_table(spark, ckpt, base, tmp_path):
+    import socket
+
+    catalog, out = _fresh(base, tmp_path), tmp_path / "table"
+    seen = {}
+
+    def second_writer():  # starts while the first run has staged everything and not yet committed
+        try:
+            products.run(spark, job(ckpt, catalog, out))
+        except Exception as e:  # noqa: BLE001 - the test asserts on what it was
+            seen["error"] = e
+
+    first = products.run(spark, job(ckpt, catalog, out), before_commit=second_writer)
+    err = seen.get("error")
+    assert isinstance(err, table.TableLocked), repr(err)
+    assert str(err).startswith(f"table {out} is being written by run {first['run_id']} (pid {os.getpid()} "
+                               f"on {socket.gethostname()}, since ")
+    assert "\n" not in str(err)
+    got = read_table(out)  # the first run committed every row it reported
+    assert len(got) == first["rows_out"] and got[C.PRODUCT_ID].is_unique
+    assert len(pd.read_parquet(out / S.REJECTS_DIR)) == first["rows_rejected"]
+
+
+def test_the_writer_lock_is_exclusive_between_processes_and_can_be_waited_for(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "t"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from spark_jobs.lib import table\n"
+        "with table.writer_lock(Path(sys.argv[1]), 0, 'holder-run'):\n"
+        "    print('held', flush=True); time.sleep(3)\n"), str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(table.TableLocked, match=rf"run holder-run \(pid {holder.pid} on .*waited 0 s"):
+            with table.writer_lock(out, 0.0, "mine"):
+                pass
+        t0 = time.perf_counter()
+        with table.writer_lock(out, 30.0, "mine"):  # waits for the holder to finish
+            waited = time.perf_counter() - t0
+        assert 0.5 < waited < 30
+    finally:
+        holder.kill()
+        holder.wait()
+    with table.writer_lock(out, 0.0, "again"):  # released: a killed holder leaves no stale lock
+        pass
+
+
+def test_a_commit_whose_staging_lost_rows_is_refused(spark, ckpt, base, tmp_path):
+    catalog, out = _fresh(base, tmp_path), copy_table(base, tmp_path / "table")
+    before = read_table(out)
+
+    def lose_a_part_file():  # what a second writer's start-up recover() did to a running job
+        parts = sorted((table.staging(out, "*").parent).glob(f"*/{C.MODEL_VERSION}=*/part-*.parquet"))
+        assert len(parts) >= 2
+        parts[0].unlink()
+
+    with pytest.raises(table.CommitRefused, match=r"commit refused: staged model_version=.* holds \d+ rows but run "
+                                                  r"\S+ reports \d+; the committed table is unchanged"):
+        products.run(spark, job(ckpt, catalog, out, full=True), before_commit=lose_a_part_file)
+    pd.testing.assert_frame_equal(read_table(out), before)
+
+
+def test_the_unchanged_shortcut_verifies_the_committed_table_and_a_rerun_repairs_it(spark, ckpt, base, tmp_path):
+    catalog, out = _fresh(base, tmp_path), tmp_path / "table"
+    first = products.run(spark, job(ckpt, catalog, out))
+    before = read_table(out)
+    part = out / table.partition(first["model_version"])
+    files = sorted(part.glob("part-*.parquet"))
+    assert len(files) >= 2
+    files[0].unlink()  # a lost part file: rows gone, the input unchanged
+
+    rep = products.run(spark, job(ckpt, catalog, out))
+    assert "unchanged_input" not in rep and "missing" in rep["repaired"]
+    assert rep["rows_embedded"] == first["rows_out"]  # nothing reused from a damaged partition
+    after = read_table(out)
+    assert after[C.PRODUCT_ID].tolist() == before[C.PRODUCT_ID].tolist()
+    np.testing.assert_allclose(np.stack(after[C.EMBEDDING]), np.stack(before[C.EMBEDDING]), rtol=0, atol=1e-5)
+
+    same = products.run(spark, job(ckpt, catalog, out))  # intact again: the shortcut holds
+    assert same["unchanged_input"]
+
+    files = sorted(part.glob("part-*.parquet"))  # same file names, other bytes
+    files[0].write_bytes(files[1].read_bytes())
+    rep = products.run(spark, job(ckpt, catalog, out))
+    assert "unchanged_input" not in rep and "changed since it was committed" in rep["repaired"]
+    assert read_table(out)[C.PRODUCT_ID].tolist() == before[C.PRODUCT_ID].tolist()

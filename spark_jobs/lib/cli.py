@@ -7,15 +7,21 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
-from dashclip.catalog import CatalogSchemaError
+from dashclip.catalog import CatalogSchemaError, IngestConfig
 from spark_jobs.lib.config import CatalogJobConfig, InferenceConfig, ProfileJobConfig, QueryJobConfig
+from spark_jobs.lib.table import TableError, TableLocked
+
+EXIT_LOCKED = 75  # EX_TEMPFAIL: the table is being written by another job
 
 
 def _spark_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--master", help="overrides spark-submit's --master (e.g. local[2])")
     ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark conf")
     ap.add_argument("--report", help="also write the run report (JSON) here")
+    ap.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
+                    help="wait this long for another job writing the same table (default: refuse at once)")
 
 
 def _inference_args(ap: argparse.ArgumentParser) -> None:
@@ -46,7 +52,10 @@ def _run(app: str, a, job) -> int:
     startup = time.perf_counter() - t0
     try:
         report = job(spark)
-    except (FileNotFoundError, ValueError, CatalogSchemaError) as e:
+    except TableLocked as e:  # another job is writing the table: a scheduler may retry later
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_LOCKED
+    except (FileNotFoundError, ValueError, CatalogSchemaError, TableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
@@ -66,12 +75,14 @@ def catalog_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="spark-submit spark_jobs/embed_catalog.py")
     ap.add_argument("--catalog", required=True, help="catalog (csv/tsv/parquet), local path or Hadoop URI")
     ap.add_argument("--out", required=True, help="product embedding table folder (local)")
-    ap.add_argument("--image-root", help="folder images resolve against (default: the catalog's folder)")
+    ap.add_argument("--image-root", help="folder images resolve against and must lie in (default: the catalog's folder)")
+    ap.add_argument("--ingest-config", help="JSON file with IngestConfig fields (validation limits, image root rules)")
     _inference_args(ap)
     _spark_args(ap)
     a = ap.parse_args(argv)
+    ingest = IngestConfig.model_validate_json(Path(a.ingest_config).read_text()) if a.ingest_config else IngestConfig()
     cfg = CatalogJobConfig(catalog=a.catalog, out=a.out, image_root=a.image_root, full=a.full,
-                           revalidate=a.revalidate, inference=_inference(a))
+                           revalidate=a.revalidate, lock_wait_s=a.lock_wait, inference=_inference(a), ingest=ingest)
     return _run("embed_catalog", a, lambda spark: products.run(spark, cfg))
 
 
@@ -84,7 +95,7 @@ def queries_main(argv: list[str] | None = None) -> int:
     _inference_args(ap)
     _spark_args(ap)
     a = ap.parse_args(argv)
-    cfg = QueryJobConfig(queries=a.queries, out=a.out, full=a.full, revalidate=a.revalidate,
+    cfg = QueryJobConfig(queries=a.queries, out=a.out, full=a.full, revalidate=a.revalidate, lock_wait_s=a.lock_wait,
                          inference=_inference(a))
     return _run("embed_queries", a, lambda spark: queries.run(spark, cfg))
 
@@ -102,5 +113,5 @@ def profiles_main(argv: list[str] | None = None) -> int:
     _spark_args(ap)
     a = ap.parse_args(argv)
     cfg = ProfileJobConfig(purchases=a.purchases, embeddings=a.embeddings, out=a.out, model_version=a.model_version,
-                           window_days=a.window_days, as_of=a.as_of)
+                           window_days=a.window_days, as_of=a.as_of, lock_wait_s=a.lock_wait)
     return _run("consumer_profiles", a, lambda spark: profiles.run(spark, cfg))

@@ -17,3 +17,4 @@ STAGING_DIR = "_staging"
 TRASH_DIR = "_trash"
 RUNS_DIR = "_runs"
 JOURNAL = "_commit.json"
+LOCK = "_writer.lock"  # flock()ed by the one job writing the table (never deleted)

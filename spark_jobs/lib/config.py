@@ -30,6 +30,7 @@ class CatalogJobConfig(BaseModel):
     image_root: str | None = Field(None, description="folder image paths resolve against; default the catalog's folder")
     full: bool = Field(False, description="re-embed every row even when content hash and model version match")
     revalidate: bool = Field(False, description="validate and join every row even when the input fingerprint is unchanged")
+    lock_wait_s: float = Field(0.0, ge=0, description="how long to wait for another job writing the same table")
     inference: InferenceConfig
     ingest: IngestConfig = Field(default_factory=IngestConfig)
 
@@ -41,6 +42,7 @@ class QueryJobConfig(BaseModel):
     out: str = Field(description="query embedding table folder")
     full: bool = False
     revalidate: bool = False
+    lock_wait_s: float = Field(0.0, ge=0, description="how long to wait for another job writing the same table")
     inference: InferenceConfig
 
 
@@ -53,3 +55,4 @@ class ProfileJobConfig(BaseModel):
     model_version: str | None = Field(None, description="product embeddings to use; default the only one present")
     window_days: float = Field(84.0, gt=0, description="trailing window (the paper uses 84 days)")
     as_of: list[str] = Field(default_factory=list, description="snapshot times (ISO, UTC); default now")
+    lock_wait_s: float = Field(0.0, ge=0, description="how long to wait for another job writing the same table")

@@ -11,7 +11,9 @@ the table) with the one recorded by the run that wrote the committed partition. 
 run would rewrite the same table, so it stops there: an unchanged rerun costs the hashing (about
 a second for the shipped catalog and its 10k images) instead of validating and joining every
 row. Inputs that cannot be hashed cheaply on the driver (remote URIs, image URLs) never take this
-path; ``--revalidate`` or ``--full`` skip it.
+path; ``--revalidate`` or ``--full`` skip it. The shortcut also requires the committed table to
+match the manifest its run recorded at commit (``table.verify``): a damaged table (a part file
+lost or changed) is rebuilt in full by a plain rerun, reusing nothing from it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dashclip import columns as C
+from dashclip.image_source import open_regular
 from spark_jobs.lib import table
 from spark_jobs.lib.table import has_rows, partition
 
@@ -37,50 +41,90 @@ _OLD_EMB, _OLD_TS = "_old_embedding", "_old_event_timestamp"
 _CHUNK = 1 << 20
 
 
-def hash_files(h: "hashlib._Hash", paths: list[str | Path]) -> None:
-    """Feed each path and its bytes (or 'missing') to ``h``."""
+def _hash_file(h: "hashlib._Hash", path: str, max_bytes: int | None) -> None:
+    """The file's bytes, or a marker when it is not read: missing, not a regular file, over ``max_bytes``."""
+    try:
+        fd, st = open_regular(path)
+    except FileNotFoundError:
+        h.update(b"<missing>")
+        return
+    except OSError as e:  # not a regular file, a symlink loop, unreadable: validation rejects the row
+        h.update(f"<{getattr(e, 'reason', None) or e.strerror}>".encode())
+        return
+    with os.fdopen(fd, "rb") as f:
+        if max_bytes is not None and st.st_size > max_bytes:
+            h.update(f"<{st.st_size} bytes>".encode())
+            return
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+
+
+def hash_files(h: "hashlib._Hash", paths: list[str | Path], max_bytes: int | None = None,
+               readable: Callable[[str], bool] | None = None) -> None:
+    """Feed each path and its bytes to ``h``. A path ``readable`` refuses (outside the image root) is
+    never opened, and no file is read past ``max_bytes`` or when it is not a regular file."""
     for p in paths:
         h.update(str(p).encode() + b"\0")
-        try:
-            with open(p, "rb") as f:
-                while chunk := f.read(_CHUNK):
-                    h.update(chunk)
-        except FileNotFoundError:
-            h.update(b"<missing>")
-        except IsADirectoryError:
-            h.update(b"<directory>")
+        if readable is not None and not readable(str(p)):
+            h.update(b"<not read>")
+        else:
+            _hash_file(h, str(p), max_bytes)
         h.update(b"\0")
 
 
-def fingerprint(inputs: list[str | Path], settings: dict) -> str:
-    """Hash of the input files' bytes and the settings (JSON) that determine the output table."""
+def fingerprint(inputs: list[str | Path], settings: dict, images: list[str] = (), max_bytes: int | None = None,
+                readable: Callable[[str], bool] | None = None) -> str:
+    """Hash of the settings (JSON) that determine the output table, the input files' bytes and the
+    images' bytes (read under ``max_bytes`` and ``readable``, as validation reads them)."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     hash_files(h, inputs)
+    hash_files(h, list(images), max_bytes, readable)
     return h.hexdigest()
 
 
-def _committed_report(out: Path, model_version: str) -> dict | None:
-    """The report of the run that wrote the committed partition of ``model_version``."""
+@dataclass
+class Committed:
+    """The committed partition of a model version, as its run recorded it."""
+
+    report: dict | None  # the report of the run that committed it; None when there is none
+    damage: str | None  # how the folders differ from that run's manifest; None when they do not
+
+    @property
+    def verified(self) -> bool:
+        return self.report is not None and "table" in self.report and self.damage is None
+
+
+def committed(out: Path, model_version: str) -> Committed:
+    """What is committed for ``model_version``, checked against the manifest recorded at its commit
+    (a run committed before manifests were recorded is trusted for reuse, not for the shortcut)."""
+    part = out / partition(model_version)
     run_id = table.committed_run(out, model_version)
-    return table.load_report(out, run_id) if run_id else None
+    report = table.load_report(out, run_id) if run_id else None
+    if report is None:
+        return Committed(None, f"{part.name}: no run marker or run report" if has_rows(part) else None)
+    damage = table.verify(out, report["table"]) if "table" in report else None
+    if damage:
+        log.warning("table %s: the committed partition of %s is damaged (%s); rebuilding it in full", out,
+                    model_version, damage)
+    return Committed(report, damage)
 
 
-def end_if_unchanged(out: Path, model_version: str, fp: str | None, run_id: str, t0: float,
-                     config: dict) -> dict | None:
-    """When ``fp`` equals the fingerprint recorded by the run that wrote the committed partition,
-    save and return this run's report (nothing to do: the committed table stands); else None."""
-    previous = _committed_report(out, model_version) if fp is not None else None
-    if previous is None or previous.get("input_fingerprint") != fp:
+def end_if_unchanged(out: Path, done: Committed, fp: str | None, run_id: str, t0: float, config: dict) -> dict | None:
+    """When ``fp`` equals the fingerprint recorded by the run that wrote the committed partition and
+    that partition still matches its manifest, save and return this run's report (nothing to do:
+    the committed table stands); else None."""
+    previous = done.report
+    if fp is None or not done.verified or previous.get("input_fingerprint") != fp:
         return None
     seconds = round(time.perf_counter() - t0, 3)
     report = {**{k: previous[k] for k in ("job", "model_version", "rows_in", "rows_out", "rows_rejected",
-                                          "input_fingerprint") if k in previous},
+                                          "input_fingerprint", "table") if k in previous},
               "run_id": run_id, "unchanged_input": True, "unchanged_since_run": previous["run_id"],
               "rows_embedded": 0, "rows_reused": previous.get("rows_out", 0), "recovered": None,
               "seconds": {"fingerprint": seconds, "total": seconds}, "config": config}
     table.save_report(out, report)
-    log.info("%s %s: input unchanged since run %s; the committed table stands", report.get("job"), model_version,
-             previous["run_id"])
+    log.info("%s %s: input unchanged since run %s; the committed table stands", report.get("job"),
+             report.get("model_version"), previous["run_id"])
     return report
 
 
@@ -126,7 +170,8 @@ def assemble(embedded: DataFrame | None, reused: DataFrame | None, columns: list
 
 def stage_and_commit(out: Path, run_id: str, model_version: str, result: DataFrame, rejects: DataFrame | None,
                      report_fn: Callable[[], dict], before_commit: Callable[[], None] | None = None) -> dict:
-    """Write the table partition (and rejects) to staging, then commit them together.
+    """Write the table partition (and rejects) to staging, check that staging holds the rows the
+    report counts (``rows_out``, ``rows_rejected``), then commit them with their manifest.
 
     ``report_fn`` is called after the writes, when accumulators and counts are final.
     """
@@ -139,5 +184,7 @@ def stage_and_commit(out: Path, run_id: str, model_version: str, result: DataFra
     report = report_fn()
     if before_commit is not None:
         before_commit()
+    expected = {dirs[0]: report["rows_out"], **({dirs[1]: report["rows_rejected"]} if rejects is not None else {})}
+    report["table"] = table.check_staged(out, run_id, expected)
     table.commit(out, run_id, dirs, report)
     return report

@@ -4,8 +4,9 @@ extract  ``read_spark_catalog`` any catalog in the canonical format, with its 0-
 transform ``validate``      ``dashclip.catalog.ingest_frame`` per partition (rows of one product id
                             share a partition, so "first accepted row wins" holds globally)
           ``embed``         the product tower, loaded once per Python worker (``workers.embedder``)
-load     ``run``            incremental by (content hash, model version), staged, then committed;
-                            an unchanged input fingerprint ends the run early (``incremental``)
+load     ``run``            incremental by (content hash, model version), staged, then committed
+                            under the table's writer lock; an unchanged input fingerprint ends the
+                            run early when the committed table is intact (``incremental``)
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dashclip import columns as C
-from dashclip.catalog import REJECT_COLUMNS, IngestConfig, ingest_frame, is_url, normalize_text, read_catalog, resolve_image
+from dashclip.catalog import (REJECT_COLUMNS, IngestConfig, image_root, ingest_frame, is_url, normalize_text, read_catalog,
+                              resolve_image)
+from dashclip.checkpoint import verify_checkpoint
+from dashclip.image_source import within
 from spark_jobs.lib import columns as S
 from spark_jobs.lib import table
 from spark_jobs.lib.config import CatalogJobConfig, InferenceConfig
-from spark_jobs.lib.incremental import (assemble, end_if_unchanged, existing_partition, fingerprint, split_increment,
-                                        stage_and_commit)
+from spark_jobs.lib.incremental import (assemble, committed, end_if_unchanged, existing_partition, fingerprint,
+                                        split_increment, stage_and_commit)
 from spark_jobs.lib.reading import is_local, local_dir_of, read_strings, with_source_row
 from spark_jobs.lib.workers import embedder
 
@@ -47,16 +51,14 @@ _DUPLICATE = "duplicate product_id"
 
 
 def model_version_of(checkpoint: str) -> str:
-    """The checkpoint's model version, read on the driver without loading the model."""
-    meta = Path(checkpoint) / "meta.json"
-    if not meta.exists():
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: not a DashCLIP checkpoint (no meta.json)")
-    return json.loads(meta.read_text())["model_version"]
+    """The checkpoint's model version, checked on the driver without loading the model (a damaged
+    or changed checkpoint fails here with one line, not in every task)."""
+    return verify_checkpoint(checkpoint)["model_version"]
 
 
 def read_spark_catalog(spark: SparkSession, uri: str) -> DataFrame:
-    """Canonical catalog columns as strings plus ``source_row``."""
-    return with_source_row(read_strings(spark, uri, C.CATALOG_REQUIRED, C.CATALOG_OPTIONAL))
+    """Canonical catalog columns as strings plus ``_row_error`` and ``source_row``."""
+    return with_source_row(read_strings(spark, uri, C.CATALOG_REQUIRED, C.CATALOG_OPTIONAL, row_errors=True))
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -66,8 +68,8 @@ def _validate_partition(batches: Iterator[pd.DataFrame], base_dir: str, ingest_j
     if not frames:
         return
     raw = pd.concat(frames, ignore_index=True).sort_values(C.SOURCE_ROW, kind="stable").reset_index(drop=True)
-    res = ingest_frame(raw[list(C.CATALOG_COLUMNS)], Path(base_dir), IngestConfig.model_validate_json(ingest_json),
-                       progress=False)
+    res = ingest_frame(raw[[*C.CATALOG_COLUMNS, C.ROW_ERROR]], Path(base_dir),
+                       IngestConfig.model_validate_json(ingest_json), progress=False)
     rows = raw[C.SOURCE_ROW].to_numpy()  # ingest numbers rows within the partition: map back
     ok = res.products[_KEPT].copy()
     ok.insert(0, C.SOURCE_ROW, rows[res.products[C.SOURCE_ROW].to_numpy()])
@@ -118,43 +120,66 @@ def embed(todo: DataFrame, cfg: InferenceConfig, partitions: int, counter=None) 
 
 
 # --- the job --------------------------------------------------------------------------------------
-def catalog_fingerprint(cfg: CatalogJobConfig, base_dir: str, version: str) -> str | None:
-    """Input fingerprint of a local catalog file: its bytes, every image it references, the model
-    version and ingest settings (see ``incremental``). None where that cannot be done on the driver
-    cheaply: a remote or folder catalog, or image URLs."""
+def local_catalog(cfg: CatalogJobConfig, need_rows: bool) -> tuple[Path, pd.DataFrame] | None:
+    """A local catalog file read on the driver as ``dashclip.catalog`` reads it, so a CSV that cannot
+    be read as a whole (empty, not UTF-8, an unterminated quote) stops the job with ingestion's
+    one-line error. Read for the fingerprint (``need_rows``) or a CSV's check; None otherwise."""
     if not is_local(cfg.catalog):
         return None
     path = Path(table.local_path(cfg.catalog))
-    if not path.is_file():
+    if not path.is_file() or not (need_rows or path.suffix.lower() in (".csv", ".tsv", ".txt")):
         return None
-    refs = read_catalog(path)[C.IMAGE].str.strip()
+    return path, read_catalog(path)
+
+
+def catalog_fingerprint(cfg: CatalogJobConfig, local: tuple[Path, pd.DataFrame] | None, base_dir: str,
+                        version: str) -> str | None:
+    """Input fingerprint of a local catalog file: its bytes, every image it references (read as
+    validation reads them: only inside the image root, regular files, under the byte cap), the model
+    version and ingest settings (see ``incremental``). None where that cannot be done on the driver
+    cheaply: a remote or folder catalog, or image URLs."""
+    if local is None:
+        return None
+    path, raw = local
+    refs = raw[C.IMAGE].str.strip()
     refs = refs[refs != ""]
     if refs.map(is_url).any():
         return None
     images = [resolve_image(r, Path(base_dir)) for r in refs]
+    root = image_root(Path(base_dir), cfg.ingest)
     settings = {"job": "embed_catalog", "model_version": version, "base_dir": base_dir,
                 "ingest": json.loads(cfg.ingest.model_dump_json())}
-    return fingerprint([path, *images], settings)
+    readable = None if cfg.ingest.allow_images_outside_root else (lambda p: within(p, root))
+    return fingerprint([path], settings, images, cfg.ingest.max_image_bytes, readable)
 
 
 def run(spark: SparkSession, cfg: CatalogJobConfig, before_commit: Callable[[], None] | None = None) -> dict:
     """Embed a catalog into ``cfg.out``; returns the run report (also saved under ``_runs/``).
 
-    ``before_commit`` runs after the staged output is complete and before the commit (tests use it
-    to simulate a crash there).
+    The table's writer lock is held from recovery to commit (``table.writer_lock``). ``before_commit``
+    runs after the staged output is complete and before the commit (tests use it to simulate a
+    crash, or a second writer, there).
     """
-    t0 = time.perf_counter()
-    out = table.local_path(cfg.out)
+    out, run_id = table.local_path(cfg.out), table.new_run_id()
+    with table.writer_lock(out, cfg.lock_wait_s, run_id):
+        return _run(spark, cfg, out, run_id, before_commit)
+
+
+def _run(spark: SparkSession, cfg: CatalogJobConfig, out: Path, run_id: str,
+         before_commit: Callable[[], None] | None) -> dict:
+    t0, run_ts = time.perf_counter(), datetime.now(timezone.utc)
     recovered = table.recover(out)
-    run_id, run_ts = table.new_run_id(), datetime.now(timezone.utc)
     version = model_version_of(cfg.inference.checkpoint)
     base_dir = cfg.image_root or local_dir_of(cfg.catalog)
     sc = spark.sparkContext
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.inference.rows_per_arrow_batch))
     n_tasks = cfg.inference.partitions or sc.defaultParallelism
 
-    fp = None if cfg.full or cfg.revalidate else catalog_fingerprint(cfg, base_dir, version)
-    unchanged = end_if_unchanged(out, version, fp, run_id, t0, json.loads(cfg.model_dump_json()))
+    shortcut = not (cfg.full or cfg.revalidate)
+    local = local_catalog(cfg, need_rows=shortcut)
+    fp = catalog_fingerprint(cfg, local, base_dir, version) if shortcut else None
+    done = committed(out, version)
+    unchanged = end_if_unchanged(out, done, fp, run_id, t0, json.loads(cfg.model_dump_json()))
     if unchanged is not None:
         return unchanged
 
@@ -166,10 +191,10 @@ def run(spark: SparkSession, cfg: CatalogJobConfig, before_commit: Callable[[], 
     t_validated = time.perf_counter()
 
     accepted = validated.filter(F.col(S.ROW_OK)).drop(S.ROW_OK)
-    inc = split_increment(accepted, existing_partition(spark, out, version, C.PRODUCT_ID), C.PRODUCT_ID, cfg.full)
+    existing = None if done.damage else existing_partition(spark, out, version, C.PRODUCT_ID)
+    inc = split_increment(accepted, existing, C.PRODUCT_ID, cfg.full)
     counter = sc.accumulator(0)  # rows embedded; an empty increment loads no model
     result = assemble(embed(inc.todo, cfg.inference, n_tasks, counter), inc.reused, TABLE_COLUMNS, run_ts)
-
     rejects = validated.filter(~F.col(S.ROW_OK)).select(*REJECT_COLUMNS).orderBy(C.SOURCE_ROW)
 
     def report() -> dict:
@@ -177,7 +202,7 @@ def run(spark: SparkSession, cfg: CatalogJobConfig, before_commit: Callable[[], 
             "job": "embed_catalog", "run_id": run_id, "model_version": version,
             "event_timestamp": run_ts.isoformat(), "rows_in": rows_in, "rows_out": n_ok,
             "rows_rejected": rows_in - n_ok, "rows_embedded": int(counter.value), "rows_reused": n_ok - int(counter.value),
-            "recovered": recovered, "input_fingerprint": fp,
+            "recovered": recovered, "repaired": done.damage, "input_fingerprint": fp,
             "seconds": {"validate": round(t_validated - t0, 3), "embed_write": round(time.perf_counter() - t_validated, 3)},
             "spark": {"master": sc.master, "default_parallelism": sc.defaultParallelism, "tasks": n_tasks},
             "config": json.loads(cfg.model_dump_json()),

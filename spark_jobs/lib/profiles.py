@@ -90,11 +90,18 @@ def profiles(purchases: DataFrame, as_of: list[datetime], window_days: float) ->
 
 
 def run(spark: SparkSession, cfg: ProfileJobConfig, before_commit: Callable[[], None] | None = None) -> dict:
+    """Consumer profiles into ``cfg.out`` under the table's writer lock; returns the run report."""
+    out, run_id = table.local_path(cfg.out), table.new_run_id()
+    with table.writer_lock(out, cfg.lock_wait_s, run_id):
+        return _run(spark, cfg, out, run_id, before_commit)
+
+
+def _run(spark: SparkSession, cfg: ProfileJobConfig, out: Path, run_id: str,
+         before_commit: Callable[[], None] | None) -> dict:
     t0 = time.perf_counter()
-    out, emb_dir = table.local_path(cfg.out), table.local_path(cfg.embeddings)
+    emb_dir = table.local_path(cfg.embeddings)
     recovered = table.recover(out)
     version = pick_model_version(emb_dir, cfg.model_version)
-    run_id = table.new_run_id()
     as_of = [parse_time(t) for t in cfg.as_of] or [datetime.now(timezone.utc).replace(microsecond=0)]
 
     products = spark.read.parquet(table.uri(emb_dir / table.partition(version)))

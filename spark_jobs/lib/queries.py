@@ -12,6 +12,7 @@ import logging
 import time
 from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -24,8 +25,8 @@ from dashclip.catalog import normalize_text
 from spark_jobs.lib import columns as S
 from spark_jobs.lib import table
 from spark_jobs.lib.config import InferenceConfig, QueryJobConfig
-from spark_jobs.lib.incremental import (assemble, end_if_unchanged, existing_partition, fingerprint, split_increment,
-                                        stage_and_commit)
+from spark_jobs.lib.incremental import (assemble, committed, end_if_unchanged, existing_partition, fingerprint,
+                                        split_increment, stage_and_commit)
 from spark_jobs.lib.products import model_version_of
 from spark_jobs.lib.reading import is_local, read_strings, with_source_row
 from spark_jobs.lib.workers import embedder
@@ -75,10 +76,16 @@ def embed(todo: DataFrame, cfg: InferenceConfig, partitions: int, counter=None) 
 
 
 def run(spark: SparkSession, cfg: QueryJobConfig, before_commit: Callable[[], None] | None = None) -> dict:
-    t0 = time.perf_counter()
-    out = table.local_path(cfg.out)
+    """Embed a query table into ``cfg.out`` under the table's writer lock; returns the run report."""
+    out, run_id = table.local_path(cfg.out), table.new_run_id()
+    with table.writer_lock(out, cfg.lock_wait_s, run_id):
+        return _run(spark, cfg, out, run_id, before_commit)
+
+
+def _run(spark: SparkSession, cfg: QueryJobConfig, out: Path, run_id: str,
+         before_commit: Callable[[], None] | None) -> dict:
+    t0, run_ts = time.perf_counter(), datetime.now(timezone.utc)
     recovered = table.recover(out)
-    run_id, run_ts = table.new_run_id(), datetime.now(timezone.utc)
     version = model_version_of(cfg.inference.checkpoint)
     sc = spark.sparkContext
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.inference.rows_per_arrow_batch))
@@ -88,7 +95,8 @@ def run(spark: SparkSession, cfg: QueryJobConfig, before_commit: Callable[[], No
     if not (cfg.full or cfg.revalidate) and is_local(cfg.queries):
         path = table.local_path(cfg.queries)
         fp = fingerprint([path], {"job": "embed_queries", "model_version": version}) if path.is_file() else None
-    unchanged = end_if_unchanged(out, version, fp, run_id, t0, json.loads(cfg.model_dump_json()))
+    done = committed(out, version)
+    unchanged = end_if_unchanged(out, done, fp, run_id, t0, json.loads(cfg.model_dump_json()))
     if unchanged is not None:
         return unchanged
     raw = with_source_row(read_strings(spark, cfg.queries, (C.QUERY_ID, C.QUERY)))
@@ -96,7 +104,8 @@ def run(spark: SparkSession, cfg: QueryJobConfig, before_commit: Callable[[], No
     counts = dict(validated.groupBy(S.ROW_OK).count().collect())  # one job: accepted and rejected
     n_ok, rows_in = counts.get(True, 0), sum(counts.values())
     accepted = validated.filter(F.col(S.ROW_OK)).select(C.QUERY_ID, C.QUERY, C.CONTENT_HASH)
-    inc = split_increment(accepted, existing_partition(spark, out, version, C.QUERY_ID), C.QUERY_ID, cfg.full)
+    existing = None if done.damage else existing_partition(spark, out, version, C.QUERY_ID)
+    inc = split_increment(accepted, existing, C.QUERY_ID, cfg.full)
     counter = sc.accumulator(0)  # rows embedded; an empty increment loads no model
     result = assemble(embed(inc.todo, cfg.inference, n_tasks, counter), inc.reused, TABLE_COLUMNS, run_ts)
     rejects = validated.filter(~F.col(S.ROW_OK)).select(*REJECT_COLUMNS).orderBy(C.SOURCE_ROW)
@@ -105,7 +114,7 @@ def run(spark: SparkSession, cfg: QueryJobConfig, before_commit: Callable[[], No
         return {"job": "embed_queries", "run_id": run_id, "model_version": version,
                 "event_timestamp": run_ts.isoformat(), "rows_in": rows_in, "rows_out": n_ok,
                 "rows_rejected": rows_in - n_ok, "rows_embedded": int(counter.value), "rows_reused": n_ok - int(counter.value),
-                "recovered": recovered, "input_fingerprint": fp, "seconds": {"total": round(time.perf_counter() - t0, 3)},
+                "recovered": recovered, "repaired": done.damage, "input_fingerprint": fp, "seconds": {"total": round(time.perf_counter() - t0, 3)},
                 "config": json.loads(cfg.model_dump_json())}
 
     report = stage_and_commit(out, run_id, version, result, rejects, report, before_commit)

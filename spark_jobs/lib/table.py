@@ -14,20 +14,33 @@ it, so a reader sees the old or the new partition and never a missing one; two r
 Every job starts with ``recover``: a journal means a commit was decided, so it is rolled forward;
 staging without a journal is an abandoned run and is deleted. A crash at any point leaves the
 previous table or the new one, never a mix, and a rerun never duplicates rows.
-One writer per table at a time (a second concurrent job would delete the first one's staging).
+
+One writer per table: a job holds ``writer_lock`` (``OUT/_writer.lock``) from ``recover`` to the
+end of its commit, so a second job waits (up to ``lock_wait_s``) or is refused with a message
+naming the holder, and never deletes a running job's staging. ``commit`` refuses staging whose
+row counts differ from what the run reports, and records a manifest of the committed files
+(bytes, rows, SHA-256) in the run report, against which ``verify`` checks the table later.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
+import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
+import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
+
+import pyarrow.parquet as pq
 
 from dashclip import columns as C
 from dashclip.io import write_json_atomic
@@ -36,6 +49,19 @@ from spark_jobs.lib import columns as S
 log = logging.getLogger(__name__)
 
 RUN_MARKER = "_run_id"  # inside each staged folder: which run wrote it (makes roll-forward idempotent)
+_CHUNK = 1 << 20
+
+
+class TableError(RuntimeError):
+    """A table operation that was refused; the message says why in one line."""
+
+
+class TableLocked(TableError):
+    """Another job holds the table's writer lock."""
+
+
+class CommitRefused(TableError):
+    """The staged output does not hold what the run reports; nothing was committed."""
 
 
 def local_path(uri: str | os.PathLike) -> Path:
@@ -170,3 +196,106 @@ def recover(out: Path) -> str | None:
     if done:
         log.warning("table %s: %s", out, done)
     return done
+
+
+# --- one writer at a time -------------------------------------------------------------------------
+def _holder(fd: int) -> str:
+    try:
+        h = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"run {h['run_id']} (pid {h['pid']} on {h['host']}, since {h['since']})"
+    except (OSError, ValueError, KeyError):
+        return "another job (holder unknown)"
+
+
+@contextmanager
+def writer_lock(out: Path, wait_s: float = 0.0, run_id: str = "") -> Iterator[None]:
+    """Hold the table's exclusive writer lock for the block; wait up to ``wait_s`` seconds for it,
+    then raise TableLocked naming the table and the holder.
+
+    flock(2) on ``OUT/_writer.lock``: the kernel drops the lock when its holder exits, however it
+    exits, so a crashed job never leaves a stale lock. Works between processes of one machine
+    and on network file systems that share locks between clients (NFSv4, CephFS, Lustre with
+    flock). Not covered: object stores (``local_path`` refuses them) and mounts whose locks are
+    local to each client or absent (some FUSE and SMB mounts): two machines could then both
+    hold it; run one writer per table there.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / S.LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TableLocked(f"table {out} is being written by {_holder(fd)}; waited {wait_s:g} s: retry when "
+                                      f"it has finished, or wait longer (--lock-wait SECONDS)") from None
+                time.sleep(min(0.5, max(0.01, deadline - time.monotonic())))
+        me = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
+              "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# --- what was committed ---------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _data_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith((".", "_")))
+
+
+def manifest(root: Path, rel_dirs: list[str]) -> dict:
+    """{rel dir: {file: {bytes, rows, sha256}}} of the parquet files under ``root``/rel; rows from
+    the files' footers."""
+    out = {}
+    for rel in rel_dirs:
+        files = {}
+        for p in _data_files(root / rel):
+            files[str(p.relative_to(root / rel))] = {"bytes": p.stat().st_size, "rows": pq.ParquetFile(p).metadata.num_rows,
+                                                     "sha256": _sha256(p)}
+        out[rel] = files
+    return out
+
+
+def rows(files: dict) -> int:
+    return sum(f["rows"] for f in files.values())
+
+
+def check_staged(out: Path, run_id: str, expected: dict[str, int]) -> dict:
+    """The manifest of a run's staging; CommitRefused when a folder's rows differ from ``expected``."""
+    staged = manifest(staging(out, run_id), list(expected))
+    for rel, n in expected.items():
+        got = rows(staged[rel])
+        if got != n:
+            raise CommitRefused(f"commit refused: staged {rel} of table {out} holds {got} rows but run {run_id} "
+                                f"reports {n}; the committed table is unchanged (the next run removes this staging)")
+    return staged
+
+
+def verify(out: Path, recorded: dict) -> str | None:
+    """What differs between the committed folders and the manifest ``recorded`` at their commit
+    (None when nothing does): files missing, added, or with other bytes."""
+    for rel, files in recorded.items():
+        now = {str(p.relative_to(out / rel)) for p in _data_files(out / rel)}
+        missing, added = sorted(set(files) - now), sorted(now - set(files))
+        if missing or added:
+            return f"{rel}: " + "; ".join(([f"missing {missing[:3]}"] if missing else []) +
+                                          ([f"unexpected {added[:3]}"] if added else []))
+        for name, f in files.items():
+            p = out / rel / name
+            if p.stat().st_size != f["bytes"] or _sha256(p) != f["sha256"]:
+                return f"{rel}/{name} changed since it was committed"
+    return None

@@ -3,8 +3,9 @@
     python -m features.repo init DIR [--force]
 
 Copies `feature_store.yaml`, `feature_store.spark.yaml` and `repo.py` (the declarations, built by
-`features.definitions`) from `features/repo_template/` into DIR; run `feast apply` there. A file
-already in DIR that differs from the template is left alone unless --force, so local edits survive.
+`features.definitions`) from the packaged template (`features/repo_template`, a link to the
+checkout's `feature_repo/`) into DIR; run `feast apply` there. A file already in DIR that differs
+from the template is left alone unless --force, so local edits survive.
 Feast writes its registry under `DIR/data/`; the offline tables default to the same folder
 (`$DASHCLIP_FEATURE_DATA` overrides it).
 """

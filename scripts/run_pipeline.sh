@@ -79,8 +79,6 @@ step "6. simulated traffic, ranker training and lift report (SIMULATED)"
 step "7. feast apply + materialize (Redis online store)"
 export DASHCLIP_FEATURE_DATA="$FEATURE_DATA"
 eval "$("$PY" -m features.store env)"
-# the checkout's working repo (git-ignored), refreshed from the packaged template on every run
-"$PY" -m features.repo init feature_repo --force
 (cd feature_repo && "$ROOT/.venv/bin/feast" apply && "$ROOT/.venv/bin/feast" materialize 2000-01-01T00:00:00 "$(date -u +%FT%T)")
 
 step "8. ads server and a sample request"

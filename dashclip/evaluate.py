@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("--out-dir", required=True)
     args = ap.parse_args(argv)
     if args.cmd == "judgments":
-        return _cmd_judgments(args)
+        try:
+            return _cmd_judgments(args)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.cmd == "products":

@@ -175,6 +175,9 @@ class DashCLIP(nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(out / ckpt.WEIGHTS))
+        from dashclip.io import match_umask  # here: dashclip.io loads pandas, which loading a model does not need
+
+        match_umask(out / ckpt.WEIGHTS)
         # weights and configuration: a setting that changes the served embeddings without touching
         # the weights (text_channel) is a new version, so no table mixes the two
         (out / ckpt.CONFIG).write_bytes(self.cfg.model_dump_json(indent=2).encode())

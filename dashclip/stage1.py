@@ -41,8 +41,10 @@ log = logging.getLogger(__name__)
 
 
 def default_catalog() -> str:
-    root = Path(__file__).resolve().parents[1]
-    return os.environ.get("DASHCLIP_CATALOG", str(Path(os.environ.get("DASHCLIP_DATA", root.parent / "shared" / "data")) / "catalog.csv"))
+    """$DASHCLIP_CATALOG, else $DASHCLIP_DATA/catalog.csv, else ../shared/data/catalog.csv from the
+    working directory (the shipped data beside a checkout); --catalog overrides all three."""
+    data = os.environ.get("DASHCLIP_DATA", str(Path("..") / "shared" / "data"))
+    return os.environ.get("DASHCLIP_CATALOG", str(Path(data) / "catalog.csv"))
 
 
 class Stage1Config(BaseModel):

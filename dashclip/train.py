@@ -69,28 +69,35 @@ def main(argv: list[str] | None = None) -> int:
                        help="skip training when OUT already holds a checkpoint trained with the same settings")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from dashclip.checkpoint import CheckpointError
+
+    try:
+        summary = _train(args)
+    except (FileNotFoundError, CheckpointError) as e:  # a missing catalog, a damaged or changed checkpoint
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if summary is None:  # --reuse and already up to date
+        return 0
+    print(json.dumps(summary, indent=2))
+    print(f"checkpoint: {args.out}")
+    return 0
+
+
+def _train(args) -> dict | None:
     if args.stage == "stage1":
         from dashclip.stage1 import Stage1Config, train_stage1
 
         cfg = _load(Stage1Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads})
         if args.reuse and _up_to_date(args.out, cfg.model_dump(), None):
-            return 0
-        summary = train_stage1(cfg, args.out)
+            return None
+        return train_stage1(cfg, args.out)
     else:
-        from dashclip.checkpoint import CheckpointError
         from dashclip.stage2 import Stage2Config, train_stage2
 
         cfg = _load(Stage2Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads})
-        try:
-            if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.stage1):
-                return 0
-            summary = train_stage2(cfg, args.stage1, args.out)
-        except CheckpointError as e:  # the stage-1 checkpoint is damaged or changed
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    print(json.dumps(summary, indent=2))
-    print(f"checkpoint: {args.out}")
-    return 0
+        if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.stage1):
+            return None
+        return train_stage2(cfg, args.stage1, args.out)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Feast objects for the DashCLIP feature repo, built by one factory.
 
-`feature_repo/repo.py` calls `build_definitions()` at import time and exposes every object at
-module level (what `feast apply` collects); tests call it with their own data folder.
+A feature repo's `repo.py` (the top-level `feature_repo/`, shipped in the package as
+`features/repo_template`; copied by `python -m features.repo init DIR`) calls `build_definitions()` at import time and exposes every object at module level
+(what `feast apply` collects); tests call it with their own data folder.
 
-Offline tables under the data folder (`$DASHCLIP_FEATURE_DATA`, default `feature_repo/data/`):
+Offline tables under the data folder (`$DASHCLIP_FEATURE_DATA`, default `data/` in the repo folder):
 
 | path | columns |
 | --- | --- |

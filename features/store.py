@@ -21,7 +21,8 @@ from redis.retry import Retry
 
 from features import columns as C
 
-REPO_DIR = Path(__file__).resolve().parents[1] / "feature_repo"
+# the default feature repo folder, relative to the working directory (`python -m features.repo init` makes it)
+REPO_DIR = Path("feature_repo")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 
 
@@ -57,6 +58,9 @@ def ensure_connection_env() -> str:
 
 def open_store(repo_dir: Path | str = REPO_DIR) -> FeatureStore:
     """The feature repo's FeatureStore, with the Redis connection taken from the environment."""
+    if not (Path(repo_dir) / "feature_store.yaml").is_file():
+        raise FileNotFoundError(f"feature repo {repo_dir}: no feature_store.yaml "
+                                f"(create it with `python -m features.repo init {repo_dir}`)")
     ensure_connection_env()
     return FeatureStore(repo_path=str(repo_dir))
 

@@ -25,6 +25,7 @@ from features import redis_format as F
 from features.definitions import build_definitions
 from features.offline import training_frame
 from features.online import OnlineLookup
+from features.repo import TEMPLATE_FILES, init_repo
 from features.similarity import request_features
 from features.store import OnlineStoreUnavailable, feast_connection_string
 from features.synthetic import T0, product_table, unit_vectors, write_partition, write_stats, write_tables
@@ -160,7 +161,7 @@ def test_training_frame_is_point_in_time_correct_and_matches_online(env):
 
 def test_feast_cli_apply_and_materialize_from_repo_folder(env, tmp_path):
     repo = tmp_path / "feature_repo"
-    shutil.copytree(REPO / "feature_repo", repo, ignore=shutil.ignore_patterns("data", "*.db", "__pycache__"))
+    assert sorted(p.name for p in init_repo(repo)) == sorted(TEMPLATE_FILES)  # the packaged template
     project = unique_project()
     yaml = (repo / "feature_store.yaml").read_text().replace("project: dashclip", f"project: {project}")
     (repo / "feature_store.yaml").write_text(yaml)

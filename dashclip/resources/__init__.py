@@ -1,0 +1,43 @@
+"""Data files shipped inside the package, found through importlib.resources (so an installed
+wheel has them too, with no source tree).
+
+    python -m dashclip.resources                           # every file and its path
+    python -m dashclip.resources handwritten_queries.csv   # one path, e.g. for --queries
+
+``handwritten_queries.csv``: 50 shopper queries written by hand (``query_id, query``), the
+second query set of the evaluation.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+HANDWRITTEN_QUERIES = "handwritten_queries.csv"
+
+
+def names() -> list[str]:
+    return sorted(f.name for f in files(__name__).iterdir() if f.is_file() and not f.name.endswith((".py", ".pyc")))
+
+
+def resource_path(name: str) -> Path:
+    """The packaged file ``name`` on disk; FileNotFoundError names the ones there are."""
+    f = files(__name__) / name
+    if not f.is_file():
+        raise FileNotFoundError(f"no packaged resource {name!r}; there are: {', '.join(names())}")
+    return Path(str(f))  # pip installs unzipped, so the resource is a real file
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    try:
+        for name in argv or names():
+            print(resource_path(name) if argv else f"{name}\t{resource_path(name)}")
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,5 @@
+import sys
+
+from dashclip.resources import main
+
+sys.exit(main())

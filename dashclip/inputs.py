@@ -66,9 +66,11 @@ CLICKS = Schema("clicks", (Col(R.REQUEST_ID, "id"), Col(R.PRODUCT_ID, "id"), Col
 CONVERSIONS = Schema("conversions", CLICKS.cols)
 PURCHASES = Schema("purchases", (Col(R.CONSUMER_ID, "id"), Col(R.PRODUCT_ID, "id"), Col(R.EVENT_TIMESTAMP, "timestamp")))
 LOG_QUERIES = Schema("queries", (Col(C.QUERY_ID, "id"), Col(C.QUERY, "text")))
+CANDIDATES = Schema("candidates", (Col(R.REQUEST_ID, "id"), Col(R.PRODUCT_ID, "id")))
 # table stem -> (schema, required)
 LOG_TABLES = {"impressions": (IMPRESSIONS, True), "clicks": (CLICKS, True), "conversions": (CONVERSIONS, True),
-              "purchases": (PURCHASES, False), "queries": (LOG_QUERIES, False)}
+              "purchases": (PURCHASES, False), "queries": (LOG_QUERIES, False),
+              "candidates": (CANDIDATES, False)}
 MIN_LOG_DAYS = 3  # train, validation and test days
 
 
@@ -270,6 +272,9 @@ def check_logs(folder: str | Path, product_ids: set[str] | None, query_log: pd.D
         problems += _unknown(imp, R.PRODUCT_ID, product_ids, name, "product_id not in the catalog")
     problems += _duplicates(imp, [R.REQUEST_ID, R.PRODUCT_ID], name, "(request_id, product_id) impression")
     problems += _query_texts(imp, name, tables.get("queries", (None, None))[1], query_log)
+    if "candidates" in tables and product_ids is not None:
+        cname, cand = tables["candidates"]
+        problems += _unknown(cand, R.PRODUCT_ID, product_ids, cname, "product_id not in the catalog")
     shown = _keys(imp)
     for stem, parent, parent_keys in (("clicks", "impression", shown), ("conversions", "click", None)):
         if stem not in tables:

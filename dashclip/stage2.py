@@ -1,8 +1,10 @@
 """Stage 2: relevance labels at scale and a query encoder aligned into the product space.
 
-1. Queries generated from the training products (plus any query file a user gives).
+1. Queries: the user's query log (``queries_file``), or generated from the training products
+   (both with ``generate_queries``).
 2. Candidates per query mined with BM25 and the stage-1 embeddings (hard negatives) plus random.
-3. Seed: the rule annotator grades a budget of pairs (the "human" labels).
+3. Seed: the user's relevance judgments (``seed_judgments``), or the rule annotator grading a
+   budget of pairs (simulated "human" labels; every report says so). `dashclip.seed`.
 4. Teacher: a cross-encoder fine-tuned on the seed, checked on held-out seed pairs, labels
    every mined pair.
 5. QCC: the query tower (a copy of the stage-1 text tower) is trained with graded soft targets
@@ -36,6 +38,7 @@ from dashclip.metrics import ndcg_at_k
 from dashclip.model import DashCLIP
 from dashclip.queries import Annotator, generate_queries
 from dashclip.retrieval import BM25Index, dense_top_k, product_search_text
+from dashclip.seed import SIMULATED, heldout_queries, seed_from_judgments
 from dashclip.stage1 import default_catalog, embed_cached, lr_lambda
 from dashclip.teacher import CrossEncoder, agreement, label_precision, teacher_product_text, train_teacher
 from dashclip.trunk_cache import build_trunk_cache
@@ -47,7 +50,9 @@ class Stage2Config(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     catalog: str = Field(default_factory=default_catalog)
-    queries_file: str | None = None  # extra user queries (query_id, query), labelled like the generated ones
+    queries_file: str | None = None  # the query log (query_id, query[, count]): the training queries
+    generate_queries: bool | None = None  # add generated queries; None: only when no query log is given
+    seed_judgments: str | None = None  # human seed (query_id, query, product_id, label); None: the rule annotator
     # 20 per category path + one per training product (5,100 unique queries, ~86k mined pairs; was
     # 10 + 0.5, 2,982 queries): validation nDCG@10 0.910 against 0.895 on the same stage-1 checkpoint
     # and the same 5,000-pair seed (README, stage 2). The teacher labels the extra pairs.
@@ -152,13 +157,13 @@ def choose_seed(qids: list[str], n_cands: list[int], cfg: Stage2Config, rng: np.
                 ) -> tuple[set[str], set[str]]:
     """Seed queries (whole queries in a seeded random order until ``seed_budget`` pairs are spent,
     at most half of all queries so the teacher has queries of its own to label) and the held-out
-    share of them: the first ``seed_heldout`` of that same order, so a rerun holds out the same
-    queries (a set's iteration order changes from one Python process to the next)."""
+    share of them, chosen by a hash of the query id (`dashclip.seed.heldout_queries`): a rerun, or
+    the same seed given as a file, holds out the same queries."""
     order = rng.permutation(len(qids))
     n_seed = int(np.searchsorted(np.cumsum([n_cands[i] for i in order]), cfg.seed_budget, side="right"))
     n_seed = max(min(n_seed, len(qids) // 2), 2)
     seed = [qids[i] for i in order[:n_seed]]
-    return set(seed), set(seed[: max(1, int(len(seed) * cfg.seed_heldout))])
+    return set(seed), heldout_queries(seed, cfg.seed_heldout, cfg.seed)
 
 
 def _pairs_frame(qids, queries, cands) -> pd.DataFrame:
@@ -187,14 +192,37 @@ def candidate_pairs(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
                     rng: np.random.Generator) -> tuple[pd.DataFrame, list[np.ndarray], pd.DataFrame]:
     """The training queries (generated, plus any user file), each one's mined candidate rows, and
     all (query, product row) pairs to label."""
-    queries = generate_queries(train_df, cfg.queries_per_category, cfg.queries_per_product, seed=cfg.seed, prefix="gen")
-    if cfg.queries_file:
-        user, _ = read_queries(cfg.queries_file)
-        queries = pd.concat([queries, user], ignore_index=True).drop_duplicates(C.QUERY_ID)
+    queries = training_queries(cfg, train_df)
     qtexts = queries[C.QUERY].tolist()
     bm25 = BM25Index(product_search_text(train_df))
     cands = mine_candidates(qtexts, encode_queries(model, qtexts, query_tower=False), p_train, bm25, cfg, rng)
     return queries, cands, _pairs_frame(queries[C.QUERY_ID], qtexts, cands)
+
+
+def training_queries(cfg: Stage2Config, train_df: pd.DataFrame) -> pd.DataFrame:
+    """The query log's queries, plus generated ones when asked (or when there is no log)."""
+    parts = []
+    if cfg.queries_file:
+        parts.append(read_queries(cfg.queries_file)[0])
+    if cfg.generate_queries or (cfg.generate_queries is None and not cfg.queries_file):
+        parts.append(generate_queries(train_df, cfg.queries_per_category, cfg.queries_per_product, seed=cfg.seed,
+                                      prefix="gen"))
+    return pd.concat(parts, ignore_index=True).drop_duplicates(C.QUERY_ID).reset_index(drop=True)
+
+
+def seed_pairs(cfg: Stage2Config, queries: pd.DataFrame, pairs: pd.DataFrame, cands: list[np.ndarray],
+               train_df: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame, set[str], set[str], dict]:
+    """The graded seed (``query_id, query, row, label``), its query ids, the held-out ones and where
+    its labels came from: the user's judgments, or the rule annotator on a budget of mined pairs."""
+    if cfg.seed_judgments:
+        catalog_ids = set(load_products(cfg.catalog)[C.PRODUCT_ID].astype(str))
+        seed, info = seed_from_judgments(cfg.seed_judgments, train_df, catalog_ids)
+        seed_q = set(seed[C.QUERY_ID])
+        return seed, seed_q, heldout_queries(seed_q, cfg.seed_heldout, cfg.seed), info
+    seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng)
+    seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].copy()
+    seed[C.LABEL] = Annotator(train_df).grade_pairs(seed[C.QUERY].tolist(), seed["row"].tolist())
+    return seed, seed_q, heldout_q, {"seed_source": SIMULATED}
 
 
 def fit_teacher(cfg: Stage2Config, teacher: CrossEncoder, graded: pd.DataFrame, ptext: list[str],
@@ -219,10 +247,7 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     """Queries -> mined candidates -> seed annotation -> teacher -> labelled pairs."""
     rng = np.random.default_rng(cfg.seed)
     queries, cands, pairs = candidate_pairs(cfg, model, train_df, p_train, rng)
-    seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng)
-    annotator = Annotator(train_df)
-    seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].copy()
-    seed[C.LABEL] = annotator.grade_pairs(seed[C.QUERY].tolist(), seed["row"].tolist())
+    seed, seed_q, heldout_q, seed_info = seed_pairs(cfg, queries, pairs, cands, train_df, rng)
     seed_train = seed[~seed[C.QUERY_ID].isin(heldout_q)]
     seed_test = seed[seed[C.QUERY_ID].isin(heldout_q)]
     records = train_df.to_dict("records")
@@ -250,7 +275,7 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     write_parquet_atomic(seed.assign(product_id=train_df[C.PRODUCT_ID].to_numpy()[seed["row"].to_numpy()])
                          .drop(columns=["row"]), out / "seed_labels.parquet")
     queries.to_csv(out / "train_queries.csv", index=False)
-    stats = {"queries": len(queries), "pairs_mined": len(pairs), "seed_pairs": len(seed),
+    stats = {**seed_info, "queries": len(queries), "pairs_mined": len(pairs), "seed_pairs": len(seed),
              "seed_queries": len(seed_q), "seed_heldout_pairs": len(seed_test), "teacher_labelled_pairs": len(rest),
              "teacher_agreement_untrained": before, "teacher_agreement": after, "teacher_train_loss": losses,
              "teacher_labels_precision": label_precision(torch.device("cpu"), cfg.teacher_bf16, cfg.teacher_int8),

@@ -53,6 +53,12 @@ class Stage2Config(BaseModel):
     queries_file: str | None = None  # the query log (query_id, query[, count]): the training queries
     generate_queries: bool | None = None  # add generated queries; None: only when no query log is given
     seed_judgments: str | None = None  # human seed (query_id, query, product_id, label); None: the rule annotator
+    # who grades the mined pairs: the teacher trained on the seed, or an LLM (dashclip.llm_labels;
+    # endpoint, model and key from DASHCLIP_LLM_*), cached in llm_cache (None: OUT/llm_labels.jsonl)
+    labeller: Literal["teacher", "llm"] = "teacher"
+    llm_cache: str | None = None
+    llm_budget_pairs: int | None = Field(None, ge=0)  # most pairs sent to the LLM per run
+    llm_budget_requests: int | None = Field(None, ge=0)  # most HTTP requests per run (retries included)
     # 20 per category path + one per training product (5,100 unique queries, ~86k mined pairs; was
     # 10 + 0.5, 2,982 queries): validation nDCG@10 0.910 against 0.895 on the same stage-1 checkpoint
     # and the same 5,000-pair seed (README, stage 2). The teacher labels the extra pairs.
@@ -219,6 +225,9 @@ def seed_pairs(cfg: Stage2Config, queries: pd.DataFrame, pairs: pd.DataFrame, ca
         seed, info = seed_from_judgments(cfg.seed_judgments, train_df, catalog_ids)
         seed_q = set(seed[C.QUERY_ID])
         return seed, seed_q, heldout_queries(seed_q, cfg.seed_heldout, cfg.seed), info
+    if cfg.labeller == "llm":  # no human seed: the LLM grades every mined pair, the annotator is not asked
+        empty = pairs.iloc[:0].assign(**{C.LABEL: pd.Series(dtype=np.int64)})
+        return empty, set(), set(), {"seed_source": "none: the LLM labels every mined pair"}
     seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng)
     seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].copy()
     seed[C.LABEL] = Annotator(train_df).grade_pairs(seed[C.QUERY].tolist(), seed["row"].tolist())
@@ -252,6 +261,10 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     seed_test = seed[seed[C.QUERY_ID].isin(heldout_q)]
     records = train_df.to_dict("records")
     ptext = [teacher_product_text(r) for r in records]
+    if cfg.labeller == "llm":
+        from dashclip.llm_labels import llm_label_set
+
+        return llm_label_set(cfg, queries, pairs, seed, seed_q, heldout_q, seed_info, train_df, ptext, out, progress)
 
     teacher = CrossEncoder(model.cfg.text, max_length=cfg.teacher_max_length)
     before = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16, cfg.teacher_int8)  # as it will label
@@ -296,7 +309,7 @@ def reuse_label_set(src: Path, train_df: pd.DataFrame, out: Path) -> tuple[pd.Da
     for name in ("labels.parquet", "seed_labels.parquet", "train_queries.csv"):
         (out / name).write_bytes((src / name).read_bytes())
     prev = json.loads((src / "stage2_summary.json").read_text())
-    stats = {k: v for k, v in prev.items() if k.startswith(("queries", "pairs", "seed", "teacher"))}
+    stats = {k: v for k, v in prev.items() if k.startswith(("queries", "pairs", "seed", "teacher", "labeller", "llm"))}
     stats["labels_reused_from"] = str(src)
     return labelled, stats
 

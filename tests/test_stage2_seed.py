@@ -10,6 +10,7 @@ import pytest
 
 from dashclip import columns as C
 from dashclip.seed import SIMULATED
+from tests.test_llm_labeller import server  # noqa: F401 (the scripted chat-completions server)
 
 
 def tiny_cfg(cat, **kw):
@@ -80,3 +81,43 @@ def test_bad_seed_judgments_stop_stage2_naming_every_problem(annotated, tmp_path
     assert f"error: {bad}, row 0, column 'product_id', value 'nope': product_id not in the catalog" in err
     assert f"error: {bad}, row 1, column 'label', value '9': not an integer in [0, 3]" in err
     assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+def _keyword_llm(body: dict):
+    """A stand-in LLM: exact when the query's last word is in the product text, else irrelevant."""
+    from tests.test_llm_labeller import chat, pairs_in
+
+    return chat(json.dumps({"labels": [{"id": i, "label": 3 if q.split()[-1] in p.lower() else 0}
+                                       for i, q, p in pairs_in(body)]}))
+
+
+def test_the_llm_labels_the_mined_pairs_cached_and_within_budget(annotated, server, monkeypatch):
+    from dashclip.llm_labeller import ENV_BASE_URL, ENV_MODEL
+    from dashclip.stage2 import train_stage2
+
+    monkeypatch.setenv(ENV_BASE_URL, server.url)
+    monkeypatch.setenv(ENV_MODEL, "test-model")
+    server.default = _keyword_llm
+    root = annotated["root"]
+    seed_file = root / "ann" / "seed_labels.parquet"
+    cfg = tiny_cfg(annotated["cat"], seed_judgments=str(seed_file), labeller="llm")
+    s = train_stage2(cfg, annotated["ck1"], root / "llm", progress=False)
+    labels = pd.read_parquet(root / "llm" / "labels.parquet")
+    assert set(labels["source"]) == {"seed", "llm"} and labels[C.LABEL].isin([0, 1, 2, 3]).all()
+    assert s["llm_labels"]["asked"] == s["llm_labelled_pairs"] > 0 and s["llm_agreement"]["pairs"] > 0
+    cached = (root / "llm" / "llm_labels.jsonl").read_text().splitlines()
+    assert len(cached) == s["llm_labels"]["asked"] + s["llm_agreement"]["pairs"]
+    # a rerun pays nothing: every pair is in the cache
+    n = len(server.requests)
+    again = train_stage2(cfg, annotated["ck1"], root / "llm", progress=False)
+    assert len(server.requests) == n and again["llm_labels"]["from_cache"] == s["llm_labelled_pairs"]
+    # a budget bounds the pairs sent; without a human seed the annotator is not asked for one
+    import dashclip.queries
+
+    monkeypatch.setattr(dashclip.queries.Annotator, "grade_pairs", lambda *a: pytest.fail("annotator asked"))
+    capped = train_stage2(cfg.model_copy(update={"seed_judgments": None, "llm_budget_pairs": 7,
+                                                  "llm_cache": str(root / "capped.jsonl")}),
+                          annotated["ck1"], root / "capped", progress=False)
+    assert capped["llm_labels"]["asked"] == 7 and capped["llm_labels"]["over_budget"] > 0
+    assert capped["seed_pairs"] == 0 and capped["seed_source"].startswith("none")
+    assert len(pd.read_parquet(root / "capped" / "labels.parquet")) == 7

@@ -234,6 +234,34 @@ def seed_pairs(cfg: Stage2Config, queries: pd.DataFrame, pairs: pd.DataFrame, ca
     return seed, seed_q, heldout_q, {"seed_source": SIMULATED}
 
 
+def validation_set(cfg: Stage2Config, labelled: pd.DataFrame, val_df: pd.DataFrame, train_df: pd.DataFrame,
+                   out: Path) -> tuple[list[str], list[np.ndarray], bool, str]:
+    """Validation queries with graded judgments (queries without a relevant product left out),
+    whether those are over the training products, and who judged them: with a human seed, its
+    held-out queries over the training products (their pairs never reach training); otherwise
+    queries generated from the validation products, judged by the rule annotator (simulated)."""
+    if cfg.seed_judgments and (out / "seed_labels.parquet").exists():
+        seed = pd.read_parquet(out / "seed_labels.parquet")
+        held = seed[seed[C.QUERY_ID].isin(heldout_queries(seed[C.QUERY_ID], cfg.seed_heldout, cfg.seed))]
+        row = {p: i for i, p in enumerate(train_df[C.PRODUCT_ID].astype(str))}
+        texts, judg = [], []
+        for _, g in held.groupby(C.QUERY_ID, sort=True):
+            j = np.zeros(len(train_df))
+            j[g[C.PRODUCT_ID].astype(str).map(row).to_numpy(dtype=np.int64)] = g[C.LABEL].to_numpy(dtype=float)
+            if (j >= 2).any():
+                texts.append(g[C.QUERY].iloc[0])
+                judg.append(j)
+        if texts:
+            return texts, judg, True, f"held-out human seed ({len(texts)} queries over the training products)"
+    vq = generate_queries(val_df, 3, 0.2, seed=cfg.seed + 1, exclude=set(labelled[C.QUERY]), prefix="val")
+    vq = vq.sample(min(cfg.val_queries, len(vq)), random_state=cfg.seed)
+    v_ann = Annotator(val_df)
+    v_judg = [v_ann.grade_all(q) for q in vq[C.QUERY]]
+    keep = [i for i, j in enumerate(v_judg) if (j >= 2).any()]
+    return ([vq[C.QUERY].iloc[i] for i in keep], [v_judg[i] for i in keep], False,
+            f"{SIMULATED} (generated queries over the validation products)")
+
+
 def fit_teacher(cfg: Stage2Config, teacher: CrossEncoder, graded: pd.DataFrame, ptext: list[str],
                 progress: bool = True) -> list[float]:
     """Train the teacher on graded pairs (``query``, product ``row``, ``label``) with the config's
@@ -340,13 +368,7 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
         labelled, stats = build_label_set(cfg, model, train_df, p_train, out, progress)
     t_labels = time.perf_counter() - t0
 
-    # validation queries from held-out (validation) products, judged by the annotator
-    vq = generate_queries(val_df, 3, 0.2, seed=cfg.seed + 1, exclude=set(labelled[C.QUERY]), prefix="val")
-    vq = vq.sample(min(cfg.val_queries, len(vq)), random_state=cfg.seed)
-    v_ann = Annotator(val_df)
-    v_judg = [v_ann.grade_all(q) for q in vq[C.QUERY]]
-    keep = [i for i, j in enumerate(v_judg) if (j >= 2).any()]
-    vq_texts, v_judg = [vq[C.QUERY].iloc[i] for i in keep], [v_judg[i] for i in keep]
+    vq_texts, v_judg, val_on_train, val_source = validation_set(cfg, labelled, val_df, train_df, out)
 
     groups = {qid: (g[C.QUERY].iloc[0], g["row"].to_numpy(), g[C.LABEL].to_numpy(dtype=np.float32))
               for qid, g in labelled.groupby(C.QUERY_ID)}
@@ -366,11 +388,11 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     def product_emb(rows: np.ndarray) -> torch.Tensor:
         return model.embed_fused(F_train[torch.as_tensor(rows)]) if joint else P[rows]
 
-    def val_products() -> np.ndarray:
+    def val_products() -> np.ndarray:  # the products the validation judgments are over
         if not joint:
-            return p_val
+            return p_train if val_on_train else p_val
         with torch.no_grad():
-            return model.embed_fused(fused_all[torch.as_tensor(va_idx)]).numpy()
+            return model.embed_fused(fused_all[torch.as_tensor(tr_idx if val_on_train else va_idx)]).numpy()
     steps = cfg.epochs * math.ceil(len(qids) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.warmup_steps, steps))
     rng = np.random.default_rng(cfg.seed)
@@ -409,7 +431,7 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     if best_state is not None:
         model.load_state_dict(best_state)
     summary = {**stats, "label_s": round(t_labels, 1), "train_s": round(time.perf_counter() - t0, 1),
-               "best_val_ndcg@10": best, "val_queries": len(vq_texts), "epochs_run": len(history) - 1}
+               "best_val_ndcg@10": best, "val_queries": len(vq_texts), "validation_judged_by": val_source, "epochs_run": len(history) - 1}
     version = model.save_pretrained(out, stage="stage2", extra_meta={"train_config": cfg.model_dump(), "summary": summary,
                                                                       "history": history, "stage1": str(stage1_dir),
                                                                       "stage1_version": json.loads((Path(stage1_dir) / "meta.json").read_text())["model_version"]})

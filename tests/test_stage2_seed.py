@@ -36,9 +36,14 @@ def annotated(tmp_path_factory):
     return dict(root=root, cat=cat, ck1=ck1, summary=summary)
 
 
-def test_the_same_seed_as_a_file_gives_identical_teacher_labels(annotated):
+def test_the_same_seed_as_a_file_gives_identical_teacher_labels(annotated, monkeypatch):
+    import dashclip.queries
     from dashclip.stage2 import train_stage2
 
+    def never(*a, **k):
+        raise AssertionError("the rule annotator was called")
+
+    monkeypatch.setattr(dashclip.queries.Annotator, "__init__", never)  # a human seed needs no annotator
     root = annotated["root"]
     seed_file = root / "ann" / "seed_labels.parquet"  # the annotator's output, given back as a human seed
     summary = train_stage2(tiny_cfg(annotated["cat"], seed_judgments=str(seed_file)), annotated["ck1"], root / "file",
@@ -50,6 +55,8 @@ def test_the_same_seed_as_a_file_gives_identical_teacher_labels(annotated):
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_dtype=False)
     for key in ("teacher_agreement", "teacher_agreement_untrained", "seed_pairs", "seed_heldout_pairs"):
         assert summary[key] == annotated["summary"][key], key
+    assert summary["validation_judged_by"].startswith("held-out human seed")
+    assert annotated["summary"]["validation_judged_by"].startswith(SIMULATED)
 
 
 def test_training_queries_come_from_the_query_log_and_generated_only_when_asked(annotated):

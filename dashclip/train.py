@@ -2,7 +2,7 @@
 
     python -m dashclip.train stage1 --out DIR [--config FILE] [--catalog PATH] [--epochs N]
     python -m dashclip.train stage2 --stage1 DIR --out DIR [--config FILE] [--catalog PATH]
-        [--queries QUERY_LOG [--generate-queries]] [--seed-judgments JUDGMENTS]
+        [--queries QUERY_LOG [--generate-queries]] [--seed-judgments JUDGMENTS] [--labeller teacher|llm]
 
 ``--config`` is a JSON file of Stage1Config / Stage2Config fields; flags override it. The
 defaults train on the shipped catalog. The same command runs on a GPU box with larger settings.
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="add generated queries to the query log's")
     s2.add_argument("--seed-judgments", help="human seed (query_id, query, product_id, label 0-3) the teacher "
                                              "learns from; default: the rule annotator (simulated labels)")
+    s2.add_argument("--labeller", choices=("teacher", "llm"),
+                    help="who grades the mined pairs (llm: endpoint, model and key from DASHCLIP_LLM_*)")
     for s in (s1, s2):
         s.add_argument("--out", required=True)
         s.add_argument("--config", help="JSON file with training settings")
@@ -107,7 +109,7 @@ def _train(args) -> dict | None:
 
         cfg = _load(Stage2Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads,
                                                 "queries_file": args.queries, "generate_queries": args.generate_queries,
-                                                "seed_judgments": args.seed_judgments})
+                                                "seed_judgments": args.seed_judgments, "labeller": args.labeller})
         if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.stage1):
             return None
         return train_stage2(cfg, args.stage1, args.out)

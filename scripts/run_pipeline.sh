@@ -7,7 +7,8 @@
 # FAST=1: the documented faster setting (smaller training; Spark, simulation, ranker and server
 # on a 1,000-product slice of the catalog; a small simulation).
 # Own data (docs/own_data.md): CATALOG=, QUERIES= (query log), JUDGMENTS= (human seed for stage 2),
-# LOGS= (ads logs folder for the ranker). Every given input is checked first; a step that needs
+# LOGS= (ads logs folder for the ranker), LABELLER=llm (an LLM grades stage 2's pairs; DASHCLIP_LLM_*).
+# Every given input is checked first; a step that needs
 # something not given is skipped with a one-line reason.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,6 +43,7 @@ S1_CFG=(); S2_CFG=(); RANK_FAST=(); SPARK_CATALOG="$CATALOG"; RANK_PRODUCTS="$RU
 S2_DATA=(); RANK_DATA=()
 [ -n "$QUERIES" ] && S2_DATA+=(--queries "$QUERIES")
 [ -n "$JUDGMENTS" ] && S2_DATA+=(--seed-judgments "$JUDGMENTS")
+[ -n "${LABELLER:-}" ] && S2_DATA+=(--labeller "$LABELLER")
 [ -n "$LOGS" ] && RANK_DATA+=(--logs "$LOGS")
 [ -n "$LOGS" ] && [ -n "$QUERIES" ] && RANK_DATA+=(--queries "$QUERIES")
 if [ "$FAST" = "1" ]; then

@@ -321,6 +321,21 @@ def _query_texts(imp: pd.DataFrame, name: str, log_queries: pd.DataFrame | None,
                     "neither the folder's queries table nor the query log") for i in np.flatnonzero(bad)]
 
 
+def file_digests(*paths: str | Path | None) -> dict[str, str]:
+    """sha256 of each given file, by path: a checkpoint records what it was trained from."""
+    import hashlib
+
+    out = {}
+    for p in paths:
+        if p:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            out[str(p)] = h.hexdigest()
+    return out
+
+
 def check_inputs(catalog: str | Path, queries: str | Path | None = None, judgments: str | Path | None = None,
                  logs: str | Path | None = None) -> list[Problem]:
     """Every problem of every given input (empty when all are usable)."""

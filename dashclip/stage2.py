@@ -32,6 +32,7 @@ from tqdm import tqdm
 from dashclip import columns as C
 from dashclip.catalog import load_products
 from dashclip.embed import read_queries
+from dashclip.inputs import file_digests
 from dashclip.io import write_parquet_atomic
 from dashclip.losses import qcc_loss
 from dashclip.metrics import ndcg_at_k
@@ -433,6 +434,7 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     summary = {**stats, "label_s": round(t_labels, 1), "train_s": round(time.perf_counter() - t0, 1),
                "best_val_ndcg@10": best, "val_queries": len(vq_texts), "validation_judged_by": val_source, "epochs_run": len(history) - 1}
     version = model.save_pretrained(out, stage="stage2", extra_meta={"train_config": cfg.model_dump(), "summary": summary,
+                                                                      "inputs": file_digests(cfg.queries_file, cfg.seed_judgments),
                                                                       "history": history, "stage1": str(stage1_dir),
                                                                       "stage1_version": json.loads((Path(stage1_dir) / "meta.json").read_text())["model_version"]})
     (out / "history.json").write_text(json.dumps(history, indent=2))

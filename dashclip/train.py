@@ -44,6 +44,10 @@ def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
 
         saved = DashCLIPConfig.model_validate_json((Path(out) / "config.json").read_text())
         same = saved == load_model_config(train_config["model"])
+    if stage1 is not None and same:  # the query log and seed files, by content: an edited file retrains
+        from dashclip.inputs import file_digests
+
+        same = meta.get("inputs", {}) == file_digests(train_config.get("queries_file"), train_config.get("seed_judgments"))
     if stage1 is not None:
         from dashclip.checkpoint import read_meta
 

@@ -128,3 +128,17 @@ def test_the_llm_labels_the_mined_pairs_cached_and_within_budget(annotated, serv
     assert capped["llm_labels"]["asked"] == 7 and capped["llm_labels"]["over_budget"] > 0
     assert capped["seed_pairs"] == 0 and capped["seed_source"].startswith("none")
     assert len(pd.read_parquet(root / "capped" / "labels.parquet")) == 7
+
+
+def test_reuse_retrains_when_the_seed_file_changes(annotated, tmp_path):
+    from dashclip.stage2 import train_stage2
+    from dashclip.train import _up_to_date
+
+    seed = pd.read_parquet(annotated["root"] / "ann" / "seed_labels.parquet")
+    path = tmp_path / "seed.csv"
+    seed.to_csv(path, index=False)
+    cfg = tiny_cfg(annotated["cat"], seed_judgments=str(path))
+    train_stage2(cfg, annotated["ck1"], tmp_path / "out", progress=False)
+    assert _up_to_date(str(tmp_path / "out"), cfg.model_dump(), str(annotated["ck1"]))
+    seed.assign(**{C.LABEL: 3 - seed[C.LABEL]}).to_csv(path, index=False)  # same path, other labels
+    assert not _up_to_date(str(tmp_path / "out"), cfg.model_dump(), str(annotated["ck1"]))

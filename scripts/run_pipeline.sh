@@ -23,14 +23,16 @@ OWN_CATALOG=0
 [ "$(cd "$(dirname "$CATALOG")" && pwd)/$(basename "$CATALOG")" = "$(cd "$DATA" 2>/dev/null && pwd)/catalog.csv" ] || OWN_CATALOG=1
 skip() { echo "skipped: $1"; }
 
-bash scripts/setup_env.sh
 PY="$ROOT/.venv/bin/python"
+[ -x "$PY" ] || bash scripts/setup_env.sh  # the check runs before any (re)install when it can
 echo "== 0. input check"
 CHECK=(--catalog "$CATALOG")
 [ -n "$QUERIES" ] && CHECK+=(--queries "$QUERIES")
 [ -n "$JUDGMENTS" ] && CHECK+=(--judgments "$JUDGMENTS")
 [ -n "$LOGS" ] && CHECK+=(--logs "$LOGS")
-"$PY" -m dashclip.inputs check "${CHECK[@]}" || { echo "error: fix the inputs above; nothing was trained" >&2; exit 2; }
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m dashclip.inputs check "${CHECK[@]}" \
+  || { echo "error: fix the inputs above; nothing was trained" >&2; exit 2; }
+bash scripts/setup_env.sh
 source scripts/ensure_services.sh
 export OMP_WAIT_POLICY=PASSIVE TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export PYSPARK_PYTHON="$ROOT/.venv/bin/python"

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dashclip import columns as C
 from ranking import columns as R
@@ -118,7 +120,13 @@ def find_table(folder: str | Path, stem: str) -> Path | None:
 
 
 def _blank(s: pd.Series) -> np.ndarray:
-    return (s.isna() | (s.astype(str).str.strip() == "")).to_numpy()
+    if s.dtype != object and not pd.api.types.is_string_dtype(s):
+        return s.isna().to_numpy()  # typed (parquet) numbers and timestamps: only nulls are blank
+    try:  # strings (or nulls) only: trimmed in Arrow, several times faster than pandas' per-value strip
+        arr = pa.array(s, type=pa.string(), from_pandas=True)
+        return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(arr), ""), True).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed values
+        return (s.isna() | (s.astype(str).str.strip() == "")).to_numpy()
 
 
 def _value(v):

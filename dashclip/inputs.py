@@ -283,25 +283,27 @@ def check_logs(folder: str | Path, product_ids: set[str] | None, query_log: pd.D
     if "candidates" in tables and product_ids is not None:
         cname, cand = tables["candidates"]
         problems += _unknown(cand, R.PRODUCT_ID, product_ids, cname, "product_id not in the catalog")
-    shown = _keys(imp)
-    for stem, parent, parent_keys in (("clicks", "impression", shown), ("conversions", "click", None)):
-        if stem not in tables:
-            continue
-        tname, df = tables[stem]
-        if parent_keys is None:
-            parent_keys = _keys(tables["clicks"][1]) if "clicks" in tables else None
-        if parent_keys is None or R.REQUEST_ID not in df or R.PRODUCT_ID not in df:
-            continue
-        k = _keys(df)
-        for i in np.flatnonzero(~k.isin(parent_keys)):
-            problems.append(Problem(tname, int(i), R.PRODUCT_ID, df[R.PRODUCT_ID].iat[i],
-                                    f"no {parent} of this product in request {df[R.REQUEST_ID].iat[i]!r}"))
+    for child, parent in (("clicks", "impressions"), ("conversions", "clicks")):
+        problems += _orphans(tables, child, parent)
     if R.EVENT_TIMESTAMP in imp and not any(p.file == name and p.column == R.EVENT_TIMESTAMP for p in problems):
         days = log_days(imp[R.EVENT_TIMESTAMP])
         if days < MIN_LOG_DAYS:
             problems.append(Problem(name, None, R.EVENT_TIMESTAMP, None, f"the log spans {days} day(s); the ranker "
                                     f"needs at least {MIN_LOG_DAYS} (train, validation and test days)"))
     return problems
+
+
+def _orphans(tables: dict[str, tuple[str, pd.DataFrame]], child: str, parent: str) -> list[Problem]:
+    """Rows of the ``child`` table whose (request_id, product_id) has no row in ``parent``."""
+    if child not in tables or parent not in tables:
+        return []
+    (name, c), (_, p) = tables[child], tables[parent]
+    if any(k not in d for d in (c, p) for k in (R.REQUEST_ID, R.PRODUCT_ID)):
+        return []  # a missing key column is reported with the table
+    orphan = ~_keys(c).isin(_keys(p))
+    return [Problem(name, int(i), R.PRODUCT_ID, c[R.PRODUCT_ID].iat[i],
+                    f"no {parent[:-1]} of this product in request {c[R.REQUEST_ID].iat[i]!r}")
+            for i in np.flatnonzero(orphan)]
 
 
 def log_days(ts: pd.Series) -> int:

@@ -110,3 +110,15 @@ def test_cli_exits_2_listing_every_problem(sim_dir, tmp_path, capsys):
     assert f"error: {path}, row 2, column 'query', value '': empty" in err
     assert f"error: {tmp_path / 'nowhere'}: logs folder not found" in err
     assert "3 input problem(s)" in err
+
+
+def test_tables_missing_key_columns_are_reported_not_a_crash(sim_dir, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for t, drop in (("impressions", R.REQUEST_ID), ("clicks", R.PRODUCT_ID), ("conversions", None)):
+        df = pd.read_parquet(sim_dir / "logs" / f"{t}.parquet")
+        (df.drop(columns=[drop]) if drop else df).to_parquet(logs / f"{t}.parquet", index=False)
+    got = lines(I.check_logs(logs, None, pd.read_parquet(sim_dir / "logs" / "queries.parquet")))
+    assert any(s.startswith(f"{logs / 'impressions.parquet'}, column 'request_id': missing required column") for s in got)
+    assert any(s.startswith(f"{logs / 'clicks.parquet'}, column 'product_id': missing required column") for s in got)
+    assert len(got) == 2

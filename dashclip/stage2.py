@@ -197,8 +197,8 @@ def val_ndcg(model: DashCLIP, queries: list[str], judgments: list[np.ndarray], p
 
 def candidate_pairs(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, p_train: np.ndarray,
                     rng: np.random.Generator) -> tuple[pd.DataFrame, list[np.ndarray], pd.DataFrame]:
-    """The training queries (generated, plus any user file), each one's mined candidate rows, and
-    all (query, product row) pairs to label."""
+    """The training queries (`training_queries`), each one's mined candidate rows, and all
+    (query, product row) pairs to label."""
     queries = training_queries(cfg, train_df)
     qtexts = queries[C.QUERY].tolist()
     bm25 = BM25Index(product_search_text(train_df))

@@ -86,7 +86,9 @@ def judgment_matrix(products: pd.DataFrame, judg: pd.DataFrame) -> tuple[pd.Data
     labels = np.zeros((len(qs), len(products)), dtype=np.int64)
     qrow = {q: i for i, q in enumerate(qs[C.QUERY_ID])}
     known = judg[judg[C.PRODUCT_ID].isin(pid_row)]
-    labels[known[C.QUERY_ID].map(qrow).to_numpy(), known[C.PRODUCT_ID].map(pid_row).to_numpy()] = known[C.LABEL].to_numpy()
+    # int indices: an empty selection maps to float arrays, which numpy refuses as indices
+    labels[known[C.QUERY_ID].map(qrow).to_numpy(dtype=np.int64), known[C.PRODUCT_ID].map(pid_row).to_numpy(dtype=np.int64)] = \
+        known[C.LABEL].to_numpy()
     return qs, labels, len(known)
 
 
@@ -118,9 +120,12 @@ def mean_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str | Path,
                      rankings_out: str | Path | None = None, cache_dir: str | None = "runs/cache") -> dict:
-    model = DashCLIP.from_pretrained(checkpoint)
     products = load_products(catalog).reset_index(drop=True)
     qs, labels, n_judged = judgment_matrix(products, read_judgments(judgments))
+    if n_judged == 0:  # e.g. queries written for another catalog: nothing to measure, not an error
+        return {"checkpoint": str(checkpoint), "catalog": str(catalog), "products": len(products), "queries": len(qs),
+                "judged_pairs": 0, "skipped": f"no judged pair of {judgments} names a product of this catalog"}
+    model = DashCLIP.from_pretrained(checkpoint)
     queries = qs[C.QUERY].tolist()
     e = dashclip_embeddings(model, products, queries, cache_dir, channel=model.cfg.text_channel > 0)
     systems = {"dashclip": (e["q_shared"] @ e["p_shared"].T).numpy()}
@@ -154,6 +159,8 @@ def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str
 
 
 def markdown_table(r: dict) -> str:
+    if "skipped" in r:
+        return f"{r['queries']} queries over {r['products']} products: skipped ({r['skipped']})."
     lines = [f"{r['queries']} queries over {r['products']} products ({r['judged_pairs']} judged pairs; unlisted = 0).", "",
              "| system | nDCG@10 | Recall@100 (exact) | MRR (exact) | relevance AUC |", "| --- | --- | --- | --- | --- |"]
     for name in SYSTEMS:

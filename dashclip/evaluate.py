@@ -52,7 +52,7 @@ def _cmd_judgments(args) -> int:
     write_parquet_atomic(prods, out / "products.parquet")
     judg.to_csv(out / "judgments.csv", index=False)
     print(f"{len(prods)} products, {judg[C.QUERY_ID].nunique()} queries with a relevant product "
-          f"(of {len(queries)}), {len(judg)} judged pairs -> {out}")
+          f"(of {len(queries)}), {len(judg)} judged pairs -> {out} (simulated labels: the rule annotator judged them)")
     return 0
 
 

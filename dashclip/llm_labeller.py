@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import numpy as np
@@ -226,8 +226,10 @@ class LLMLabeller:
         self._url = f"{config.base_url}/chat/completions"
         self._rng = random.Random()
 
-    def label(self, queries: list[str], products: list[str], progress: bool = False) -> LabelResult:
-        """Grade ``queries[i]`` against ``products[i]`` (product text: title, category, attributes)."""
+    def label(self, queries: list[str], products: list[str], progress: bool = False,
+              on_batch: Callable[[dict[int, int]], None] | None = None) -> LabelResult:
+        """Grade ``queries[i]`` against ``products[i]`` (product text: title, category, attributes).
+        ``on_batch`` gets each batch's ``{pair index: grade}`` as it arrives (e.g. to cache them)."""
         if len(queries) != len(products):
             raise ValueError(f"queries and products differ in length: {len(queries)} != {len(products)}")
         n, bs = len(queries), self.config.batch_size
@@ -238,6 +240,8 @@ class LLMLabeller:
             outcomes = self._run_batches(client, batches, queries, products, abort)
             for out in tqdm(outcomes, total=len(batches), desc="LLM labels", disable=not progress):
                 self._merge(result, out)
+                if on_batch is not None and out.labels:
+                    on_batch(out.labels)
         self._log_summary(result)
         return result
 

@@ -1,8 +1,10 @@
 """Stage 2: relevance labels at scale and a query encoder aligned into the product space.
 
-1. Queries generated from the training products (plus any query file a user gives).
+1. Queries: the user's query log (``queries_file``), or generated from the training products
+   (both with ``generate_queries``).
 2. Candidates per query mined with BM25 and the stage-1 embeddings (hard negatives) plus random.
-3. Seed: the rule annotator grades a budget of pairs (the "human" labels).
+3. Seed: the user's relevance judgments (``seed_judgments``), or the rule annotator grading a
+   budget of pairs (simulated "human" labels; every report says so). `dashclip.seed`.
 4. Teacher: a cross-encoder fine-tuned on the seed, checked on held-out seed pairs, labels
    every mined pair.
 5. QCC: the query tower (a copy of the stage-1 text tower) is trained with graded soft targets
@@ -30,12 +32,14 @@ from tqdm import tqdm
 from dashclip import columns as C
 from dashclip.catalog import load_products
 from dashclip.embed import read_queries
+from dashclip.inputs import file_digests
 from dashclip.io import write_parquet_atomic
 from dashclip.losses import qcc_loss
 from dashclip.metrics import ndcg_at_k
 from dashclip.model import DashCLIP
 from dashclip.queries import Annotator, generate_queries
 from dashclip.retrieval import BM25Index, dense_top_k, product_search_text
+from dashclip.seed import SIMULATED, heldout_queries, seed_from_judgments
 from dashclip.stage1 import default_catalog, embed_cached, lr_lambda
 from dashclip.teacher import CrossEncoder, agreement, label_precision, teacher_product_text, train_teacher
 from dashclip.trunk_cache import build_trunk_cache
@@ -47,7 +51,15 @@ class Stage2Config(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     catalog: str = Field(default_factory=default_catalog)
-    queries_file: str | None = None  # extra user queries (query_id, query), labelled like the generated ones
+    queries_file: str | None = None  # the query log (query_id, query[, count]): the training queries
+    generate_queries: bool | None = None  # add generated queries; None: only when no query log is given
+    seed_judgments: str | None = None  # human seed (query_id, query, product_id, label); None: the rule annotator
+    # who grades the mined pairs: the teacher trained on the seed, or an LLM (dashclip.llm_labels;
+    # endpoint, model and key from DASHCLIP_LLM_*), cached in llm_cache (None: OUT/llm_labels.jsonl)
+    labeller: Literal["teacher", "llm"] = "teacher"
+    llm_cache: str | None = None
+    llm_budget_pairs: int | None = Field(None, ge=0)  # most pairs sent to the LLM per run
+    llm_budget_requests: int | None = Field(None, ge=0)  # most HTTP requests per run (retries included)
     # 20 per category path + one per training product (5,100 unique queries, ~86k mined pairs; was
     # 10 + 0.5, 2,982 queries): validation nDCG@10 0.910 against 0.895 on the same stage-1 checkpoint
     # and the same 5,000-pair seed (README, stage 2). The teacher labels the extra pairs.
@@ -152,13 +164,13 @@ def choose_seed(qids: list[str], n_cands: list[int], cfg: Stage2Config, rng: np.
                 ) -> tuple[set[str], set[str]]:
     """Seed queries (whole queries in a seeded random order until ``seed_budget`` pairs are spent,
     at most half of all queries so the teacher has queries of its own to label) and the held-out
-    share of them: the first ``seed_heldout`` of that same order, so a rerun holds out the same
-    queries (a set's iteration order changes from one Python process to the next)."""
+    share of them, chosen by a hash of the query id (`dashclip.seed.heldout_queries`): a rerun, or
+    the same seed given as a file, holds out the same queries."""
     order = rng.permutation(len(qids))
     n_seed = int(np.searchsorted(np.cumsum([n_cands[i] for i in order]), cfg.seed_budget, side="right"))
     n_seed = max(min(n_seed, len(qids) // 2), 2)
     seed = [qids[i] for i in order[:n_seed]]
-    return set(seed), set(seed[: max(1, int(len(seed) * cfg.seed_heldout))])
+    return set(seed), heldout_queries(seed, cfg.seed_heldout, cfg.seed)
 
 
 def _pairs_frame(qids, queries, cands) -> pd.DataFrame:
@@ -185,16 +197,70 @@ def val_ndcg(model: DashCLIP, queries: list[str], judgments: list[np.ndarray], p
 
 def candidate_pairs(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, p_train: np.ndarray,
                     rng: np.random.Generator) -> tuple[pd.DataFrame, list[np.ndarray], pd.DataFrame]:
-    """The training queries (generated, plus any user file), each one's mined candidate rows, and
-    all (query, product row) pairs to label."""
-    queries = generate_queries(train_df, cfg.queries_per_category, cfg.queries_per_product, seed=cfg.seed, prefix="gen")
-    if cfg.queries_file:
-        user, _ = read_queries(cfg.queries_file)
-        queries = pd.concat([queries, user], ignore_index=True).drop_duplicates(C.QUERY_ID)
+    """The training queries (`training_queries`), each one's mined candidate rows, and all
+    (query, product row) pairs to label."""
+    queries = training_queries(cfg, train_df)
     qtexts = queries[C.QUERY].tolist()
     bm25 = BM25Index(product_search_text(train_df))
     cands = mine_candidates(qtexts, encode_queries(model, qtexts, query_tower=False), p_train, bm25, cfg, rng)
     return queries, cands, _pairs_frame(queries[C.QUERY_ID], qtexts, cands)
+
+
+def training_queries(cfg: Stage2Config, train_df: pd.DataFrame) -> pd.DataFrame:
+    """The query log's queries, plus generated ones when asked (or when there is no log)."""
+    parts = []
+    if cfg.queries_file:
+        parts.append(read_queries(cfg.queries_file)[0])
+    if cfg.generate_queries or (cfg.generate_queries is None and not cfg.queries_file):
+        parts.append(generate_queries(train_df, cfg.queries_per_category, cfg.queries_per_product, seed=cfg.seed,
+                                      prefix="gen"))
+    return pd.concat(parts, ignore_index=True).drop_duplicates(C.QUERY_ID).reset_index(drop=True)
+
+
+def seed_pairs(cfg: Stage2Config, queries: pd.DataFrame, pairs: pd.DataFrame, cands: list[np.ndarray],
+               train_df: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame, set[str], set[str], dict]:
+    """The graded seed (``query_id, query, row, label``), its query ids, the held-out ones and where
+    its labels came from: the user's judgments, or the rule annotator on a budget of mined pairs."""
+    if cfg.seed_judgments:
+        catalog_ids = set(load_products(cfg.catalog)[C.PRODUCT_ID].astype(str))
+        seed, info = seed_from_judgments(cfg.seed_judgments, train_df, catalog_ids)
+        seed_q = set(seed[C.QUERY_ID])
+        return seed, seed_q, heldout_queries(seed_q, cfg.seed_heldout, cfg.seed), info
+    if cfg.labeller == "llm":  # no human seed: the LLM grades every mined pair, the annotator is not asked
+        empty = pairs.iloc[:0].assign(**{C.LABEL: pd.Series(dtype=np.int64)})
+        return empty, set(), set(), {"seed_source": "none: the LLM labels every mined pair"}
+    seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng)
+    seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].copy()
+    seed[C.LABEL] = Annotator(train_df).grade_pairs(seed[C.QUERY].tolist(), seed["row"].tolist())
+    return seed, seed_q, heldout_q, {"seed_source": SIMULATED}
+
+
+def validation_set(cfg: Stage2Config, labelled: pd.DataFrame, val_df: pd.DataFrame, train_df: pd.DataFrame,
+                   out: Path) -> tuple[list[str], list[np.ndarray], bool, str]:
+    """Validation queries with graded judgments (queries without a relevant product left out),
+    whether those are over the training products, and who judged them: with a human seed, its
+    held-out queries over the training products (their pairs never reach training); otherwise
+    queries generated from the validation products, judged by the rule annotator (simulated)."""
+    if cfg.seed_judgments and (out / "seed_labels.parquet").exists():
+        seed = pd.read_parquet(out / "seed_labels.parquet")
+        held = seed[seed[C.QUERY_ID].isin(heldout_queries(seed[C.QUERY_ID], cfg.seed_heldout, cfg.seed))]
+        row = {p: i for i, p in enumerate(train_df[C.PRODUCT_ID].astype(str))}
+        texts, judg = [], []
+        for _, g in held.groupby(C.QUERY_ID, sort=True):
+            j = np.zeros(len(train_df))
+            j[g[C.PRODUCT_ID].astype(str).map(row).to_numpy(dtype=np.int64)] = g[C.LABEL].to_numpy(dtype=float)
+            if (j >= 2).any():
+                texts.append(g[C.QUERY].iloc[0])
+                judg.append(j)
+        if texts:
+            return texts, judg, True, f"held-out human seed ({len(texts)} queries over the training products)"
+    vq = generate_queries(val_df, 3, 0.2, seed=cfg.seed + 1, exclude=set(labelled[C.QUERY]), prefix="val")
+    vq = vq.sample(min(cfg.val_queries, len(vq)), random_state=cfg.seed)
+    v_ann = Annotator(val_df)
+    v_judg = [v_ann.grade_all(q) for q in vq[C.QUERY]]
+    keep = [i for i, j in enumerate(v_judg) if (j >= 2).any()]
+    return ([vq[C.QUERY].iloc[i] for i in keep], [v_judg[i] for i in keep], False,
+            f"{SIMULATED} (generated queries over the validation products)")
 
 
 def fit_teacher(cfg: Stage2Config, teacher: CrossEncoder, graded: pd.DataFrame, ptext: list[str],
@@ -219,14 +285,15 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     """Queries -> mined candidates -> seed annotation -> teacher -> labelled pairs."""
     rng = np.random.default_rng(cfg.seed)
     queries, cands, pairs = candidate_pairs(cfg, model, train_df, p_train, rng)
-    seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng)
-    annotator = Annotator(train_df)
-    seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].copy()
-    seed[C.LABEL] = annotator.grade_pairs(seed[C.QUERY].tolist(), seed["row"].tolist())
+    seed, seed_q, heldout_q, seed_info = seed_pairs(cfg, queries, pairs, cands, train_df, rng)
     seed_train = seed[~seed[C.QUERY_ID].isin(heldout_q)]
     seed_test = seed[seed[C.QUERY_ID].isin(heldout_q)]
     records = train_df.to_dict("records")
     ptext = [teacher_product_text(r) for r in records]
+    if cfg.labeller == "llm":
+        from dashclip.llm_labels import llm_label_set
+
+        return llm_label_set(cfg, queries, pairs, seed, seed_q, heldout_q, seed_info, train_df, ptext, out, progress)
 
     teacher = CrossEncoder(model.cfg.text, max_length=cfg.teacher_max_length)
     before = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16, cfg.teacher_int8)  # as it will label
@@ -250,7 +317,7 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     write_parquet_atomic(seed.assign(product_id=train_df[C.PRODUCT_ID].to_numpy()[seed["row"].to_numpy()])
                          .drop(columns=["row"]), out / "seed_labels.parquet")
     queries.to_csv(out / "train_queries.csv", index=False)
-    stats = {"queries": len(queries), "pairs_mined": len(pairs), "seed_pairs": len(seed),
+    stats = {**seed_info, "queries": len(queries), "pairs_mined": len(pairs), "seed_pairs": len(seed),
              "seed_queries": len(seed_q), "seed_heldout_pairs": len(seed_test), "teacher_labelled_pairs": len(rest),
              "teacher_agreement_untrained": before, "teacher_agreement": after, "teacher_train_loss": losses,
              "teacher_labels_precision": label_precision(torch.device("cpu"), cfg.teacher_bf16, cfg.teacher_int8),
@@ -271,7 +338,7 @@ def reuse_label_set(src: Path, train_df: pd.DataFrame, out: Path) -> tuple[pd.Da
     for name in ("labels.parquet", "seed_labels.parquet", "train_queries.csv"):
         (out / name).write_bytes((src / name).read_bytes())
     prev = json.loads((src / "stage2_summary.json").read_text())
-    stats = {k: v for k, v in prev.items() if k.startswith(("queries", "pairs", "seed", "teacher"))}
+    stats = {k: v for k, v in prev.items() if k.startswith(("queries", "pairs", "seed", "teacher", "labeller", "llm"))}
     stats["labels_reused_from"] = str(src)
     return labelled, stats
 
@@ -302,13 +369,7 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
         labelled, stats = build_label_set(cfg, model, train_df, p_train, out, progress)
     t_labels = time.perf_counter() - t0
 
-    # validation queries from held-out (validation) products, judged by the annotator
-    vq = generate_queries(val_df, 3, 0.2, seed=cfg.seed + 1, exclude=set(labelled[C.QUERY]), prefix="val")
-    vq = vq.sample(min(cfg.val_queries, len(vq)), random_state=cfg.seed)
-    v_ann = Annotator(val_df)
-    v_judg = [v_ann.grade_all(q) for q in vq[C.QUERY]]
-    keep = [i for i, j in enumerate(v_judg) if (j >= 2).any()]
-    vq_texts, v_judg = [vq[C.QUERY].iloc[i] for i in keep], [v_judg[i] for i in keep]
+    vq_texts, v_judg, val_on_train, val_source = validation_set(cfg, labelled, val_df, train_df, out)
 
     groups = {qid: (g[C.QUERY].iloc[0], g["row"].to_numpy(), g[C.LABEL].to_numpy(dtype=np.float32))
               for qid, g in labelled.groupby(C.QUERY_ID)}
@@ -328,11 +389,11 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     def product_emb(rows: np.ndarray) -> torch.Tensor:
         return model.embed_fused(F_train[torch.as_tensor(rows)]) if joint else P[rows]
 
-    def val_products() -> np.ndarray:
+    def val_products() -> np.ndarray:  # the products the validation judgments are over
         if not joint:
-            return p_val
+            return p_train if val_on_train else p_val
         with torch.no_grad():
-            return model.embed_fused(fused_all[torch.as_tensor(va_idx)]).numpy()
+            return model.embed_fused(fused_all[torch.as_tensor(tr_idx if val_on_train else va_idx)]).numpy()
     steps = cfg.epochs * math.ceil(len(qids) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.warmup_steps, steps))
     rng = np.random.default_rng(cfg.seed)
@@ -371,8 +432,9 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     if best_state is not None:
         model.load_state_dict(best_state)
     summary = {**stats, "label_s": round(t_labels, 1), "train_s": round(time.perf_counter() - t0, 1),
-               "best_val_ndcg@10": best, "val_queries": len(vq_texts), "epochs_run": len(history) - 1}
+               "best_val_ndcg@10": best, "val_queries": len(vq_texts), "validation_judged_by": val_source, "epochs_run": len(history) - 1}
     version = model.save_pretrained(out, stage="stage2", extra_meta={"train_config": cfg.model_dump(), "summary": summary,
+                                                                      "inputs": file_digests(cfg.queries_file, cfg.seed_judgments),
                                                                       "history": history, "stage1": str(stage1_dir),
                                                                       "stage1_version": json.loads((Path(stage1_dir) / "meta.json").read_text())["model_version"]})
     (out / "history.json").write_text(json.dumps(history, indent=2))

@@ -2,6 +2,7 @@
 
     python -m dashclip.train stage1 --out DIR [--config FILE] [--catalog PATH] [--epochs N]
     python -m dashclip.train stage2 --stage1 DIR --out DIR [--config FILE] [--catalog PATH]
+        [--queries QUERY_LOG [--generate-queries]] [--seed-judgments JUDGMENTS] [--labeller teacher|llm]
 
 ``--config`` is a JSON file of Stage1Config / Stage2Config fields; flags override it. The
 defaults train on the shipped catalog. The same command runs on a GPU box with larger settings.
@@ -43,6 +44,10 @@ def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
 
         saved = DashCLIPConfig.model_validate_json((Path(out) / "config.json").read_text())
         same = saved == load_model_config(train_config["model"])
+    if stage1 is not None and same:  # the query log and seed files, by content: an edited file retrains
+        from dashclip.inputs import file_digests
+
+        same = meta.get("inputs", {}) == file_digests(train_config.get("queries_file"), train_config.get("seed_judgments"))
     if stage1 is not None:
         from dashclip.checkpoint import read_meta
 
@@ -59,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     s1 = sub.add_parser("stage1", help="continual pretraining of the product encoder")
     s2 = sub.add_parser("stage2", help="relevance labels and query-encoder alignment")
     s2.add_argument("--stage1", required=True, help="stage-1 checkpoint folder")
+    s2.add_argument("--queries", help="query log (query_id, query[, count]): the training queries")
+    s2.add_argument("--generate-queries", action="store_true", default=None,
+                    help="add generated queries to the query log's")
+    s2.add_argument("--seed-judgments", help="human seed (query_id, query, product_id, label 0-3) the teacher "
+                                             "learns from; default: the rule annotator (simulated labels)")
+    s2.add_argument("--labeller", choices=("teacher", "llm"),
+                    help="who grades the mined pairs (llm: endpoint, model and key from DASHCLIP_LLM_*)")
     for s in (s1, s2):
         s.add_argument("--out", required=True)
         s.add_argument("--config", help="JSON file with training settings")
@@ -70,9 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from dashclip.checkpoint import CheckpointError
+    from dashclip.inputs import InputError
 
     try:
         summary = _train(args)
+    except InputError as e:  # a query log or seed judgments with problems: every one of them
+        for p in e.problems:
+            print(f"error: {p.line()}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, CheckpointError) as e:  # a missing catalog, a damaged or changed checkpoint
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -94,7 +111,9 @@ def _train(args) -> dict | None:
     else:
         from dashclip.stage2 import Stage2Config, train_stage2
 
-        cfg = _load(Stage2Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads})
+        cfg = _load(Stage2Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads,
+                                                "queries_file": args.queries, "generate_queries": args.generate_queries,
+                                                "seed_judgments": args.seed_judgments, "labeller": args.labeller})
         if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.stage1):
             return None
         return train_stage2(cfg, args.stage1, args.out)

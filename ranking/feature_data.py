@@ -185,9 +185,12 @@ def consumer_profiles(purchases: pd.DataFrame, products: pd.DataFrame, as_of: li
     """
     emb = dict(zip(products[DC.PRODUCT_ID], products[DC.EMBEDDING]))
     pur = purchases[purchases[R.PRODUCT_ID].isin(emb.keys())]
-    if pur.empty:
-        return pd.DataFrame(columns=[R.CONSUMER_ID, DC.EMBEDDING, "n_purchases", DC.EVENT_TIMESTAMP])
-    E = np.stack([np.asarray(emb[p], dtype=np.float32) for p in pur[R.PRODUCT_ID]])  # (m, d)
+    if (pur.empty and consumer_ids is None) or not emb:
+        return pd.DataFrame({R.CONSUMER_ID: pd.Series(dtype=object), DC.EMBEDDING: pd.Series(dtype=object),
+                             "n_purchases": pd.Series(dtype=np.int64),
+                             DC.EVENT_TIMESTAMP: pd.Series(dtype="datetime64[us, UTC]")})
+    d = len(next(iter(emb.values())))  # no purchases (a log without them): every profile is null
+    E = np.stack([np.asarray(emb[p], dtype=np.float32) for p in pur[R.PRODUCT_ID]]) if len(pur) else np.zeros((0, d), np.float32)  # (m, d)
     everyone = pur[R.CONSUMER_ID].to_numpy() if consumer_ids is None else np.r_[pur[R.CONSUMER_ID].to_numpy(), consumer_ids]
     cons = np.unique(everyone)
     codes = np.searchsorted(cons, pur[R.CONSUMER_ID].to_numpy())

@@ -123,8 +123,9 @@ def test_metrics(frame: pd.DataFrame, split: Split, rankers: dict[str, Ranker]) 
 
 
 def off_policy(store, logs: SimLogs, version: str, split_days: list[int], rankers: dict[str, Ranker], K: int,
-               n_boot: int, max_requests: int, seed: int = 0) -> dict:
-    """IPS/SNIPS CTR and CVR of each policy on (a sample of) the test days' logged requests. SIMULATED."""
+               n_boot: int, max_requests: int, seed: int = 0, simulated: bool = True) -> dict:
+    """IPS/SNIPS CTR and CVR of each policy on (a sample of) the test days' logged requests (and of
+    the logging policy without exploration when the candidates carry its legacy rank)."""
     test_req = logs.requests.loc[logs.requests[R.DAY] >= split_days[0], R.REQUEST_ID]
     if len(test_req) > max_requests:
         test_req = test_req.sample(max_requests, random_state=seed)
@@ -134,8 +135,9 @@ def off_policy(store, logs: SimLogs, version: str, split_days: list[int], ranker
     imp = logs.impressions[logs.impressions[R.REQUEST_ID].isin(keep)].reset_index(drop=True)
     key = pd.MultiIndex.from_frame(imp[[R.REQUEST_ID, R.PRODUCT_ID]])
     policies = {name: rk.predict_frame(frame, slot=0)["score"] for name, rk in rankers.items()}
-    policies["legacy"] = -cand[R.LEGACY_RANK].to_numpy(float)  # the logging policy without exploration
-    out = {"simulated": True, "estimator_note": "slot-level IPS/SNIPS; CVR = conversions / clicks (IPS and SNIPS coincide)"}
+    if R.LEGACY_RANK in cand:
+        policies["legacy"] = -cand[R.LEGACY_RANK].to_numpy(float)  # the logging policy without exploration
+    out = {"simulated": simulated, "estimator_note": "slot-level IPS/SNIPS; CVR = conversions / clicks (IPS and SNIPS coincide)"}
     for name, score in policies.items():
         slot = _target_slots(cand, score, K)
         target = pd.Series(slot, index=pd.MultiIndex.from_frame(cand[[R.REQUEST_ID, R.PRODUCT_ID]]))

@@ -1,13 +1,14 @@
 """Train the ads ranker (pCTR, pCVR) with and without DashCLIP embedding features; measure the lift.
 
     python -m ranking.train --checkpoint runs/pipeline/stage2 [--products runs/pipeline/ingest] \
-        [--out runs/ranker] [--feature-data DIR] [--config cfg.json] [--fast]
+        [--out runs/ranker] [--feature-data DIR] [--config cfg.json] [--fast] [--logs DIR [--queries Q] | --simulate]
 
 Simulates traffic (SIMULATED, `ranking/simulator.py`), writes the stats and consumer-profile
 tables under the feature data folder (`$DASHCLIP_FEATURE_DATA`, default `feature_repo/data`),
 reusing the product/query embedding tables the Spark jobs wrote for the checkpoint's model
 version (missing rows are embedded here), builds point-in-time frames through Feast, and writes
 `OUT/models/{with_embeddings,baseline}/` and `OUT/report.{json,md}` + `OUT/*.png`.
+`--logs DIR` trains on a user's own ads logs instead (`ranking.logs`; no simulation, no A/B).
 `--fast` is a small setting (fewer consumers, days and requests) for a quick end-to-end run.
 """
 
@@ -47,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--feature-data", default=None, help=f"offline tables folder (default ${FC.ENV_DATA_DIR} or feature_repo/data)")
     ap.add_argument("--config", default=None, help="JSON with TrainConfig fields (world, sim, params, ...)")
     ap.add_argument("--fast", action="store_true", help="small simulation for a quick run")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--logs", help="train on these ads logs (impressions, clicks, conversions[, purchases, "
+                                    "queries, candidates]; docs/own_data.md) instead of simulating")
+    src.add_argument("--simulate", action="store_true", help="simulate traffic (the default without --logs)")
+    ap.add_argument("--queries", help="query log (query_id, query): texts of logged queries (with --logs)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     data_dir = Path(args.feature_data) if args.feature_data else default_data_dir(REPO_DIR)
     products = load_products(args.products)
+    if args.logs:
+        return _main_logs(args, products, cfg, out, data_dir)
     try:
         report = run(products, args.checkpoint, out, data_dir, cfg, progress=True)
     except CheckpointError as e:
@@ -66,6 +74,32 @@ def main(argv: list[str] | None = None) -> int:
           f"CVR lift {100 * ab['cvr_lift']:+.1f}% CI {[round(100 * x, 1) for x in ab['cvr_lift_ci95']]}")
     print(f"models:          {out / 'models'}")
     print(f"simulated logs:  {out / 'sim'}")
+    print(f"feature tables:  {data_dir}")
+    for k, p in paths.items():
+        print(f"report {k + ':':<10} {p}")
+    return 0
+
+
+def _main_logs(args, products, cfg: TrainConfig, out: Path, data_dir: Path) -> int:
+    from dashclip.inputs import InputError, read_table
+    from ranking.logs import read_logs, run_on_logs, write_report
+
+    try:
+        logs = read_logs(args.logs, products, read_table(args.queries) if args.queries else None)
+        report = run_on_logs(logs, products, args.checkpoint, out, data_dir, cfg, progress=True)
+    except InputError as e:
+        for p in e.problems:
+            print(f"error: {p.line()}", file=sys.stderr)
+        return 2
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    paths = write_report(report, out)
+    auc = report["auc"]["ctr"]
+    print(f"pCTR test AUC: with embeddings {auc['with_embeddings']:.4f}, baseline {auc['baseline']:.4f} (logged clicks)")
+    for name, how in report["estimates"].items():
+        print(f"{name + ':':<12} {how}")
+    print(f"models:          {out / 'models'}")
     print(f"feature tables:  {data_dir}")
     for k, p in paths.items():
         print(f"report {k + ':':<10} {p}")

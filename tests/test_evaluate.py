@@ -73,3 +73,19 @@ def test_queries_report_scores_a_keyword_query_and_rejects_bad_labels(tmp_path, 
     assert evaluate_main(["queries", "--checkpoint", str(ck), "--catalog", str(two_source_catalog),
                           "--judgments", str(jpath)]) == 2
     assert "row 1 has label 5" in capsys.readouterr().err
+
+
+def test_queries_with_no_judged_pair_in_the_catalog_are_skipped_not_a_crash(tmp_path, two_source_catalog, capsys):
+    """Queries written for another catalog (0 judged pairs here): a report saying so, exit 0."""
+    ck = make_tiny_checkpoint(tmp_path / "ck")
+    for name, judg in (("other.csv", pd.DataFrame({C.QUERY_ID: ["h1"], C.QUERY: ["4k television"],
+                                                   C.PRODUCT_ID: ["tv-1"], C.LABEL: [3]})),
+                       ("empty.csv", pd.DataFrame(columns=[C.QUERY_ID, C.QUERY, C.PRODUCT_ID, C.LABEL]))):
+        jpath, out = tmp_path / name, tmp_path / f"{name}.json"
+        judg.to_csv(jpath, index=False)
+        rc = evaluate_main(["queries", "--checkpoint", str(ck), "--catalog", str(two_source_catalog),
+                            "--judgments", str(jpath), "--out", str(out)])
+        assert rc == 0
+        r = json.loads(out.read_text())
+        assert r["judged_pairs"] == 0 and "names a product of this catalog" in r["skipped"]
+        assert "skipped" in capsys.readouterr().out

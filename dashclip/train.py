@@ -1,7 +1,7 @@
 """Training entry point.
 
     python -m dashclip.train stage1 --out DIR [--config FILE] [--catalog PATH] [--epochs N]
-    python -m dashclip.train stage2 --stage1 DIR --out DIR [--config FILE] [--catalog PATH]
+    python -m dashclip.train stage2 --stage1 DIR --out DIR [--config FILE] [--catalog PATH] [--labels TABLE]
 
 ``--config`` is a JSON file of Stage1Config / Stage2Config fields; flags override it. The
 defaults train on the shipped catalog. The same command runs on a GPU box with larger settings.
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     s1 = sub.add_parser("stage1", help="continual pretraining of the product encoder")
     s2 = sub.add_parser("stage2", help="relevance labels and query-encoder alignment")
     s2.add_argument("--stage1", required=True, help="stage-1 checkpoint folder")
+    s2.add_argument("--labels", help="label table of spark_jobs/label_pairs.py: its labels replace in-process teacher labelling")
     for s in (s1, s2):
         s.add_argument("--out", required=True)
         s.add_argument("--config", help="JSON file with training settings")
@@ -94,7 +95,8 @@ def _train(args) -> dict | None:
     else:
         from dashclip.stage2 import Stage2Config, train_stage2
 
-        cfg = _load(Stage2Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads})
+        cfg = _load(Stage2Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads,
+                                                "labels": args.labels})
         if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.stage1):
             return None
         return train_stage2(cfg, args.stage1, args.out)

@@ -98,8 +98,8 @@ def dashclip_embeddings(model: DashCLIP, products: pd.DataFrame, queries: list[s
     out = {"p_shared": embed_cached(model, cache, torch.arange(len(products)))["product"],
            "q_shared": torch.from_numpy(encode_queries(model, queries))}
     if channel:
-        out["p_chan"] = text_channel_embeddings(model, product_channel_texts(products))
-        out["q_chan"] = text_channel_embeddings(model, queries)
+        out["p_chan"] = text_channel_embeddings(model, product_channel_texts(products)).cpu()
+        out["q_chan"] = text_channel_embeddings(model, queries).cpu()
     return out
 
 
@@ -117,8 +117,10 @@ def mean_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str | Path,
-                     rankings_out: str | Path | None = None, cache_dir: str | None = "runs/cache") -> dict:
-    model = DashCLIP.from_pretrained(checkpoint)
+                     rankings_out: str | Path | None = None, cache_dir: str | None = "runs/cache",
+                     device: str | torch.device = "cpu") -> dict:
+    """Retrieval metrics of the checkpoint (run on ``device`` in float32) and the baselines."""
+    model = DashCLIP.from_pretrained(checkpoint).to(device)
     products = load_products(catalog).reset_index(drop=True)
     qs, labels, n_judged = judgment_matrix(products, read_judgments(judgments))
     queries = qs[C.QUERY].tolist()

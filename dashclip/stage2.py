@@ -173,10 +173,11 @@ def _pairs_frame(qids, queries, cands) -> pd.DataFrame:
 @torch.no_grad()
 def encode_queries(model: DashCLIP, queries: list[str], query_tower: bool = True, batch_size: int = 256) -> np.ndarray:
     out = []
+    dev = next(model.parameters()).device
     for s in range(0, len(queries), batch_size):
-        tok = model.tokenize(queries[s:s + batch_size])
+        tok = {k: v.to(dev) for k, v in model.tokenize(queries[s:s + batch_size]).items()}
         e = model.encode_queries(**tok) if query_tower else model.encode_texts(**tok)
-        out.append(e.float().numpy())
+        out.append(e.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.cfg.embed_dim), np.float32)
 
 

@@ -39,6 +39,7 @@ def pick_device(device: str | None = None) -> torch.device:
     (ValueError in one line when CUDA is named and absent)."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(device)  # a name or a torch.device
     if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
         raise ValueError(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -37,13 +37,14 @@ def teacher_product_text(row: dict) -> str:
     return " | ".join(x for x in (row.get(C.TITLE, ""), row.get(C.CATEGORY, ""), attrs, desc) if x)
 
 
+PAIR_HASH_SEP = "\x1f"  # between the parts of a pair's content hash
+
+
 def pair_content_hash(query: str, product_text: str, teacher_version: str) -> str:
     """What a teacher label depends on: SHA-256 (hex) of query, product text and teacher version
     joined by U+001F (``spark_jobs/lib/labels.py`` computes the same with Spark's ``sha2``)."""
     return hashlib.sha256(PAIR_HASH_SEP.join((query, product_text, teacher_version)).encode()).hexdigest()
 
-
-PAIR_HASH_SEP = "\x1f"
 
 
 class CrossEncoder(nn.Module):

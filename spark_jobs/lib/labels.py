@@ -130,6 +130,8 @@ def _run(spark: SparkSession, cfg: LabelJobConfig, out: Path, run_id: str,
     done = committed(out, version)
     unchanged = end_if_unchanged(out, done, fp, run_id, t0, json.loads(cfg.model_dump_json()))
     if unchanged is not None:
+        unchanged["rows_labelled"] = unchanged.pop("rows_embedded")  # this job's name for the rows it computed
+        table.save_report(out, unchanged)
         return unchanged
     raw = with_source_row(read_strings(spark, cfg.pairs, PAIR_REQUIRED, PAIR_TEXT))
     validated = validate(raw, version).persist()

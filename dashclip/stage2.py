@@ -290,6 +290,10 @@ def label_in_process(cfg: Stage2Config, model: DashCLIP, seed_train: pd.DataFram
                     "teacher_label_s": round(t_pred, 1), "teacher_label_pairs_per_s": round(len(queries) / max(t_pred, 1e-9), 1)}
 
 
+class LabelTableError(ValueError):
+    """A label table that cannot label this run's pairs; the message says why in one line."""
+
+
 def labels_from_table(folder: str, queries: list[str], products: list[str]) -> tuple[np.ndarray, dict]:
     """Labels of (query, product text) pairs from a ``label_pairs`` table: the committed partition
     of its one teacher version (or ``folder`` = that partition), matched by content hash; a pair
@@ -298,7 +302,7 @@ def labels_from_table(folder: str, queries: list[str], products: list[str]) -> t
     if not part.name.startswith(f"{C.MODEL_VERSION}="):
         found = sorted(p for p in part.glob(f"{C.MODEL_VERSION}=*") if p.is_dir())
         if len(found) != 1:
-            raise ValueError(f"labels {folder}: expected one teacher version ({C.MODEL_VERSION}=...) in the table, "
+            raise LabelTableError(f"labels {folder}: expected one teacher version ({C.MODEL_VERSION}=...) in the table, "
                              f"found {[p.name for p in found]}; pass the partition folder of the one to use")
         part = found[0]
     version = part.name.split("=", 1)[1]
@@ -308,7 +312,7 @@ def labels_from_table(folder: str, queries: list[str], products: list[str]) -> t
     missing = int(labels.isna().sum())
     if missing:
         i = int(np.flatnonzero(labels.isna().to_numpy())[0])
-        raise ValueError(f"labels {part}: no label for {missing} of {len(want)} pairs (first: query {queries[i]!r}); "
+        raise LabelTableError(f"labels {part}: no label for {missing} of {len(want)} pairs (first: query {queries[i]!r}); "
                          f"label the run's pairs.parquet with spark_jobs/label_pairs.py and teacher {version}")
     return labels.to_numpy(dtype=np.float64), {"teacher_version": version, "labels_from": str(part)}
 

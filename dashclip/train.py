@@ -71,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from dashclip.checkpoint import CheckpointError
+    from dashclip.stage2 import LabelTableError
 
     try:
         summary = _train(args)
-    except (FileNotFoundError, CheckpointError) as e:  # a missing catalog, a damaged or changed checkpoint
+    except (FileNotFoundError, CheckpointError, LabelTableError) as e:  # a missing catalog, a damaged checkpoint,
+        # a label table without this run's pairs: one line
         print(f"error: {e}", file=sys.stderr)
         return 2
     if summary is None:  # --reuse and already up to date

@@ -535,9 +535,9 @@ def test_label_pairs_rejects_empty_and_repeated_pairs(spark, stage2_run, tmp_pat
     assert rej[C.REJECT_FIELD].tolist()[2] == C.TITLE
 
 
-def test_stage2_with_labels_from_the_label_table_equals_in_process_labelling(spark, stage2_run, tmp_path):
+def test_stage2_with_labels_from_the_label_table_equals_in_process_labelling(spark, stage2_run, tmp_path, capsys):
     from dashclip.checkpoint import CheckpointError
-    from dashclip.stage2 import train_stage2
+    from dashclip.stage2 import LabelTableError, train_stage2
     from spark_jobs.lib import labels
 
     run = stage2_run
@@ -558,6 +558,14 @@ def test_stage2_with_labels_from_the_label_table_equals_in_process_labelling(spa
     partial_pairs = pd.read_parquet(run["out"] / "pairs.parquet").iloc[1:]
     partial_pairs.to_parquet(tmp_path / "partial.parquet", index=False)
     labels.run(spark, label_job(run, tmp_path / "partial").model_copy(update={"pairs": str(tmp_path / "partial.parquet")}))
-    with pytest.raises(ValueError, match=r"no label for 1 of \d+ pairs"):
+    with pytest.raises(LabelTableError, match=r"no label for 1 of \d+ pairs"):
         train_stage2(cfg.model_copy(update={"labels": str(tmp_path / "partial")}), run["ck1"], tmp_path / "ck3",
                      progress=False)
+    # the command line says so in one line
+    from dashclip.train import main as train_main
+
+    (tmp_path / "s2.json").write_text(run["cfg"].model_dump_json())
+    rc = train_main(["stage2", "--stage1", str(run["ck1"]), "--out", str(tmp_path / "ck4"), "--config",
+                     str(tmp_path / "s2.json"), "--labels", str(tmp_path / "partial")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith(f"error: labels {tmp_path / 'partial'}/model_version=teacher-")

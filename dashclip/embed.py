@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -34,8 +35,16 @@ log = logging.getLogger(__name__)
 
 
 def pick_device(device: str | None = None) -> torch.device:
+    """``auto`` (or None): CUDA when present, else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` as named
+    (ValueError in one line when CUDA is named and absent)."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(device)  # a name or a torch.device
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+        raise ValueError(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA device is available here (torch {torch.__version__}); "
+                         f"use auto or cpu")
     return torch.device(device)
 
 

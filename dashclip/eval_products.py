@@ -86,13 +86,14 @@ def chance_recall(q_titles: list[str], g_titles: list[str], ks=KS) -> dict[str, 
 @torch.no_grad()
 def baseline_features(model: DashCLIP, cache, idx: torch.Tensor) -> dict[str, np.ndarray]:
     """Off-the-shelf towers: pretrained image head over the cached trunk, pooled text states."""
-    tower = build_image_tower(model.cfg.image).eval()  # pretrained weights, no continual pretraining
+    dev = next(model.parameters()).device
+    tower = build_image_tower(model.cfg.image).eval().to(dev)  # pretrained weights, no continual pretraining
     img, txt = [], []
     for s in range(0, len(idx), 256):
         b = idx[s:s + 256]
-        img.append(tower.head(cache.image[b].float()).mean(1))
-        m = cache.mask[b]
-        txt.append(model.text_tower.pool(cache.text[b].float(), m))
+        img.append(tower.head(cache.image[b].float().to(dev)).mean(1).cpu())
+        m = cache.mask[b].to(dev)
+        txt.append(model.text_tower.pool(cache.text[b].float().to(dev), m).cpu())
     img_f, txt_f = torch.cat(img).numpy(), torch.cat(txt).numpy()
     return {"image": img_f, "text": txt_f,
             "image+text": np.concatenate([l2n(torch.from_numpy(img_f)).numpy(), l2n(torch.from_numpy(txt_f)).numpy()], 1)}
@@ -100,9 +101,12 @@ def baseline_features(model: DashCLIP, cache, idx: torch.Tensor) -> dict[str, np
 
 @torch.no_grad()
 def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog: str | Path | None = None,
-                      cache_dir: str | None = "runs/cache", max_rows: int | None = None, seed: int = 0) -> dict:
-    """Evaluate on the catalog's test split (or, with train_catalog, on every row of catalog)."""
-    model = DashCLIP.from_pretrained(checkpoint)
+                      cache_dir: str | None = "runs/cache", max_rows: int | None = None, seed: int = 0,
+                      device: str | torch.device = "cpu") -> dict:
+    """Evaluate on the catalog's test split (or, with train_catalog, on every row of catalog);
+    the model runs on ``device`` in float32, the metrics on the host."""
+    model = DashCLIP.from_pretrained(checkpoint).to(device)
+    dev = torch.device(device)
     prods = load_products(catalog)
     if train_catalog is None:
         train_df = prods[prods[C.SPLIT] == "train"]
@@ -127,12 +131,13 @@ def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog
 
     classes = sorted(set(y_tr) | set(y_te))
     cls_states, cls_mask = text_states(model, [category_text(c) for c in classes])
-    cls_dash = model.embed_text(cls_states.float(), cls_mask).numpy()
-    cls_base = l2n(model.text_tower.pool(cls_states.float(), cls_mask)).numpy()
+    cls_states, cls_mask = cls_states.float().to(dev), cls_mask.to(dev)
+    cls_dash = model.embed_text(cls_states, cls_mask).cpu().numpy()
+    cls_base = l2n(model.text_tower.pool(cls_states, cls_mask)).cpu().numpy()
 
     titles = test_df[C.TITLE].tolist()
     t_states, t_mask = text_states(model, titles)
-    q_dash = model.embed_text(t_states.float(), t_mask).numpy()
+    q_dash = model.embed_text(t_states.float().to(dev), t_mask.to(dev)).cpu().numpy()
 
     def norm(x):
         return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)

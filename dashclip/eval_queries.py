@@ -100,8 +100,8 @@ def dashclip_embeddings(model: DashCLIP, products: pd.DataFrame, queries: list[s
     out = {"p_shared": embed_cached(model, cache, torch.arange(len(products)))["product"],
            "q_shared": torch.from_numpy(encode_queries(model, queries))}
     if channel:
-        out["p_chan"] = text_channel_embeddings(model, product_channel_texts(products))
-        out["q_chan"] = text_channel_embeddings(model, queries)
+        out["p_chan"] = text_channel_embeddings(model, product_channel_texts(products)).cpu()
+        out["q_chan"] = text_channel_embeddings(model, queries).cpu()
     return out
 
 
@@ -119,13 +119,15 @@ def mean_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str | Path,
-                     rankings_out: str | Path | None = None, cache_dir: str | None = "runs/cache") -> dict:
+                     rankings_out: str | Path | None = None, cache_dir: str | None = "runs/cache",
+                     device: str | torch.device = "cpu") -> dict:
+    """Retrieval metrics of the checkpoint (run on ``device`` in float32) and the baselines."""
     products = load_products(catalog).reset_index(drop=True)
     qs, labels, n_judged = judgment_matrix(products, read_judgments(judgments))
     if n_judged == 0:  # e.g. queries written for another catalog: nothing to measure, not an error
         return {"checkpoint": str(checkpoint), "catalog": str(catalog), "products": len(products), "queries": len(qs),
                 "judged_pairs": 0, "skipped": f"no judged pair of {judgments} names a product of this catalog"}
-    model = DashCLIP.from_pretrained(checkpoint)
+    model = DashCLIP.from_pretrained(checkpoint).to(device)
     queries = qs[C.QUERY].tolist()
     e = dashclip_embeddings(model, products, queries, cache_dir, channel=model.cfg.text_channel > 0)
     systems = {"dashclip": (e["q_shared"] @ e["p_shared"].T).numpy()}

@@ -65,12 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-catalog", help="train the probe here; evaluate every product of --catalog")
     p.add_argument("--max-rows", type=int, help="subsample train and test rows (quick checks)")
     p.add_argument("--out")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     q = sub.add_parser("queries", help="retrieval metrics against graded judgments, with BM25 and MiniLM baselines")
     q.add_argument("--checkpoint", required=True)
     q.add_argument("--catalog", required=True)
     q.add_argument("--judgments", required=True)
     q.add_argument("--rankings", help="also write the top 100 per query here (parquet or csv)")
     q.add_argument("--out")
+    q.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     j = sub.add_parser("judgments", help="held-out products + queries + annotator judgments for `queries`")
     j.add_argument("--catalog", default=default_catalog())
     j.add_argument("--split", default="test", help="which ingestion split to keep (all: every product)")
@@ -88,15 +90,21 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        from dashclip.embed import pick_device
+
+        device = pick_device(args.device)
+        print(f"evaluate {args.cmd}: device={device}, precision=fp32", flush=True)  # figures comparable across devices
         if args.cmd == "products":
             from dashclip.eval_products import evaluate_products, markdown_table
 
-            report = evaluate_products(args.checkpoint, args.catalog, args.train_catalog, max_rows=args.max_rows)
+            report = evaluate_products(args.checkpoint, args.catalog, args.train_catalog, max_rows=args.max_rows,
+                                       device=device)
             _write(report, markdown_table(report), args.out)
         else:
             from dashclip.eval_queries import evaluate_queries, markdown_table as q_table
 
-            report = evaluate_queries(args.checkpoint, args.catalog, args.judgments, rankings_out=args.rankings)
+            report = evaluate_queries(args.checkpoint, args.catalog, args.judgments, rankings_out=args.rankings,
+                                      device=device)
             _write(report, q_table(report), args.out)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

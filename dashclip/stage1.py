@@ -222,14 +222,16 @@ def embed_cached(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, image_on
     """Image, text and product embeddings (and the fused pooled states) of cached rows; the
     product embedding comes from the empty text when image_only."""
     model.eval()
+    dev = next(model.parameters()).device  # batches go to the model's device, embeddings come back to the host
     outs: dict[str, list] = {"image": [], "text": [], "product": [], "fused": []}
     for s in range(0, len(idx), batch_size):
         b = idx[s:s + batch_size]
         img, has, txt, msk = _batch(cache, b)
         f_txt, f_msk = _with_empty_text(txt, msk, torch.ones(len(b), dtype=torch.bool), cache) if image_only else (txt, msk)
+        img, has, txt, msk, f_txt, f_msk = (x.to(dev) for x in (img, has, txt, msk, f_txt, f_msk))
         out = model(img, has, txt, msk, fusion_states=f_txt, fusion_mask=f_msk)
         for n in outs:
-            outs[n].append(out[n])
+            outs[n].append(out[n].cpu())
     return {n: torch.cat(v) for n, v in outs.items()}
 
 

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from dashclip import columns as C
 from dashclip.catalog import load_products
-from dashclip.embed import read_queries
+from dashclip.embed import pick_device, read_queries
 from dashclip.inputs import file_digests
 from dashclip.io import write_parquet_atomic
 from dashclip.losses import qcc_loss
@@ -41,7 +41,8 @@ from dashclip.queries import Annotator, generate_queries
 from dashclip.retrieval import BM25Index, dense_top_k, product_search_text
 from dashclip.seed import SIMULATED, heldout_queries, seed_from_judgments
 from dashclip.stage1 import default_catalog, embed_cached, lr_lambda
-from dashclip.teacher import CrossEncoder, agreement, label_precision, teacher_product_text, train_teacher
+from dashclip.teacher import (CrossEncoder, agreement, label_precision, pair_content_hash, save_teacher, teacher_labels,
+                              teacher_product_text, train_teacher)
 from dashclip.trunk_cache import build_trunk_cache
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,9 @@ class Stage2Config(BaseModel):
     # the expected grade by 0.10-0.15 on average and changes 7-12% of argmax grades (two teachers;
     # held-out accuracy -0.3 and -2.8 points; bench/results/teacher_precision.json)
     teacher_int8: bool = False
+    teacher_device: str = "auto"  # where the teacher labels the mined pairs: auto (CUDA when present) | cpu | cuda[:N]
+    # a spark_jobs/label_pairs.py table: its labels replace the teacher's in-process labelling (no teacher is trained)
+    labels: str | None = None
     epochs: int = Field(8, ge=1)
     batch_size: int = 64
     lr: float = 5e-5  # query tower
@@ -181,10 +185,11 @@ def _pairs_frame(qids, queries, cands) -> pd.DataFrame:
 @torch.no_grad()
 def encode_queries(model: DashCLIP, queries: list[str], query_tower: bool = True, batch_size: int = 256) -> np.ndarray:
     out = []
+    dev = next(model.parameters()).device
     for s in range(0, len(queries), batch_size):
-        tok = model.tokenize(queries[s:s + batch_size])
+        tok = {k: v.to(dev) for k, v in model.tokenize(queries[s:s + batch_size]).items()}
         e = model.encode_queries(**tok) if query_tower else model.encode_texts(**tok)
-        out.append(e.float().numpy())
+        out.append(e.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.cfg.embed_dim), np.float32)
 
 
@@ -295,20 +300,14 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
 
         return llm_label_set(cfg, queries, pairs, seed, seed_q, heldout_q, seed_info, train_df, ptext, out, progress)
 
-    teacher = CrossEncoder(model.cfg.text, max_length=cfg.teacher_max_length)
-    before = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16, cfg.teacher_int8)  # as it will label
-    t_fit = time.perf_counter()
-    losses = fit_teacher(cfg, teacher, seed_train, ptext, progress)
-    t_fit = time.perf_counter() - t_fit
-    after = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16, cfg.teacher_int8)
-    log.info("teacher agreement on held-out seed: before %s after %s", before, after)
-
     rest = pairs[~pairs[C.QUERY_ID].isin(seed_q)].copy()
-    t_pred = time.perf_counter()
-    probs = teacher.predict(rest[C.QUERY].tolist(), [ptext[r] for r in rest["row"]], progress=progress,
-                            bf16=cfg.teacher_bf16, int8=cfg.teacher_int8)
-    t_pred = time.perf_counter() - t_pred
-    rest[C.LABEL] = probs @ np.arange(4)
+    rest_text = [ptext[r] for r in rest["row"]]
+    write_parquet_atomic(pairs_to_label(rest, train_df), out / "pairs.parquet")  # for spark_jobs/label_pairs.py
+    if cfg.labels:
+        rest[C.LABEL], teacher_stats = labels_from_table(cfg.labels, rest[C.QUERY].tolist(), rest_text)
+    else:
+        rest[C.LABEL], teacher_stats = label_in_process(cfg, model, seed_train, seed_test, rest[C.QUERY].tolist(),
+                                                        rest_text, ptext, out, progress)
     rest["source"] = "teacher"
     seed_train = seed_train.assign(source="seed")  # gold labels stay gold; held-out seed stays out
     labelled = pd.concat([seed_train, rest], ignore_index=True)
@@ -319,12 +318,70 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     queries.to_csv(out / "train_queries.csv", index=False)
     stats = {**seed_info, "queries": len(queries), "pairs_mined": len(pairs), "seed_pairs": len(seed),
              "seed_queries": len(seed_q), "seed_heldout_pairs": len(seed_test), "teacher_labelled_pairs": len(rest),
-             "teacher_agreement_untrained": before, "teacher_agreement": after, "teacher_train_loss": losses,
-             "teacher_labels_precision": label_precision(torch.device("cpu"), cfg.teacher_bf16, cfg.teacher_int8),
-             "teacher_train_s": round(t_fit, 1), "teacher_label_s": round(t_pred, 1),
-             "teacher_label_pairs_per_s": round(len(rest) / max(t_pred, 1e-9), 1),
-             "seed_label_counts": seed[C.LABEL].value_counts().sort_index().to_dict()}
+             **teacher_stats, "seed_label_counts": seed[C.LABEL].value_counts().sort_index().to_dict()}
     return labelled, stats
+
+
+def pairs_to_label(rest: pd.DataFrame, train_df: pd.DataFrame) -> pd.DataFrame:
+    """The teacher's share of the mined pairs with the product columns the teacher reads: the
+    ``--pairs`` input of ``spark_jobs/label_pairs.py``."""
+    cols = [c for c in (C.PRODUCT_ID, C.TITLE, C.DESCRIPTION, C.CATEGORY, *C.ATTRIBUTES) if c in train_df]
+    prods = train_df[cols].iloc[rest["row"].to_numpy()].fillna("").reset_index(drop=True)
+    return pd.concat([rest[[C.QUERY_ID, C.QUERY]].reset_index(drop=True), prods], axis=1)
+
+
+def label_in_process(cfg: Stage2Config, model: DashCLIP, seed_train: pd.DataFrame, seed_test: pd.DataFrame,
+                     queries: list[str], products: list[str], ptext: list[str], out: Path,
+                     progress: bool = True) -> tuple[np.ndarray, dict]:
+    """Fit the teacher on the seed pairs (product ``row`` into ``ptext``), save it in ``out/teacher``
+    and label the (query, product text) pairs: their labels and the teacher's stats."""
+    teacher = CrossEncoder(model.cfg.text, max_length=cfg.teacher_max_length)
+    before = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16, cfg.teacher_int8)  # as it will label
+    t_fit = time.perf_counter()
+    losses = fit_teacher(cfg, teacher, seed_train, ptext, progress)
+    t_fit = time.perf_counter() - t_fit
+    after = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16, cfg.teacher_int8)
+    log.info("teacher agreement on held-out seed: before %s after %s", before, after)
+    version = save_teacher(teacher, out / "teacher", {"teacher_agreement": after, "stage1": model.model_version})
+    device = pick_device(cfg.teacher_device)
+    precision = label_precision(device, cfg.teacher_bf16, cfg.teacher_int8)
+    print(f"teacher labelling: device={device}, precision={precision}", flush=True)
+    t_pred = time.perf_counter()
+    labels = teacher_labels(teacher.to(device), queries, products, progress=progress, bf16=cfg.teacher_bf16,
+                            int8=cfg.teacher_int8)
+    teacher.cpu()
+    t_pred = time.perf_counter() - t_pred
+    return labels, {"teacher_version": version, "teacher_agreement_untrained": before, "teacher_agreement": after,
+                    "teacher_train_loss": losses, "teacher_labels_device": str(device),
+                    "teacher_labels_precision": precision, "teacher_train_s": round(t_fit, 1),
+                    "teacher_label_s": round(t_pred, 1), "teacher_label_pairs_per_s": round(len(queries) / max(t_pred, 1e-9), 1)}
+
+
+class LabelTableError(ValueError):
+    """A label table that cannot label this run's pairs; the message says why in one line."""
+
+
+def labels_from_table(folder: str, queries: list[str], products: list[str]) -> tuple[np.ndarray, dict]:
+    """Labels of (query, product text) pairs from a ``label_pairs`` table: the committed partition
+    of its one teacher version (or ``folder`` = that partition), matched by content hash; a pair
+    the table does not hold is an error naming how many are missing."""
+    part = Path(folder)
+    if not part.name.startswith(f"{C.MODEL_VERSION}="):
+        found = sorted(p for p in part.glob(f"{C.MODEL_VERSION}=*") if p.is_dir())
+        if len(found) != 1:
+            raise LabelTableError(f"labels {folder}: expected one teacher version ({C.MODEL_VERSION}=...) in the table, "
+                             f"found {[p.name for p in found]}; pass the partition folder of the one to use")
+        part = found[0]
+    version = part.name.split("=", 1)[1]
+    table = pd.read_parquet(part, columns=[C.CONTENT_HASH, C.LABEL]).drop_duplicates(C.CONTENT_HASH)
+    want = pd.Series([pair_content_hash(q, p, version) for q, p in zip(queries, products)])
+    labels = want.map(table.set_index(C.CONTENT_HASH)[C.LABEL])
+    missing = int(labels.isna().sum())
+    if missing:
+        i = int(np.flatnonzero(labels.isna().to_numpy())[0])
+        raise LabelTableError(f"labels {part}: no label for {missing} of {len(want)} pairs (first: query {queries[i]!r}); "
+                         f"label the run's pairs.parquet with spark_jobs/label_pairs.py and teacher {version}")
+    return labels.to_numpy(dtype=np.float64), {"teacher_version": version, "labels_from": str(part)}
 
 
 def reuse_label_set(src: Path, train_df: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, dict]:

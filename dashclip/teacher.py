@@ -7,16 +7,21 @@ its expected grade (sum_k k * p_k) is the soft relevance used by stage 2.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import f1_score
 from torch import nn
 from tqdm import tqdm
 
+from dashclip import checkpoint as ckpt
 from dashclip import columns as C
 from dashclip.config import TextTowerConfig
 from dashclip.metrics import auc
@@ -30,6 +35,16 @@ def teacher_product_text(row: dict) -> str:
     attrs = " ".join(x for x in (row.get(C.COLOR, ""), row.get(C.GENDER, ""), row.get(C.USAGE, "")) if x)
     desc = (row.get(C.DESCRIPTION, "") or "")[:80]
     return " | ".join(x for x in (row.get(C.TITLE, ""), row.get(C.CATEGORY, ""), attrs, desc) if x)
+
+
+PAIR_HASH_SEP = "\x1f"  # between the parts of a pair's content hash
+
+
+def pair_content_hash(query: str, product_text: str, teacher_version: str) -> str:
+    """What a teacher label depends on: SHA-256 (hex) of query, product text and teacher version
+    joined by U+001F (``spark_jobs/lib/labels.py`` computes the same with Spark's ``sha2``)."""
+    return hashlib.sha256(PAIR_HASH_SEP.join((query, product_text, teacher_version)).encode()).hexdigest()
+
 
 
 class CrossEncoder(nn.Module):
@@ -75,6 +90,14 @@ class CrossEncoder(nn.Module):
                 logits = scorer(**enc)
             out[b] = F.softmax(logits.float(), -1).cpu().numpy()
         return out
+
+
+def teacher_labels(teacher: CrossEncoder, queries: list[str], products: list[str], batch_size: int = 64,
+                   progress: bool = False, bf16: bool = False, int8: bool = False) -> np.ndarray:
+    """(N,) soft relevance labels: the expected grade sum_k k * p_k of each (query, product text)
+    pair. Stage 2 labels its mined pairs with it in process; ``spark_jobs/label_pairs.py`` per task."""
+    probs = teacher.predict(queries, products, batch_size=batch_size, progress=progress, bf16=bf16, int8=int8)
+    return probs @ np.arange(4)
 
 
 def label_precision(device: torch.device, bf16: bool, int8: bool) -> str:
@@ -166,3 +189,68 @@ def agreement(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         "auc_relevant": auc(expected, labels >= 2),
         "pairs": int(len(labels)),
     }
+
+
+# --- teacher checkpoints -----------------------------------------------------------------------------
+class TeacherConfig(BaseModel):
+    """A saved teacher's architecture: its text tower and the pair length it reads."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str = "teacher"
+    text: TextTowerConfig
+    max_length: int = Field(64, ge=4)
+
+
+def save_teacher(teacher: CrossEncoder, out: str | Path, extra_meta: dict | None = None) -> str:
+    """Write the teacher as a checkpoint folder (``model.safetensors``, ``config.json``,
+    ``text_config.json``, ``tokenizer/``, ``meta.json``); returns its version,
+    ``teacher-D[:10]`` with D the content digest of weights and config (``dashclip.checkpoint``)."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in teacher.state_dict().items()}
+    save_file(state, str(out / ckpt.WEIGHTS))
+    cfg = TeacherConfig(text=teacher.tower.cfg, max_length=teacher.max_length)
+    (out / ckpt.CONFIG).write_bytes(cfg.model_dump_json(indent=2).encode())
+    digest = ckpt.content_digest(out / ckpt.WEIGHTS, out / ckpt.CONFIG)
+    version = f"{cfg.name}-{digest[:10]}"
+    (out / "text_config.json").write_text(teacher.tower.model.config.to_json_string())
+    teacher.tower.tokenizer.save_pretrained(str(out / "tokenizer"))
+    meta = {**(extra_meta or {}), "model_version": version, ckpt.DIGEST_KEY: digest, "stage": "teacher"}
+    (out / ckpt.META).write_text(json.dumps(meta, indent=2, default=str))  # last: the checkpoint is complete
+    return version
+
+
+def verify_teacher(folder: str | Path) -> dict:
+    """meta.json of a teacher checkpoint whose weights and config are unchanged since saving (no model built)."""
+    folder = Path(folder)
+    meta = ckpt.read_meta(folder)
+    if meta.get("stage") != "teacher":
+        raise ckpt.CheckpointError(folder, ckpt.META, f"stage is {meta.get('stage')!r}, not 'teacher' "
+                                   "(a stage-2 run saves its teacher in OUT/teacher)")
+    ckpt.read_json(folder, ckpt.CONFIG)
+    ckpt.weight_shapes(folder)
+    ckpt.check_digest(folder, meta)
+    return meta
+
+
+def load_teacher(folder: str | Path, device: str | torch.device = "cpu") -> CrossEncoder:
+    """A saved teacher on ``device``, in eval mode, with ``model_version`` set."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    meta = verify_teacher(folder)
+    data = ckpt.read_json(folder, ckpt.CONFIG)
+    try:
+        cfg = TeacherConfig.model_validate(data)
+    except ValueError as e:
+        raise ckpt.CheckpointError(folder, ckpt.CONFIG, f"not a valid teacher config ({e})") from None
+    arch = cfg.text.model_copy(update={"random_init": ckpt.read_json(folder, "text_config.json"),
+                                       "tokenizer": str(folder / "tokenizer")})
+    model = CrossEncoder(arch, max_length=cfg.max_length)
+    model.tower.cfg = cfg.text
+    model.load_state_dict(load_file(str(folder / ckpt.WEIGHTS)))
+    model.model_version = meta["model_version"]
+    return model.to(device).eval()

@@ -1,7 +1,7 @@
 """Training entry point.
 
     python -m dashclip.train stage1 --out DIR [--config FILE] [--catalog PATH] [--epochs N]
-    python -m dashclip.train stage2 --stage1 DIR --out DIR [--config FILE] [--catalog PATH]
+    python -m dashclip.train stage2 --stage1 DIR --out DIR [--config FILE] [--catalog PATH] [--labels TABLE]
         [--queries QUERY_LOG [--generate-queries]] [--seed-judgments JUDGMENTS] [--labeller teacher|llm]
 
 ``--config`` is a JSON file of Stage1Config / Stage2Config fields; flags override it. The
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                                              "learns from; default: the rule annotator (simulated labels)")
     s2.add_argument("--labeller", choices=("teacher", "llm"),
                     help="who grades the mined pairs (llm: endpoint, model and key from DASHCLIP_LLM_*)")
+    s2.add_argument("--labels", help="label table of spark_jobs/label_pairs.py: its labels replace in-process teacher labelling")
     for s in (s1, s2):
         s.add_argument("--out", required=True)
         s.add_argument("--config", help="JSON file with training settings")
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from dashclip.checkpoint import CheckpointError
     from dashclip.inputs import InputError
+    from dashclip.stage2 import LabelTableError
 
     try:
         summary = _train(args)
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         for p in e.problems:
             print(f"error: {p.line()}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, CheckpointError) as e:  # a missing catalog, a damaged or changed checkpoint
+    except (FileNotFoundError, CheckpointError, LabelTableError) as e:  # a missing catalog, a damaged or changed
+        # checkpoint, a label table without this run's pairs: one line
         print(f"error: {e}", file=sys.stderr)
         return 2
     if summary is None:  # --reuse and already up to date
@@ -113,7 +116,8 @@ def _train(args) -> dict | None:
 
         cfg = _load(Stage2Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads,
                                                 "queries_file": args.queries, "generate_queries": args.generate_queries,
-                                                "seed_judgments": args.seed_judgments, "labeller": args.labeller})
+                                                "seed_judgments": args.seed_judgments, "labeller": args.labeller,
+                                                "labels": args.labels})
         if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.stage1):
             return None
         return train_stage2(cfg, args.stage1, args.out)

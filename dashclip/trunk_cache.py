@@ -79,12 +79,13 @@ def text_states(model: DashCLIP, texts: list[str], batch_size: int = 128, progre
     states = torch.zeros(len(texts), T, H, dtype=torch.float16)
     mask = torch.zeros(len(texts), T, dtype=torch.bool)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
+    dev = next(model.parameters()).device  # the cache stays in host memory whatever the model's device
     for s in tqdm(range(0, len(texts), batch_size), desc="text trunk", disable=not progress, unit="batch"):
         idx = order[s:s + batch_size]
         tok = model.tokenize([texts[i] for i in idx])
-        out = model.text_tower(tok["input_ids"], tok["attention_mask"])  # (b, t, H)
+        out = model.text_tower(tok["input_ids"].to(dev), tok["attention_mask"].to(dev))  # (b, t, H)
         t = out.shape[1]
-        states[idx, :t] = out.half()
+        states[idx, :t] = out.half().cpu()
         mask[idx, :t] = tok["attention_mask"].bool()
     return states, mask
 
@@ -103,13 +104,14 @@ def build_trunk_cache(model: DashCLIP, products: pd.DataFrame, cache_dir: str | 
         path = Path(cache_dir) / f"trunk-{ckey}-{data_key(products)}.pt"
     cfg = model.cfg.image
     ds = ProductDataset(products, image_size=cfg.image_size, mean=cfg.mean, std=cfg.std, with_text=with_text)
-    probe = model.image_tower.trunk(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
+    dev = next(model.parameters()).device
+    probe = model.image_tower.trunk(torch.zeros(1, 3, cfg.image_size, cfg.image_size, device=dev))
     image = torch.zeros((len(ds),) + tuple(probe.shape[1:]), dtype=torch.float16)
     for b in tqdm(product_loader(ds, batch_size=batch_size, workers=workers), desc="image trunk",
                   disable=not progress, unit="batch"):
         keep = b["has_image"]
         if keep.any():
-            image[b["index"][keep]] = model.image_tower.trunk(b["image"][keep]).half()
+            image[b["index"][keep]] = model.image_tower.trunk(b["image"][keep].to(dev)).half().cpu()
     text, mask = text_states(model, ds.texts, progress=progress)
     e_text, e_mask = text_states(model, [""])
     t0 = int(e_mask[0].sum())

@@ -89,3 +89,22 @@ def test_queries_with_no_judged_pair_in_the_catalog_are_skipped_not_a_crash(tmp_
         r = json.loads(out.read_text())
         assert r["judged_pairs"] == 0 and "names a product of this catalog" in r["skipped"]
         assert "skipped" in capsys.readouterr().out
+
+
+def test_evaluate_says_its_device_and_refuses_a_missing_gpu(tmp_path, two_source_catalog, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA, on any machine
+    ck = make_tiny_checkpoint(tmp_path / "ck")
+    args = ["products", "--checkpoint", str(ck), "--catalog", str(two_source_catalog), "--max-rows", "16"]
+    assert evaluate_main([*args, "--device", "cpu", "--out", str(tmp_path / "cpu.json")]) == 0
+    assert "evaluate products: device=cpu, precision=fp32" in capsys.readouterr().out
+    assert evaluate_main([*args, "--out", str(tmp_path / "auto.json")]) == 0  # auto: the CPU when no CUDA
+    assert "evaluate products: device=cpu, precision=fp32" in capsys.readouterr().out
+    cpu, auto = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("cpu", "auto"))
+    assert cpu["dashclip"] == auto["dashclip"]
+    for device, why in (("cuda", "no CUDA device is available"), ("cuda:1", "no CUDA device is available"),
+                        ("gpu0", "expected auto, cpu, cuda or cuda:N")):
+        assert evaluate_main([*args, "--device", device]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: device {device!r}: ") and why in err and err.count("\n") == 1

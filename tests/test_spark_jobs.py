@@ -256,7 +256,7 @@ def test_embed_queries_matches_query_tower(spark, ckpt, tmp_path):
     assert rej[C.REJECT_REASON].tolist() == ["duplicate query_id", "empty query", "empty query_id"]
     assert rej[C.SOURCE_ROW].tolist() == [2, 3, 4] and rep["rows_rejected"] == 3
     again = queries.run(spark, cfg)  # unchanged file: ends at the fingerprint
-    assert again["rows_embedded"] == 0 and again["unchanged_input"] and again["rows_rejected"] == 3
+    assert again["rows_labelled"] == 0 and again["unchanged_input"] and "rows_embedded" not in again and again["rows_rejected"] == 3
     forced = queries.run(spark, cfg.model_copy(update={"revalidate": True}))  # content-hash path
     assert forced["rows_embedded"] == 0 and "unchanged_input" not in forced and forced["rows_reused"] == 3
 
@@ -454,3 +454,118 @@ def test_the_unchanged_shortcut_verifies_the_committed_table_and_a_rerun_repairs
     rep = products.run(spark, job(ckpt, catalog, out))
     assert "unchanged_input" not in rep and "changed since it was committed" in rep["repaired"]
     assert read_table(out)[C.PRODUCT_ID].tolist() == before[C.PRODUCT_ID].tolist()
+
+
+# --- labelling pairs with the stage-2 teacher ------------------------------------------------------
+@pytest.fixture(scope="module")
+def stage2_run(tmp_path_factory):
+    """A tiny stage-2 run labelling in process (float32, so the Spark job can match it closely):
+    it saves its teacher in OUT/teacher and the pairs the teacher labelled in OUT/pairs.parquet."""
+    from dashclip.stage2 import Stage2Config, train_stage2
+    from dashclip.tiny import make_tiny_checkpoint
+    from tests.test_stage1 import small_catalog
+
+    root = tmp_path_factory.mktemp("s2")
+    cat = small_catalog(root / "cat", n=40)
+    ck1 = make_tiny_checkpoint(root / "ck1", with_query_tower=False)
+    cfg = Stage2Config(catalog=str(cat), queries_per_category=3, queries_per_product=0.5, seed_budget=40, epochs=1,
+                       batch_size=8, random_negatives=8, val_queries=8, cache_dir=None, teacher_epochs=1,
+                       cand_bm25=3, cand_dense=3, cand_random=2, teacher_bf16=False, teacher_device="cpu")
+    summary = train_stage2(cfg, ck1, root / "ck2", progress=False)
+    return {"cfg": cfg, "ck1": ck1, "out": root / "ck2", "summary": summary}
+
+
+def label_job(run: dict, out: Path, **kw):
+    from spark_jobs.lib.config import LabelJobConfig
+
+    return LabelJobConfig(pairs=str(run["out"] / "pairs.parquet"), out=str(out),
+                          inference=InferenceConfig(checkpoint=str(run["out"] / "teacher"), batch_size=16,
+                                                    rows_per_arrow_batch=50, amp=False), **kw)
+
+
+def test_label_pairs_job_gives_the_in_process_labels_and_reruns_label_nothing(spark, stage2_run, tmp_path):
+    from spark_jobs.lib import labels
+
+    run = stage2_run
+    out = tmp_path / "labels"
+    rep = labels.run(spark, label_job(run, out))
+    version = run["summary"]["teacher_version"]
+    assert rep["model_version"] == version and version.startswith("teacher-")
+    pairs = pd.read_parquet(run["out"] / "pairs.parquet")
+    assert rep["rows_in"] == len(pairs) == run["summary"]["teacher_labelled_pairs"] and rep["rows_rejected"] == 0
+    assert rep["rows_labelled"] == rep["rows_out"] > 0
+    got = pd.read_parquet(out / f"model_version={version}")
+    assert list(got.columns) == [C.QUERY_ID, C.QUERY, C.PRODUCT_ID, C.LABEL, C.CONTENT_HASH, C.EVENT_TIMESTAMP]
+    ref = pd.read_parquet(run["out"] / "labels.parquet")
+    ref = ref[ref["source"] == "teacher"]
+    m = ref.merge(got, on=[C.QUERY_ID, C.PRODUCT_ID], suffixes=("_ref", ""))
+    assert len(m) == len(ref) == len(got)
+    # float32 both ways; batches differ (other pairs, other padding), so equal to float rounding
+    np.testing.assert_allclose(m[C.LABEL].to_numpy(), m[C.LABEL + "_ref"].to_numpy(), rtol=0, atol=1e-5)
+    # unchanged pairs: the fingerprint ends the rerun; forced through validation, the content hash reuses every label
+    again = labels.run(spark, label_job(run, out))
+    assert again["rows_labelled"] == 0 and again["unchanged_input"] and "rows_embedded" not in again
+    forced = labels.run(spark, label_job(run, out, revalidate=True))
+    assert forced["rows_labelled"] == 0 and forced["rows_reused"] == len(got) and "unchanged_input" not in forced
+    # one product's text changes: only its pairs are labelled again
+    changed = pairs.copy()
+    pid = changed[C.PRODUCT_ID].iloc[0]
+    changed.loc[changed[C.PRODUCT_ID] == pid, C.TITLE] = "renamed product"
+    changed.to_parquet(tmp_path / "changed.parquet", index=False)
+    inc = labels.run(spark, label_job(run, out).model_copy(update={"pairs": str(tmp_path / "changed.parquet")}))
+    assert inc["rows_labelled"] == int((pairs[C.PRODUCT_ID] == pid).sum()) > 0
+    assert inc["rows_reused"] == len(pairs) - inc["rows_labelled"]
+
+
+def test_label_pairs_rejects_empty_and_repeated_pairs(spark, stage2_run, tmp_path):
+    from spark_jobs.lib import labels
+
+    pairs = pd.read_parquet(stage2_run["out"] / "pairs.parquet").head(4).copy()
+    bad = pd.DataFrame([{**pairs.iloc[0].to_dict()},  # the same pair again
+                        {**pairs.iloc[1].to_dict(), C.QUERY: " "},
+                        {**pairs.iloc[2].to_dict(), C.TITLE: "", C.DESCRIPTION: "", C.CATEGORY: "", C.COLOR: "",
+                         C.GENDER: "", C.USAGE: "", C.PRODUCT_ID: "other"}])
+    path = tmp_path / "pairs.csv"
+    pd.concat([pairs, bad], ignore_index=True).to_csv(path, index=False)
+    rep = labels.run(spark, label_job(stage2_run, tmp_path / "t").model_copy(update={"pairs": str(path)}))
+    assert rep["rows_out"] == 4 and rep["rows_rejected"] == 3
+    rej = pd.read_parquet(tmp_path / "t" / S.REJECTS_DIR).sort_values(C.SOURCE_ROW)
+    assert rej[C.SOURCE_ROW].tolist() == [4, 5, 6]
+    assert rej[C.REJECT_REASON].tolist()[:2] == ["duplicate (query_id, product_id) pair", "empty query"]
+    assert rej[C.REJECT_FIELD].tolist()[2] == C.TITLE
+
+
+def test_stage2_with_labels_from_the_label_table_equals_in_process_labelling(spark, stage2_run, tmp_path, capsys):
+    from dashclip.checkpoint import CheckpointError
+    from dashclip.stage2 import LabelTableError, train_stage2
+    from spark_jobs.lib import labels
+
+    run = stage2_run
+    with pytest.raises(CheckpointError, match="meta.json: stage is 'stage2', not 'teacher'"):
+        labels.teacher_version_of(str(run["out"]))  # the stage-2 checkpoint itself is no teacher
+    table_dir = tmp_path / "labels"
+    labels.run(spark, label_job(run, table_dir))
+    cfg = run["cfg"].model_copy(update={"labels": str(table_dir)})
+    summary = train_stage2(cfg, run["ck1"], tmp_path / "ck2", progress=False)
+    assert summary["teacher_version"] == run["summary"]["teacher_version"]
+    assert summary["labels_from"].endswith(f"model_version={summary['teacher_version']}")
+    assert "teacher_agreement" not in summary and not (tmp_path / "ck2" / "teacher").exists()  # no teacher trained
+    a = pd.read_parquet(run["out"] / "labels.parquet").sort_values([C.QUERY_ID, C.PRODUCT_ID]).reset_index(drop=True)
+    b = pd.read_parquet(tmp_path / "ck2" / "labels.parquet").sort_values([C.QUERY_ID, C.PRODUCT_ID]).reset_index(drop=True)
+    assert a[[C.QUERY_ID, C.PRODUCT_ID, "source"]].equals(b[[C.QUERY_ID, C.PRODUCT_ID, "source"]])
+    np.testing.assert_allclose(b[C.LABEL].to_numpy(), a[C.LABEL].to_numpy(), rtol=0, atol=1e-5)
+    # a table without some of the run's pairs is refused with the count
+    partial_pairs = pd.read_parquet(run["out"] / "pairs.parquet").iloc[1:]
+    partial_pairs.to_parquet(tmp_path / "partial.parquet", index=False)
+    labels.run(spark, label_job(run, tmp_path / "partial").model_copy(update={"pairs": str(tmp_path / "partial.parquet")}))
+    with pytest.raises(LabelTableError, match=r"no label for 1 of \d+ pairs"):
+        train_stage2(cfg.model_copy(update={"labels": str(tmp_path / "partial")}), run["ck1"], tmp_path / "ck3",
+                     progress=False)
+    # the command line says so in one line
+    from dashclip.train import main as train_main
+
+    (tmp_path / "s2.json").write_text(run["cfg"].model_dump_json())
+    rc = train_main(["stage2", "--stage1", str(run["ck1"]), "--out", str(tmp_path / "ck4"), "--config",
+                     str(tmp_path / "s2.json"), "--labels", str(tmp_path / "partial")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith(f"error: labels {tmp_path / 'partial'}/model_version=teacher-")

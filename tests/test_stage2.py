@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from dashclip import columns as C
@@ -194,3 +195,21 @@ def test_qcc_targets_leave_out_other_queries_candidates_and_same_category_random
     # a grade under the threshold masks nothing
     _, strict = qcc_targets(batch, rows, cats, mask_grade=3.0)
     assert strict[1].tolist() == valid[1].tolist() and strict[0].tolist() == masked[0].tolist()
+
+
+def test_a_saved_teacher_loads_with_its_version_and_labels_alike(tmp_path):
+    from dashclip.checkpoint import CheckpointError
+    from dashclip.teacher import load_teacher, save_teacher, teacher_labels
+
+    torch.manual_seed(0)
+    teacher = CrossEncoder(load_model_config("tiny-random").text, max_length=32)
+    version = save_teacher(teacher, tmp_path / "t", {"note": "test"})
+    again = load_teacher(tmp_path / "t", "cpu")
+    assert again.model_version == version and version.startswith("teacher-") and again.max_length == 32
+    q, p = ["red shirt", "blue jeans women"], ["Acme Men Red Shirt | Apparel > Topwear > Shirts", "Acme Women Blue Jeans"]
+    np.testing.assert_allclose(teacher_labels(again, q, p), teacher_labels(teacher, q, p), rtol=0, atol=1e-6)
+    assert save_teacher(again, tmp_path / "t2") == version  # same weights and config, same version
+    cfg = (tmp_path / "t" / "config.json").read_text()
+    (tmp_path / "t" / "config.json").write_text(cfg.replace('"max_length": 32', '"max_length": 48'))
+    with pytest.raises(CheckpointError, match="do not match the content_sha256"):
+        load_teacher(tmp_path / "t")

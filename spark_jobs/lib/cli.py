@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from dashclip.catalog import CatalogSchemaError, IngestConfig
-from spark_jobs.lib.config import CatalogJobConfig, InferenceConfig, ProfileJobConfig, QueryJobConfig
+from spark_jobs.lib.config import CatalogJobConfig, InferenceConfig, LabelJobConfig, ProfileJobConfig, QueryJobConfig
 from spark_jobs.lib.table import TableError, TableLocked
 
 EXIT_LOCKED = 75  # EX_TEMPFAIL: the table is being written by another job
@@ -37,8 +37,9 @@ def _inference_args(ap: argparse.ArgumentParser) -> None:
 
 
 def _inference(a) -> InferenceConfig:
+    amp = {"auto": None, "bf16": True, "fp32": False}[getattr(a, "precision", "auto")]
     return InferenceConfig(checkpoint=a.checkpoint, device=a.device, batch_size=a.batch_size,
-                           gpu_batch_size=a.gpu_batch_size, threads=a.threads, partitions=a.partitions)
+                           gpu_batch_size=a.gpu_batch_size, threads=a.threads, partitions=a.partitions, amp=amp)
 
 
 def _run(app: str, a, job) -> int:
@@ -98,6 +99,22 @@ def queries_main(argv: list[str] | None = None) -> int:
     cfg = QueryJobConfig(queries=a.queries, out=a.out, full=a.full, revalidate=a.revalidate, lock_wait_s=a.lock_wait,
                          inference=_inference(a))
     return _run("embed_queries", a, lambda spark: queries.run(spark, cfg))
+
+
+def labels_main(argv: list[str] | None = None) -> int:
+    from spark_jobs.lib import labels
+
+    ap = argparse.ArgumentParser(prog="spark-submit spark_jobs/label_pairs.py")
+    ap.add_argument("--pairs", required=True, help="pairs (query_id, query, product_id, title, ...), local path or Hadoop URI")
+    ap.add_argument("--out", required=True, help="label table folder (local)")
+    _inference_args(ap)
+    ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                    help="auto/bf16: bfloat16 autocast where the device does it fast (as stage 2 labels), else fp32")
+    _spark_args(ap)
+    a = ap.parse_args(argv)
+    cfg = LabelJobConfig(pairs=a.pairs, out=a.out, full=a.full, revalidate=a.revalidate, lock_wait_s=a.lock_wait,
+                         inference=_inference(a))
+    return _run("label_pairs", a, lambda spark: labels.run(spark, cfg))
 
 
 def profiles_main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,19 @@ class QueryJobConfig(BaseModel):
     inference: InferenceConfig
 
 
+class LabelJobConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pairs: str = Field(description="pairs to label (query_id, query, product_id and the product's catalog text "
+                                   "columns; csv or parquet), local path or URI")
+    out: str = Field(description="label table folder")
+    full: bool = Field(False, description="label every pair again, ignoring labels the table holds")
+    revalidate: bool = Field(False, description="validate and join every row even when the input fingerprint is unchanged")
+    lock_wait_s: float = Field(0.0, ge=0, description="how long to wait for another job writing the same table")
+    inference: InferenceConfig = Field(description="checkpoint: a teacher folder (a stage-2 run's OUT/teacher); "
+                                                   "amp: bf16 autocast where fast, default on as in stage 2")
+
+
 class ProfileJobConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -37,7 +37,7 @@ from spark_jobs.lib.table import has_rows, partition
 
 log = logging.getLogger(__name__)
 
-_OLD_EMB, _OLD_TS = "_old_embedding", "_old_event_timestamp"
+_OLD = "_old_"  # prefix of the committed values while joined to this run's rows
 _CHUNK = 1 << 20
 
 
@@ -142,17 +142,22 @@ class Increment:
     reused: DataFrame | None  # accepted rows with their previous embedding + event_timestamp
 
 
-def split_increment(accepted: DataFrame, existing: DataFrame | None, key: str, full: bool) -> Increment:
+def split_increment(accepted: DataFrame, existing: DataFrame | None, key: str, full: bool,
+                    carried: tuple[str, ...] = (C.EMBEDDING,)) -> Increment:
+    """Rows whose (``key``, content hash) the committed partition holds reuse its ``carried`` columns
+    and ``event_timestamp``; the others are to be computed (``key`` may be the content hash itself)."""
     if existing is None or full:
         return Increment(accepted, None)
-    old = existing.select(key, C.CONTENT_HASH, F.col(C.EMBEDDING).alias(_OLD_EMB),
-                          F.col(C.EVENT_TIMESTAMP).alias(_OLD_TS))
-    j = accepted.join(old, [key, C.CONTENT_HASH], "left")
-    todo = j.filter(F.col(_OLD_EMB).isNull()).drop(_OLD_EMB, _OLD_TS)
-    reused = (j.filter(F.col(_OLD_EMB).isNotNull())
-              .withColumn(C.EMBEDDING, F.col(_OLD_EMB)).withColumn(C.EVENT_TIMESTAMP, F.col(_OLD_TS))
-              .drop(_OLD_EMB, _OLD_TS))
-    return Increment(todo, reused)
+    on = list(dict.fromkeys([key, C.CONTENT_HASH]))
+    kept = (*carried, C.EVENT_TIMESTAMP)
+    old = existing.select(*on, *[F.col(c).alias(_OLD + c) for c in kept])
+    j = accepted.join(old, on, "left")
+    olds = [_OLD + c for c in kept]
+    todo = j.filter(F.col(olds[0]).isNull()).drop(*olds)
+    reused = j.filter(F.col(olds[0]).isNotNull())
+    for c in kept:
+        reused = reused.withColumn(c, F.col(_OLD + c))
+    return Increment(todo, reused.drop(*olds))
 
 
 def assemble(embedded: DataFrame | None, reused: DataFrame | None, columns: list[str], run_ts) -> DataFrame:

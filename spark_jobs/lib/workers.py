@@ -55,6 +55,22 @@ def embedder(tower: str, cfg: InferenceConfig):
     return _MODELS[key]
 
 
+def teacher(cfg: InferenceConfig):
+    """The cached teacher ``CrossEncoder`` of ``cfg.checkpoint`` on this task's device."""
+    device = task_device(cfg.device)
+    key = ("teacher", os.path.realpath(cfg.checkpoint), device)
+    if key not in _MODELS:
+        import torch
+
+        from dashclip.teacher import load_teacher
+
+        if not device.startswith("cuda"):
+            torch.set_num_threads(task_threads(cfg))
+        _MODELS[key] = load_teacher(cfg.checkpoint, device)
+        log.info("pid %d loaded teacher %s on %s", os.getpid(), cfg.checkpoint, device)
+    return _MODELS[key]
+
+
 def loaded_models() -> int:
     """How many models this process holds (tests check the cache)."""
     return len(_MODELS)

@@ -26,6 +26,18 @@ def _write(report: dict, table: str, out: str | None) -> None:
         print(f"wrote {out} and {Path(out).with_suffix('.md')}")
 
 
+def _intents(path: str):
+    """``query_id, intent`` of a CSV query file that has an ``intent`` column (handwritten queries), else None."""
+    import pandas as pd
+
+    from dashclip import columns as C
+
+    if not str(path).endswith(".csv"):
+        return None
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return df[[C.QUERY_ID, "intent"]].drop_duplicates(C.QUERY_ID) if "intent" in df.columns else None
+
+
 def _cmd_judgments(args) -> int:
     import pandas as pd
 
@@ -42,6 +54,9 @@ def _cmd_judgments(args) -> int:
     exclude = set(read_queries(args.exclude_queries)[0][C.QUERY]) if args.exclude_queries else set()
     if args.queries:
         queries = read_queries(args.queries)[0]
+        intents = _intents(args.queries)
+        if intents is not None:  # carried into the judgments, for figures per intent class
+            queries = queries.merge(intents, on=C.QUERY_ID, how="left")
     else:
         queries = generate_queries(prods, args.per_category, 0.1, seed=args.seed, exclude=exclude, prefix="eval")
     judg = make_judgments(prods, queries)

@@ -191,3 +191,53 @@ def test_qcc_targets_leave_out_other_queries_candidates_and_same_category_random
     # a grade under the threshold masks nothing
     _, strict = qcc_targets(batch, rows, cats, mask_grade=3.0)
     assert strict[1].tolist() == valid[1].tolist() and strict[0].tolist() == masked[0].tolist()
+
+
+def _grocery_catalog() -> pd.DataFrame:
+    rows = [("Granny Smith", "Fruit > Apple > Granny Smith")] * 6 + [("Royal Gala", "Fruit > Apple > Royal Gala")] * 6 + [
+        ("Bravo Apple Juice", "Packages > Juice > Bravo Apple Juice"), ("Bravo Orange Juice", "Packages > Juice > Bravo Orange Juice"),
+        ("Arla Natural Yoghurt", "Packages > Yoghurt > Arla Natural Yoghurt"),
+        ("Arla Natural Yoghurt", "Packages > Yoghurt > Arla Natural Yoghurt"),
+        ("Valio Vanilla Yoghurt", "Packages > Yoghurt > Valio Vanilla Yoghurt"), ("Orange", "Fruit > Orange > Orange")]
+    return pd.DataFrame([{C.PRODUCT_ID: f"g{i}", C.TITLE: t, C.CATEGORY: c, C.DESCRIPTION: "", C.COLOR: "", C.GENDER: "",
+                          C.USAGE: "", C.SOURCE: "grocery"} for i, (t, c) in enumerate(rows)])
+
+
+def test_mining_by_type_finds_the_juice_for_a_fruit_and_the_flavoured_for_a_plain_query():
+    from dashclip.type_negatives import TypeNegativeMiner
+
+    prods = _grocery_catalog()
+    title = prods[C.TITLE].to_numpy()
+    miner = TypeNegativeMiner(prods)
+    other, same = miner.candidates("apples")
+    assert set(title[other]) == {"Bravo Apple Juice"} and len(same) == 0  # shares "apple", another type
+    other, same = miner.candidates("natural yoghurt")
+    assert set(title[same]) == {"Valio Vanilla Yoghurt"}  # the type, without the query's modifier
+    mined = miner.mine(["apples", "natural yoghurt", "tshirt"], k=2, seed=0)
+    assert set(title[mined[0]]) == {"Bravo Apple Juice"} and "Valio Vanilla Yoghurt" in set(title[mined[1]])
+    assert len(mined[2]) == 0  # a type the catalog does not hold: nothing to contrast
+    assert all(len(m) <= 2 for m in mined)
+    again = miner.mine(["apples", "natural yoghurt", "tshirt"], k=2, seed=0)
+    assert all((a == b).all() for a, b in zip(mined, again))
+
+
+def test_mining_adds_type_negatives_to_the_candidates_only_when_the_knob_is_on(tmp_path):
+    from dashclip.model import DashCLIP
+    from dashclip.stage2 import Stage2Config, candidate_pairs
+
+    prods = _grocery_catalog()
+    qpath = tmp_path / "q.csv"
+    pd.DataFrame({C.QUERY_ID: ["u1"], C.QUERY: ["apples"]}).to_csv(qpath, index=False)
+    torch.manual_seed(0)
+    model = DashCLIP(load_model_config("tiny-random"))
+    p_train = np.random.default_rng(0).normal(size=(len(prods), 16)).astype(np.float32)
+    juice = int(np.nonzero(prods[C.TITLE].to_numpy() == "Bravo Apple Juice")[0][0])
+    found = {}
+    for k in (0, 2):
+        cfg = Stage2Config(catalog="unused", queries_file=str(qpath), queries_per_category=0, queries_per_product=0.0,
+                           cand_bm25=0, cand_dense=2, cand_random=0, cand_type=k)
+        queries, cands, pairs = candidate_pairs(cfg, model, prods, p_train, np.random.default_rng(0))
+        c = cands[queries[C.QUERY].tolist().index("apples")]
+        found[k] = (juice in set(c.tolist()), len(c))
+    # the embedding's two (random here) do not reach the juice; the type miner adds it
+    assert found[0] == (False, 2) and found[2][0] and found[2][1] > 2

@@ -139,9 +139,18 @@ def test_stage2_end_to_end_on_a_tiny_model(tmp_path):
                        cand_bm25=3, cand_dense=3, cand_random=2)
     summary = train_stage2(cfg, ck1, tmp_path / "ck2", progress=False)
     # the joint option on the same labels: the product projection moves, the towers still load
-    joint = cfg.model_copy(update={"product_tower": "projection", "reuse_labels_from": str(tmp_path / "ck2")})
+    # (saved with WiSE-FT alpha 0: the query encoder is the zero-shot text encoder again)
+    joint = cfg.model_copy(update={"product_tower": "projection", "reuse_labels_from": str(tmp_path / "ck2"),
+                                   "wise_ft_alpha": 0.0})
     s2 = train_stage2(joint, ck1, tmp_path / "ck3", progress=False)
     assert s2["labels_reused_from"] == str(tmp_path / "ck2")
+    from dashclip.model import DashCLIP
+
+    m3 = DashCLIP.from_pretrained(tmp_path / "ck3")
+    assert m3.meta["wise_ft_alpha"] == 0.0 and s2["wise_ft_alpha"] == 0.0
+    zs = m3.text_tower.state_dict()
+    assert all(torch.equal(v, zs[k]) for k, v in m3.query_tower.state_dict().items())
+    assert DashCLIP.from_pretrained(tmp_path / "ck2").meta["wise_ft_alpha"] == 1.0
     assert summary["model_version"].startswith("dashclip-tiny-stage2-")
     assert summary["teacher_labelled_pairs"] > 0 and summary["seed_pairs"] <= 60 + 8
     labels = pd.read_parquet(tmp_path / "ck2" / "labels.parquet")

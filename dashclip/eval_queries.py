@@ -12,10 +12,12 @@ gains over the baselines, the same per intent class):
 - ``annotator``: the judgments file (``dashclip.evaluate judgments`` writes the rule annotator's,
   the labeller stage 2 trains on);
 - ``independent_judge``: ``dashclip.judge.Judge`` grading every product of the catalog for the same
-  queries (ESCI rules written apart from the annotator), over the queries it finds a relevant
-  (grade >= 2) product for.
-Intent classes come from the judgments file's ``intent`` column when it has one (the handwritten
-queries do), else from ``Judge.intent``.
+  queries (ESCI rules written apart from the annotator).
+Each judge's means are over the queries it finds a relevant (grade >= 2) product for. The queries
+are those of the query file (``queries.csv`` beside the judgments, written by the judgments
+command), so a query the annotator finds nothing relevant for is still graded by the judge.
+Intent classes come from an ``intent`` column (the handwritten queries have one), else from
+``Judge.intent``.
 """
 
 from __future__ import annotations
@@ -85,15 +87,32 @@ def per_query_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float
             "auc_relevant": auc(scores, labels >= 2)}
 
 
-def judgment_matrix(products: pd.DataFrame, judg: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, int]:
-    """The judged queries (``query_id, query``, first-seen order), their (Q, N) label matrix over the
+def read_query_file(path: str | Path) -> pd.DataFrame:
+    """``query_id, query`` (cleaned as ``dashclip.embed.read_queries`` does) plus the file's
+    ``intent`` column when it has one."""
+    from dashclip.embed import read_queries
+
+    qs = read_queries(path)[0]
+    path = Path(path)
+    raw = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "intent" in raw.columns:
+        intent = dict(zip(raw[C.QUERY_ID].astype(str).str.strip(), raw["intent"].fillna("").astype(str)))
+        qs["intent"] = [intent.get(q, "") for q in qs[C.QUERY_ID]]
+    return qs
+
+
+def judgment_matrix(products: pd.DataFrame, judg: pd.DataFrame, queries: pd.DataFrame | None = None
+                    ) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """The queries (``queries``' rows first when given, so queries with nothing judged relevant are
+    kept, then any other judged query, first-seen order), their (Q, N) label matrix over the
     catalog's rows (unlisted = 0) and the number of judged pairs used; judged product ids that are
     not in the catalog are left out, with a warning."""
     pid_row = {p: i for i, p in enumerate(products[C.PRODUCT_ID])}
     unknown = set(judg[C.PRODUCT_ID]) - set(pid_row)
     if unknown:
         log.warning("%d judged product ids are not in the catalog (ignored), e.g. %s", len(unknown), sorted(unknown)[:3])
-    qs = judg.drop_duplicates(C.QUERY_ID)[[C.QUERY_ID, C.QUERY]].reset_index(drop=True)
+    parts = ([queries[[C.QUERY_ID, C.QUERY]]] if queries is not None else []) + [judg[[C.QUERY_ID, C.QUERY]]]
+    qs = pd.concat(parts, ignore_index=True).drop_duplicates(C.QUERY_ID).reset_index(drop=True)
     labels = np.zeros((len(qs), len(products)), dtype=np.int64)
     qrow = {q: i for i, q in enumerate(qs[C.QUERY_ID])}
     known = judg[judg[C.PRODUCT_ID].isin(pid_row)]
@@ -128,11 +147,18 @@ def mean_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str | Path,
-                     rankings_out: str | Path | None = None, cache_dir: str | None = "runs/cache") -> dict:
+                     rankings_out: str | Path | None = None, cache_dir: str | None = "runs/cache",
+                     queries: str | Path | None = None) -> dict:
+    """``queries``: every query to evaluate (``query_id, query[, intent]``); default the
+    ``queries.csv`` that ``dashclip.evaluate judgments`` writes beside the judgments, else the
+    judged queries alone."""
     model = DashCLIP.from_pretrained(checkpoint)
     products = load_products(catalog).reset_index(drop=True)
     judg = read_judgments(judgments)
-    qs, labels, n_judged = judgment_matrix(products, judg)
+    beside = Path(judgments).with_name("queries.csv")
+    qfile = queries or (beside if beside.is_file() else None)
+    qframe = read_query_file(qfile) if qfile else None
+    qs, labels, n_judged = judgment_matrix(products, judg, qframe)
     queries = qs[C.QUERY].tolist()
     e = dashclip_embeddings(model, products, queries, cache_dir, channel=model.cfg.text_channel > 0)
     systems = {"dashclip": (e["q_shared"] @ e["p_shared"].T).numpy()}
@@ -145,7 +171,8 @@ def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str
     report = {"checkpoint": str(checkpoint), "model_version": model.model_version, "catalog": str(catalog),
               "products": len(products), "queries": len(qs), "judged_pairs": int(n_judged),
               "text_channel": model.cfg.text_channel}
-    report.update(two_judge_reports(products, qs, intents_of(judg, qs), labels, systems))
+    report.update(two_judge_reports(products, qs, intents_of(qframe if qframe is not None else judg, qs), labels, systems))
+    report["queries_file"] = str(qfile) if qfile else None
     if rankings_out:
         top = np.argsort(-systems["dashclip"], axis=1)[:, :100]
         rk = pd.DataFrame({C.QUERY_ID: np.repeat(qs[C.QUERY_ID].to_numpy(), top.shape[1]),
@@ -159,7 +186,8 @@ def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str
 
 
 def intents_of(judg: pd.DataFrame, qs: pd.DataFrame) -> list[str] | None:
-    """Per judged query, its intent class from the judgments' ``intent`` column (None without one)."""
+    """Per query, its intent class from an ``intent`` column of the judgments or the query file
+    (None without one)."""
     if "intent" not in judg.columns:
         return None
     by_q = judg.drop_duplicates(C.QUERY_ID).set_index(C.QUERY_ID)["intent"].fillna("")

@@ -26,37 +26,21 @@ def _write(report: dict, table: str, out: str | None) -> None:
         print(f"wrote {out} and {Path(out).with_suffix('.md')}")
 
 
-def _intents(path: str):
-    """``query_id, intent`` of a CSV query file that has an ``intent`` column (handwritten queries), else None."""
-    import pandas as pd
-
-    from dashclip import columns as C
-
-    if not str(path).endswith(".csv"):
-        return None
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    return df[[C.QUERY_ID, "intent"]].drop_duplicates(C.QUERY_ID) if "intent" in df.columns else None
-
-
 def _cmd_judgments(args) -> int:
     import pandas as pd
 
     from dashclip import columns as C
     from dashclip.catalog import load_products
-    from dashclip.embed import read_queries
-    from dashclip.eval_queries import make_judgments
+    from dashclip.eval_queries import make_judgments, read_query_file
     from dashclip.io import write_parquet_atomic
     from dashclip.queries import generate_queries
 
     prods = load_products(args.catalog)
     if args.split != "all":
         prods = prods[prods[C.SPLIT] == args.split].reset_index(drop=True)
-    exclude = set(read_queries(args.exclude_queries)[0][C.QUERY]) if args.exclude_queries else set()
+    exclude = set(read_query_file(args.exclude_queries)[C.QUERY]) if args.exclude_queries else set()
     if args.queries:
-        queries = read_queries(args.queries)[0]
-        intents = _intents(args.queries)
-        if intents is not None:  # carried into the judgments, for figures per intent class
-            queries = queries.merge(intents, on=C.QUERY_ID, how="left")
+        queries = read_query_file(args.queries)  # an intent column is carried into the judgments
     else:
         queries = generate_queries(prods, args.per_category, 0.1, seed=args.seed, exclude=exclude, prefix="eval")
     judg = make_judgments(prods, queries)
@@ -66,6 +50,7 @@ def _cmd_judgments(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_parquet_atomic(prods, out / "products.parquet")
     judg.to_csv(out / "judgments.csv", index=False)
+    queries.to_csv(out / "queries.csv", index=False)  # all of them: the independent judge grades every query
     print(f"{len(prods)} products, {judg[C.QUERY_ID].nunique()} queries with a relevant product "
           f"(of {len(queries)}), {len(judg)} judged pairs -> {out}")
     return 0
@@ -85,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--catalog", required=True)
     q.add_argument("--judgments", required=True)
     q.add_argument("--rankings", help="also write the top 100 per query here (parquet or csv)")
+    q.add_argument("--queries", help="every query to evaluate (query_id, query[, intent]); default: queries.csv "
+                                     "beside --judgments when there is one, else the judged queries")
     q.add_argument("--out")
     j = sub.add_parser("judgments", help="held-out products + queries + annotator judgments for `queries`")
     j.add_argument("--catalog", default=default_catalog())
@@ -111,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from dashclip.eval_queries import evaluate_queries, markdown_table as q_table
 
-            report = evaluate_queries(args.checkpoint, args.catalog, args.judgments, rankings_out=args.rankings)
+            report = evaluate_queries(args.checkpoint, args.catalog, args.judgments, rankings_out=args.rankings,
+                                      queries=args.queries)
             _write(report, q_table(report), args.out)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

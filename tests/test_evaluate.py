@@ -115,20 +115,34 @@ def test_two_judges_grade_the_same_rankings_and_report_per_intent_class():
 
 def test_handwritten_judgments_carry_the_intent_column_into_the_report(tmp_path, two_source_catalog):
     qpath = tmp_path / "queries.csv"
-    pd.DataFrame({C.QUERY_ID: ["h1"], C.QUERY: ["blue jeans"], "intent": ["footwear_apparel_type"]}).to_csv(qpath, index=False)
+    pd.DataFrame({C.QUERY_ID: ["h1", "h2"], C.QUERY: ["blue jeans", "zzz"],
+                  "intent": ["footwear_apparel_type", "general"]}).to_csv(qpath, index=False)
     jdir = tmp_path / "judg"
     assert evaluate_main(["judgments", "--catalog", str(two_source_catalog), "--split", "all", "--queries", str(qpath),
                           "--out-dir", str(jdir)]) == 0
     judg = pd.read_csv(jdir / "judgments.csv")
-    assert set(judg["intent"]) == {"footwear_apparel_type"}
+    assert set(judg["intent"]) == {"footwear_apparel_type"}  # "zzz" has nothing relevant: no judged pairs
+    assert pd.read_csv(jdir / "queries.csv")[C.QUERY_ID].tolist() == ["h1", "h2"]  # but it is still evaluated
     ck = make_tiny_checkpoint(tmp_path / "ck")
     out = tmp_path / "q.json"
     assert evaluate_main(["queries", "--checkpoint", str(ck), "--catalog", str(jdir / "products.parquet"),
                           "--judgments", str(jdir / "judgments.csv"), "--out", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert r["intents"] == {"footwear_apparel_type": 1}
-    for judge in ("annotator", "independent_judge"):
-        assert r[judge]["queries"] == 1 and "footwear_apparel_type" in r[judge]["by_intent"]
+    assert r["queries"] == 2 and r["intents"] == {"footwear_apparel_type": 1, "general": 1}
+    assert r["queries_file"] == str(jdir / "queries.csv")
+    for judge in ("annotator", "independent_judge"):  # each judge's means: queries it finds a relevant product for
+        assert r[judge]["queries"] == 1 and r[judge]["by_intent"]["general"] == {"queries": 0}
         assert 0.0 <= r[judge]["dashclip"]["ndcg@10"] <= 1.0
     md = out.with_suffix(".md").read_text()
     assert "Judge: independent_judge" in md and "| footwear_apparel_type | 1 |" in md
+
+
+def test_judgment_matrix_keeps_queries_with_nothing_judged():
+    from dashclip.eval_queries import judgment_matrix
+
+    prods = _grocery_products()
+    judg = pd.DataFrame({C.QUERY_ID: ["q1"], C.QUERY: ["apples"], C.PRODUCT_ID: ["g1"], C.LABEL: [3]})
+    queries = pd.DataFrame({C.QUERY_ID: ["q0", "q1"], C.QUERY: ["kiwi", "apples"]})
+    qs, labels, n = judgment_matrix(prods, judg, queries)
+    assert qs[C.QUERY_ID].tolist() == ["q0", "q1"] and n == 1
+    assert labels.tolist() == [[0, 0, 0, 0, 0], [3, 0, 0, 0, 0]]

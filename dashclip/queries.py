@@ -64,7 +64,7 @@ TYPE_SYNONYMS = {
     "flip flops": ["flip flop", "slippers", "chappals"],
     "sandals": ["sandal"],
     "heels": ["heel", "high heels", "pumps"],
-    "flats": ["flat shoes", "ballerinas"],
+    "flats": ["flat shoes", "ballerinas", "ballet flats"],
     "trousers": ["trouser", "pants", "chinos"],
     "track pants": ["joggers", "trackpants"],
     "jeans": ["denim", "denims"],
@@ -104,17 +104,18 @@ TYPE_SYNONYMS = {
     "lime": ["limes"],
     "avocado": ["avocados"],
     "mango": ["mangoes", "mangos"],
-    "kiwi": ["kiwis", "kiwi fruit"],
+    "kiwi": ["kiwis", "kiwi fruit", "kiwifruit"],
     "satsumas": ["satsuma", "mandarin", "mandarins", "clementines"],
     "fruit": ["fruits"],
     "vegetables": ["vegetable", "veggies", "veg"],
+    # shoppers' and regional names the catalog spells otherwise
+    "aubergine": ["eggplant", "eggplants", "brinjal", "brinjals"],
+    "zucchini": ["courgette", "courgettes", "zucchinis"],
+    "red beet": ["beetroot", "beetroots", "beet", "beets"],
+    "cantaloupe": ["rockmelon", "muskmelon"],
+    "papaya": ["pawpaw"],
+    "sports sandals": ["sport sandals", "sports sandal"],
 }
-TYPE_SYNONYMS.update({
-    "aubergine": ["eggplant", "eggplants", "brinjal", "brinjals"], "zucchini": ["courgette", "courgettes", "zucchinis"],
-    "red beet": ["beetroot", "beetroots", "beet", "beets"], "cantaloupe": ["rockmelon", "muskmelon"],
-    "sweet potato": ["yam", "yams", "kumara"], "kiwi": ["kiwis", "kiwi fruit", "kiwifruit"], "papaya": ["pawpaw"],
-    "sports sandals": ["sport sandals", "sports sandal"], "flats": ["flat shoes", "ballerinas", "ballet flats"],
-})
 # shopper words for kids' wear; a product is kids' wear when its title says so
 KIDS_WORDS = {"kids", "kid", "kid's", "kids'", "children", "childrens", "children's", "child", "boys", "boy", "girls",
               "girl", "baby", "babies", "infant", "infants", "toddler", "toddlers", "junior"}

@@ -35,12 +35,11 @@ class TypeNegativeMiner:
         self.paths = products[C.CATEGORY].fillna("").to_numpy(dtype=object)
         self.path_codes, uniq = pd.factorize(pd.Series(self.paths, dtype=object))
         self.uniq_paths = list(uniq)
-        self.postings: dict[str, np.ndarray] = {}
         words: dict[str, list[int]] = {}
         for i, t in enumerate(products[C.TITLE].fillna("")):
             for w in {f for x in _norm(t).split() for f in _forms(x)}:
                 words.setdefault(w, []).append(i)
-        self.postings = {w: np.asarray(r, dtype=np.int64) for w, r in words.items()}
+        self.postings: dict[str, np.ndarray] = {w: np.asarray(r, dtype=np.int64) for w, r in words.items()}
 
     def _under(self, types: set[str]) -> np.ndarray:
         """(N,) products whose category is one of ``types`` or below it."""

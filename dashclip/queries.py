@@ -27,6 +27,8 @@ complement / irrelevant, where a substitute serves the same need):
   base, keywords; or of a sibling type that serves the same need (same parent below the
   department: another apple variety; in fashion only the groups in ``SUBSTITUTE_SIBLINGS``, jeans
   for trousers, flats for heels, not a t-shirt for a sweater) matching every attribute;
+- 1 complement: of a type used together with the named one (``COMPLEMENTS``: a tie for "shirt",
+  a dupatta for "kurta", socks for "sports shoes"), whatever its colour or brand;
 - 0 irrelevant: anything else, including a different type of the same department (a shirt for
   "trousers": not a substitute and not used with it) and products made from the named one (apple
   juice for "apples" is another type). A query without a type is graded on attributes and
@@ -143,6 +145,16 @@ SUBSTITUTE_SIBLINGS = {
     "bags": [{"handbags", "laptop bag"}],
     "sandal": [{"sandals", "sports sandals"}],
 }
+# types used together with a named type (ESCI complements, graded 1 when no central attribute
+# fails); read both ways
+COMPLEMENT_PAIRS = [("shirts", "ties"), ("shirts", "cufflinks"), ("ties", "cufflinks"), ("kurtas", "dupatta"),
+                    ("kurtis", "dupatta"), ("kurtas", "churidar"), ("kurtis", "churidar"), ("sports shoes", "socks"),
+                    ("casual shoes", "socks"), ("formal shoes", "socks"), ("sports shoes", "track pants"),
+                    ("trousers", "belts"), ("jeans", "belts")]
+COMPLEMENTS: dict[str, set[str]] = {}
+for _a, _b in COMPLEMENT_PAIRS:
+    COMPLEMENTS.setdefault(_a, set()).add(_b)
+    COMPLEMENTS.setdefault(_b, set()).add(_a)
 KEYWORD_SYNONYMS = {"ecological": ["organic", "eco"], "lactose": ["lactose free"], "standard": ["whole", "full"],
                     "medium": ["semi"]}
 STOP = {"for", "the", "a", "an", "and", "with", "in", "of", "to", "my", "on", "buy", "cheap", "best", "new", "online",
@@ -414,10 +426,12 @@ class _Columns:
             out = np.where(mism == 0, 3, np.where((mism == 1) & (stated >= 2), 1, 0))
             return np.where(bad | (kw > 0), 0, out).astype(np.int64)
         rel = np.array([_type_relation(it.types, p) for p in self.paths], dtype=np.int64)[self.path_codes]
+        wanted = {c for t in it.types for c in COMPLEMENTS.get(_path_names(t)[-1], ())}
+        comp = np.array([_path_names(p)[-1] in wanted for p in self.paths], dtype=bool)[self.path_codes]
         off = mism + kw
         g3 = np.where(off == 0, 3, 2)
         g2 = np.where(off == 0, 2, 0)
-        out = np.select([rel == 3, rel == 2], [g3, g2], 0)
+        out = np.select([rel == 3, rel == 2, comp], [g3, g2, np.ones_like(g3)], 0)
         return np.where(bad, 0, out).astype(np.int64)
 
 

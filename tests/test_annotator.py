@@ -134,3 +134,14 @@ def test_per_pair_grade_equals_the_vectorised_annotator(catalog):
     for q in ["natural yoghurt", "soya milk", "black sweaters for men", "boys sweaters", "vegan", "eggplant"]:
         it = ann.lexicon.parse(q)
         assert ann.grade_all(q).tolist() == [grade(it, v) for v in views], q
+
+
+def test_complements_are_graded_one_and_central_attributes_still_fail_them():
+    rows = [("Acme Men White Shirt", "Apparel > Topwear > Shirts", "White", "Men"),
+            ("Acme Men Red Tie", "Accessories > Ties > Ties", "Red", "Men"),
+            ("Acme Women Red Tie", "Accessories > Ties > Ties", "Red", "Women"),
+            ("Acme Men Black Belt", "Accessories > Belts > Belts", "Black", "Men")]
+    df = pd.DataFrame([{C.PRODUCT_ID: f"c{i}", C.TITLE: t, C.CATEGORY: c, C.COLOR: col, C.GENDER: g, C.USAGE: "",
+                        C.DESCRIPTION: ""} for i, (t, c, col, g) in enumerate(rows)])
+    g = dict(zip(df[C.TITLE], Annotator(df).grade_all("white shirt for men").tolist()))
+    assert g == {"Acme Men White Shirt": 3, "Acme Men Red Tie": 1, "Acme Women Red Tie": 0, "Acme Men Black Belt": 0}

@@ -204,6 +204,7 @@ def judge_report(systems: dict[str, np.ndarray], labels: np.ndarray, intents: li
 
 
 def summary(systems: dict[str, np.ndarray], labels: np.ndarray, mask: np.ndarray) -> dict:
+    """Mean metrics of every system and DashCLIP's gains, over the queries (rows) in ``mask``."""
     r: dict = {"queries": int(mask.sum())}
     if not mask.any():
         return r

@@ -1,9 +1,13 @@
 """Evaluation entry point.
 
     python -m dashclip.evaluate products --checkpoint DIR [--catalog PATH] [--train-catalog PATH] [--out FILE.json]
-    python -m dashclip.evaluate queries  --checkpoint DIR --catalog PATH --judgments PATH [--rankings PATH] [--out FILE.json]
+    python -m dashclip.evaluate queries  --checkpoint DIR --catalog PATH --judgments PATH [--queries PATH]
+        [--rankings PATH] [--out FILE.json]
+    python -m dashclip.evaluate judgments [--catalog PATH] [--split test] [--queries PATH] --out-dir DIR
 
-Writes a JSON report and a markdown table beside it (same name, .md) and prints the table.
+Writes a JSON report and a markdown table beside it (same name, .md) and prints the table. Query
+reports carry two judges, the rule annotator (the judgments file) and the independent judge
+(``dashclip.judge``), overall and per intent class (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -27,8 +31,6 @@ def _write(report: dict, table: str, out: str | None) -> None:
 
 
 def _cmd_judgments(args) -> int:
-    import pandas as pd
-
     from dashclip import columns as C
     from dashclip.catalog import load_products
     from dashclip.eval_queries import make_judgments, read_query_file

@@ -12,8 +12,9 @@ stage-1 embedding + 4 random; without a stage-1 checkpoint the embedding's 8 are
 Each pair is graded by the annotator and by the judge. Reports the disagreement rate overall, by
 query source, by intent class (the handwritten file's column; ``Judge.intent`` for generated
 queries), by (annotator grade, judge grade) cell and by the branch of the annotator's rules a pair
-fell in (named type, sibling type, same department, no type), the judge's reasons behind each, and
-examples of each kind of disagreement with the annotator's parse of the query. ``--compare`` adds
+fell in (named type, substitute sibling, same department or another sibling, other type, no type),
+the judge's reasons behind each, and examples of each kind of disagreement with the annotator's
+parse of the query. ``--compare`` adds
 the disagreement of an earlier report (another version of the annotator's rules, same setup) beside
 this one, overall, by source and by intent class.
 """
@@ -96,7 +97,7 @@ def annotator_rules(ann, query: str, paths) -> list[str]:
     it = ann.lexicon.parse(query)
     if not it.types:
         return ["no_type_attributes_only"] * len(paths)
-    names = {3: "named_type", 2: "sibling_type", 1: "same_department", 0: "other_type"}
+    names = {3: "named_type", 2: "substitute_sibling", 1: "same_department_or_sibling", 0: "other_type"}
     return [names[_type_relation(it.types, p)] for p in paths]
 
 

@@ -132,14 +132,16 @@ def main(argv: list[str] | None = None) -> int:
               "label_s": s2_meta["summary"]["label_s"], "teacher_agreement": s2_meta["summary"]["teacher_agreement"],
               "targets": {"ndcg@10_minus_best_baseline": ">= 0.10", "auc_minus_best_baseline": "> 0"}, "query_sets": {}}
     for name in ("generated", "handwritten"):
-        r = evaluate_queries(run / "stage2", run / "eval" / name / "products.parquet",
-                             run / "eval" / name / "judgments.csv")
+        full = evaluate_queries(run / "stage2", run / "eval" / name / "products.parquet",
+                                run / "eval" / name / "judgments.csv")
+        r = {**full["annotator"], "queries": full["queries"], "text_channel": full["text_channel"]}
         best = {m: max(r["bm25"][m], r["minilm_zero_shot"][m]) for m in ("ndcg@10", "auc_relevant")}
         systems = [s for s in SYSTEMS if s in r]
         stage2["query_sets"][name] = {
             "queries": r.get("queries"), "text_channel": r.get("text_channel"), **{s: r[s] for s in systems},
             "ndcg@10_minus_best_baseline": round(r["dashclip"]["ndcg@10"] - best["ndcg@10"], 4),
-            "auc_minus_best_baseline": round(r["dashclip"]["auc_relevant"] - best["auc_relevant"], 4)}
+            "auc_minus_best_baseline": round(r["dashclip"]["auc_relevant"] - best["auc_relevant"], 4),
+            "independent_judge": full["independent_judge"]}
         if "dashclip_shared" in r:  # the shared space alone (the served embedding adds the text channel)
             stage2["query_sets"][name]["shared_ndcg@10_minus_best_baseline"] = round(
                 r["dashclip_shared"]["ndcg@10"] - best["ndcg@10"], 4)

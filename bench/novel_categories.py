@@ -176,12 +176,14 @@ def main(argv: list[str] | None = None) -> int:
 
     sets = {}
     for name, path in judg.items():
-        r = evaluate_queries(ckpt, out / "eval_catalog.parquet", path, cache_dir=args.cache_dir)
+        full = evaluate_queries(ckpt, out / "eval_catalog.parquet", path, cache_dir=args.cache_dir)
+        r = {**full["annotator"], "queries": full["queries"], "text_channel": full["text_channel"]}
         best = max(r["bm25"]["ndcg@10"], r["minilm_zero_shot"]["ndcg@10"])
         systems = [s for s in SYSTEMS if s in r]
         sets[name] = {"queries": r["queries"], "text_channel": r["text_channel"],
                       **{s: {k: round(v, 4) for k, v in r[s].items()} for s in systems},
-                      "ndcg@10_minus_best_baseline": round(r["dashclip"]["ndcg@10"] - best, 4)}
+                      "ndcg@10_minus_best_baseline": round(r["dashclip"]["ndcg@10"] - best, 4),
+                      "independent_judge": full["independent_judge"]}
     record = {"checkpoint": str(ckpt), "model_version": json.loads((ckpt / "meta.json").read_text())["model_version"],
               "stage1_config": args.stage1_config, "stage2_config": args.stage2_config, "query_sets": sets,
               "held_out_image_probe": held_out_probe(ckpt, out, Path(args.cache_dir)),

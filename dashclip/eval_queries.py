@@ -6,6 +6,18 @@ embeddings: the shared space plus, when the checkpoint's ``text_channel`` is on,
 category; light stemming) and the packaged MiniLM zero-shot (query vs product text). Reports nDCG@10 (gains 2^label - 1),
 Recall@100 of exact matches (label 3), MRR of the first exact match, and relevance AUC (score
 separating label >= 2 from the rest, per query, averaged). Unlisted products count as 0.
+
+Every report carries two judges, each under its own key with the same layout (systems' metrics,
+gains over the baselines, the same per intent class):
+- ``annotator``: the judgments file (``dashclip.evaluate judgments`` writes the rule annotator's,
+  the labeller stage 2 trains on);
+- ``independent_judge``: ``dashclip.judge.Judge`` grading every product of the catalog for the same
+  queries (ESCI rules written apart from the annotator).
+Each judge's means are over the queries it finds a relevant (grade >= 2) product for. The queries
+are those of the query file (``queries.csv`` beside the judgments, written by the judgments
+command), so a query the annotator finds nothing relevant for is still graded by the judge.
+Intent classes come from an ``intent`` column (the handwritten queries have one), else from
+``Judge.intent``.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ log = logging.getLogger(__name__)
 METRICS = ("ndcg@10", "recall@100_exact", "mrr_exact", "auc_relevant")
 # report order; dashclip_shared only when the checkpoint serves a text channel
 SYSTEMS = ("dashclip", "dashclip_shared", "bm25", "minilm_zero_shot")
+JUDGES = ("annotator", "independent_judge")
 
 
 def read_judgments(path: str | Path) -> pd.DataFrame:
@@ -74,15 +87,32 @@ def per_query_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float
             "auc_relevant": auc(scores, labels >= 2)}
 
 
-def judgment_matrix(products: pd.DataFrame, judg: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, int]:
-    """The judged queries (``query_id, query``, first-seen order), their (Q, N) label matrix over the
+def read_query_file(path: str | Path) -> pd.DataFrame:
+    """``query_id, query`` (cleaned as ``dashclip.embed.read_queries`` does) plus the file's
+    ``intent`` column when it has one."""
+    from dashclip.embed import read_queries
+
+    qs = read_queries(path)[0]
+    path = Path(path)
+    raw = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "intent" in raw.columns:
+        intent = dict(zip(raw[C.QUERY_ID].astype(str).str.strip(), raw["intent"].fillna("").astype(str)))
+        qs["intent"] = [intent.get(q, "") for q in qs[C.QUERY_ID]]
+    return qs
+
+
+def judgment_matrix(products: pd.DataFrame, judg: pd.DataFrame, queries: pd.DataFrame | None = None
+                    ) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """The queries (``queries``' rows first when given, so queries with nothing judged relevant are
+    kept, then any other judged query, first-seen order), their (Q, N) label matrix over the
     catalog's rows (unlisted = 0) and the number of judged pairs used; judged product ids that are
     not in the catalog are left out, with a warning."""
     pid_row = {p: i for i, p in enumerate(products[C.PRODUCT_ID])}
     unknown = set(judg[C.PRODUCT_ID]) - set(pid_row)
     if unknown:
         log.warning("%d judged product ids are not in the catalog (ignored), e.g. %s", len(unknown), sorted(unknown)[:3])
-    qs = judg.drop_duplicates(C.QUERY_ID)[[C.QUERY_ID, C.QUERY]].reset_index(drop=True)
+    parts = ([queries[[C.QUERY_ID, C.QUERY]]] if queries is not None else []) + [judg[[C.QUERY_ID, C.QUERY]]]
+    qs = pd.concat(parts, ignore_index=True).drop_duplicates(C.QUERY_ID).reset_index(drop=True)
     labels = np.zeros((len(qs), len(products)), dtype=np.int64)
     qrow = {q: i for i, q in enumerate(qs[C.QUERY_ID])}
     known = judg[judg[C.PRODUCT_ID].isin(pid_row)]
@@ -120,10 +150,17 @@ def mean_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str | Path,
                      rankings_out: str | Path | None = None, cache_dir: str | None = "runs/cache",
-                     device: str | torch.device = "cpu") -> dict:
-    """Retrieval metrics of the checkpoint (run on ``device`` in float32) and the baselines."""
+                     device: str | torch.device = "cpu", queries: str | Path | None = None) -> dict:
+    """Retrieval metrics of the checkpoint (run on ``device`` in float32) and the baselines.
+    ``queries``: every query to evaluate (``query_id, query[, intent]``); default the
+    ``queries.csv`` that ``dashclip.evaluate judgments`` writes beside the judgments, else the
+    judged queries alone."""
     products = load_products(catalog).reset_index(drop=True)
-    qs, labels, n_judged = judgment_matrix(products, read_judgments(judgments))
+    judg = read_judgments(judgments)
+    beside = Path(judgments).with_name("queries.csv")
+    qfile = queries or (beside if beside.is_file() else None)
+    qframe = read_query_file(qfile) if qfile else None
+    qs, labels, n_judged = judgment_matrix(products, judg, qframe)
     if n_judged == 0:  # e.g. queries written for another catalog: nothing to measure, not an error
         return {"checkpoint": str(checkpoint), "catalog": str(catalog), "products": len(products), "queries": len(qs),
                 "judged_pairs": 0, "skipped": f"no judged pair of {judgments} names a product of this catalog"}
@@ -138,16 +175,10 @@ def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str
     systems.update(baseline_scores(products, queries, model.cfg.text))
 
     report = {"checkpoint": str(checkpoint), "model_version": model.model_version, "catalog": str(catalog),
-              "products": len(products), "queries": len(qs), "judged_pairs": int(n_judged)}
-    for name, scores in systems.items():
-        report[name] = mean_metrics(scores, labels)
-    best_base = max(report["bm25"]["ndcg@10"], report["minilm_zero_shot"]["ndcg@10"])
-    report["ndcg@10_gain_over_best_baseline"] = report["dashclip"]["ndcg@10"] - best_base
-    report["auc_above_both_baselines"] = bool(report["dashclip"]["auc_relevant"] > max(
-        report["bm25"]["auc_relevant"], report["minilm_zero_shot"]["auc_relevant"]))
-    report["text_channel"] = model.cfg.text_channel
-    if "dashclip_shared" in report:
-        report["ndcg@10_gain_over_best_baseline_shared"] = report["dashclip_shared"]["ndcg@10"] - best_base
+              "products": len(products), "queries": len(qs), "judged_pairs": int(n_judged),
+              "text_channel": model.cfg.text_channel}
+    report.update(two_judge_reports(products, qs, intents_of(qframe if qframe is not None else judg, qs), labels, systems))
+    report["queries_file"] = str(qfile) if qfile else None
     if rankings_out:
         top = np.argsort(-systems["dashclip"], axis=1)[:, :100]
         rk = pd.DataFrame({C.QUERY_ID: np.repeat(qs[C.QUERY_ID].to_numpy(), top.shape[1]),
@@ -160,16 +191,76 @@ def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str
     return report
 
 
+def intents_of(judg: pd.DataFrame, qs: pd.DataFrame) -> list[str] | None:
+    """Per query, its intent class from an ``intent`` column of the judgments or the query file
+    (None without one)."""
+    if "intent" not in judg.columns:
+        return None
+    by_q = judg.drop_duplicates(C.QUERY_ID).set_index(C.QUERY_ID)["intent"].fillna("")
+    return [str(by_q.get(q, "") or "") for q in qs[C.QUERY_ID]]
+
+
+def judge_report(systems: dict[str, np.ndarray], labels: np.ndarray, intents: list[str]) -> dict:
+    """One judge's figures: every system's mean metrics over the queries with a relevant (>= 2)
+    product under this judge, the gains over the baselines, and the same per intent class."""
+    keep = (labels >= 2).any(axis=1)
+    out = summary(systems, labels, keep)
+    out["by_intent"] = {i: summary(systems, labels, keep & (np.asarray(intents) == i)) for i in sorted(set(intents))}
+    return out
+
+
+def summary(systems: dict[str, np.ndarray], labels: np.ndarray, mask: np.ndarray) -> dict:
+    """Mean metrics of every system and DashCLIP's gains, over the queries (rows) in ``mask``."""
+    r: dict = {"queries": int(mask.sum())}
+    if not mask.any():
+        return r
+    for name, scores in systems.items():
+        r[name] = mean_metrics(scores[mask], labels[mask])
+    best_base = max(r["bm25"]["ndcg@10"], r["minilm_zero_shot"]["ndcg@10"])
+    r["ndcg@10_gain_over_best_baseline"] = r["dashclip"]["ndcg@10"] - best_base
+    r["ndcg@10_gain_over_minilm_zero_shot"] = r["dashclip"]["ndcg@10"] - r["minilm_zero_shot"]["ndcg@10"]
+    r["auc_above_both_baselines"] = bool(r["dashclip"]["auc_relevant"] > max(
+        r["bm25"]["auc_relevant"], r["minilm_zero_shot"]["auc_relevant"]))
+    if "dashclip_shared" in r:
+        r["ndcg@10_gain_over_best_baseline_shared"] = r["dashclip_shared"]["ndcg@10"] - best_base
+    return r
+
+
+def two_judge_reports(products: pd.DataFrame, qs: pd.DataFrame, intents: list[str] | None, labels: np.ndarray,
+                      systems: dict[str, np.ndarray]) -> dict:
+    """``{"annotator": ..., "independent_judge": ...}`` for the same queries and system scores:
+    ``labels`` are the annotator's (the judgments file); the independent judge grades the catalog."""
+    from dashclip.judge import Judge
+
+    judge = Judge(products)
+    queries = qs[C.QUERY].tolist()
+    if intents is None or not all(intents):
+        intents = [i or judge.intent(q) for i, q in zip(intents or [""] * len(queries), queries)]
+    indep = np.stack([judge.grade_all(q) for q in queries]) if queries else labels
+    return {"annotator": judge_report(systems, labels, intents),
+            "independent_judge": judge_report(systems, indep, intents),
+            "intents": dict(sorted(pd.Series(intents).value_counts().to_dict().items()))}
+
+
 def markdown_table(r: dict) -> str:
     if "skipped" in r:
         return f"{r['queries']} queries over {r['products']} products: skipped ({r['skipped']})."
-    lines = [f"{r['queries']} queries over {r['products']} products ({r['judged_pairs']} judged pairs; unlisted = 0).", "",
-             "| system | nDCG@10 | Recall@100 (exact) | MRR (exact) | relevance AUC |", "| --- | --- | --- | --- | --- |"]
-    for name in SYSTEMS:
-        if name not in r:
-            continue
-        m = r[name]
-        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS) + " |")
+    lines = [f"{r['queries']} queries over {r['products']} products ({r['judged_pairs']} judged pairs; unlisted = 0)."]
+    for judge in JUDGES:
+        j = r[judge]
+        lines += ["", f"Judge: {judge} ({j['queries']} queries with a relevant product).", "",
+                  "| system | nDCG@10 | Recall@100 (exact) | MRR (exact) | relevance AUC |", "| --- | --- | --- | --- | --- |"]
+        for name in SYSTEMS:
+            if name in j:
+                lines.append(f"| {name} | " + " | ".join(f"{j[name][k]:.3f}" for k in METRICS) + " |")
+    lines += ["", "nDCG@10 by intent class (annotator / independent judge):", "",
+              "| intent | queries | dashclip | minilm_zero_shot | bm25 |", "| --- | --- | --- | --- | --- |"]
+    for intent in r["intents"]:
+        a, b = r["annotator"]["by_intent"].get(intent, {}), r["independent_judge"]["by_intent"].get(intent, {})
+
+        def cell(name):
+            return " / ".join(f"{x[name]['ndcg@10']:.3f}" if name in x else "-" for x in (a, b))
+        lines.append(f"| {intent} | {r['intents'][intent]} | {cell('dashclip')} | {cell('minilm_zero_shot')} | {cell('bm25')} |")
     return "\n".join(lines)
 
 
@@ -180,8 +271,10 @@ def make_judgments(products: pd.DataFrame, queries: pd.DataFrame, annotator=None
     ann = annotator or Annotator(products)
     pids = products[C.PRODUCT_ID].to_numpy()
     rows = []
+    intent = dict(zip(queries[C.QUERY_ID], queries["intent"])) if "intent" in queries else None
     for qid, q in zip(queries[C.QUERY_ID], queries[C.QUERY]):
         g = ann.grade_all(q)
         nz = np.nonzero(g)[0]
-        rows.append(pd.DataFrame({C.QUERY_ID: qid, C.QUERY: q, C.PRODUCT_ID: pids[nz], C.LABEL: g[nz]}))
+        rows.append(pd.DataFrame({C.QUERY_ID: qid, C.QUERY: q, C.PRODUCT_ID: pids[nz], C.LABEL: g[nz],
+                                  **({"intent": intent[qid]} if intent else {})}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=[C.QUERY_ID, C.QUERY, C.PRODUCT_ID, C.LABEL])

@@ -1,9 +1,13 @@
 """Evaluation entry point.
 
     python -m dashclip.evaluate products --checkpoint DIR [--catalog PATH] [--train-catalog PATH] [--out FILE.json]
-    python -m dashclip.evaluate queries  --checkpoint DIR --catalog PATH --judgments PATH [--rankings PATH] [--out FILE.json]
+    python -m dashclip.evaluate queries  --checkpoint DIR --catalog PATH --judgments PATH [--queries PATH]
+        [--rankings PATH] [--out FILE.json]
+    python -m dashclip.evaluate judgments [--catalog PATH] [--split test] [--queries PATH] --out-dir DIR
 
-Writes a JSON report and a markdown table beside it (same name, .md) and prints the table.
+Writes a JSON report and a markdown table beside it (same name, .md) and prints the table. Query
+reports carry two judges, the rule annotator (the judgments file) and the independent judge
+(``dashclip.judge``), overall and per intent class (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -27,21 +31,18 @@ def _write(report: dict, table: str, out: str | None) -> None:
 
 
 def _cmd_judgments(args) -> int:
-    import pandas as pd
-
     from dashclip import columns as C
     from dashclip.catalog import load_products
-    from dashclip.embed import read_queries
-    from dashclip.eval_queries import make_judgments
+    from dashclip.eval_queries import make_judgments, read_query_file
     from dashclip.io import write_parquet_atomic
     from dashclip.queries import generate_queries
 
     prods = load_products(args.catalog)
     if args.split != "all":
         prods = prods[prods[C.SPLIT] == args.split].reset_index(drop=True)
-    exclude = set(read_queries(args.exclude_queries)[0][C.QUERY]) if args.exclude_queries else set()
+    exclude = set(read_query_file(args.exclude_queries)[C.QUERY]) if args.exclude_queries else set()
     if args.queries:
-        queries = read_queries(args.queries)[0]
+        queries = read_query_file(args.queries)  # an intent column is carried into the judgments
     else:
         queries = generate_queries(prods, args.per_category, 0.1, seed=args.seed, exclude=exclude, prefix="eval")
     judg = make_judgments(prods, queries)
@@ -51,6 +52,7 @@ def _cmd_judgments(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_parquet_atomic(prods, out / "products.parquet")
     judg.to_csv(out / "judgments.csv", index=False)
+    queries.to_csv(out / "queries.csv", index=False)  # all of them: the independent judge grades every query
     print(f"{len(prods)} products, {judg[C.QUERY_ID].nunique()} queries with a relevant product "
           f"(of {len(queries)}), {len(judg)} judged pairs -> {out} (simulated labels: the rule annotator judged them)")
     return 0
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--catalog", required=True)
     q.add_argument("--judgments", required=True)
     q.add_argument("--rankings", help="also write the top 100 per query here (parquet or csv)")
+    q.add_argument("--queries", help="every query to evaluate (query_id, query[, intent]); default: queries.csv "
+                                     "beside --judgments when there is one, else the judged queries")
     q.add_argument("--out")
     q.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     j = sub.add_parser("judgments", help="held-out products + queries + annotator judgments for `queries`")
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             from dashclip.eval_queries import evaluate_queries, markdown_table as q_table
 
             report = evaluate_queries(args.checkpoint, args.catalog, args.judgments, rankings_out=args.rankings,
-                                      device=device)
+                                      device=device, queries=args.queries)
             _write(report, q_table(report), args.out)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

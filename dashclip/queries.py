@@ -5,20 +5,35 @@ and title words) plus a small table of synonyms and plural forms, so the same co
 user's catalog. ``parse`` turns any query text into an ``Intent``; ``grade`` scores a product
 against it. Both generated queries and queries a user supplies go through the same parser.
 
-Grading rules (the seed "human" annotator):
+Grading rules (the seed "human" annotator), after the ESCI guidelines (exact / substitute /
+complement / irrelevant, where a substitute serves the same need):
 - the query's *type* is the category it names (a leaf such as "casual shoes", a coarser level
-  such as "shoes" or "apple", or a product-class name such as "granny smith");
-- attributes are colour, gender, usage and brand where the query names them; remaining
-  content words are keywords that must appear in the product's title, description or category;
-- 3 exact: the product is of the named type (or under it) and matches every attribute and
-  keyword;
-- 2 substitute: the product is of the named type with one attribute/keyword mismatch (not
-  gender), or of a sibling type (same parent category below the top-level department, e.g.
-  shirts for tees, one apple variety for another) matching every attribute;
-- 1 partial/complement: of the named type or a sibling with more mismatches or the other
-  gender; or the same top-level department matching the attributes;
-- 0 irrelevant: anything else. A query without a type is graded on attributes/keywords alone
-  (all match: 3; all but one: 1).
+  such as "shoes" or "apple", or a product-class name such as "granny smith"), as written, in
+  the plural, under a shopper's or regional name ("eggplant", "courgettes"), or as a last word cut
+  off while typing ("black mens sanda"); a category "<plant base> <type>" ("Oat Milk") and a
+  plant yoghurt ("Soyghurt") are kinds of that type, on their base;
+- attributes are colour, gender, age (kids' wear), usage, brand, base (dairy or a plant base:
+  soy, oat, ...; "plant based", "vegan", "dairy free" ask for any plant base) and plain
+  ("natural", "unflavoured") where the query names them; remaining content words are keywords
+  that must appear in the product's title, description or category;
+- central attributes fail a product outright (0): the other gender (unisex answers both); kids'
+  wear for a query that does not ask for kids, and adult wear for one that does; a plant-based
+  product for a dairy type named without a base ("milk", "yoghurt"), a dairy product for a plant
+  base; a flavoured product (a flavour word in its title that is not its own produce type) for a
+  plain query;
+- 3 exact: the product is of the named type (or under it) and matches every attribute and keyword;
+- 2 substitute: of the named type with other (non-central) mismatches: colour (a "navy blue"
+  product answers "blue", a "blue" one does not answer "navy blue"), usage, brand, another plant
+  base, keywords; or of a sibling type that serves the same need (same parent below the
+  department: another apple variety; in fashion only the groups in ``SUBSTITUTE_SIBLINGS``, jeans
+  for trousers, flats for heels, not a t-shirt for a sweater) matching every attribute;
+- 1 complement: of a type used together with the named one (``COMPLEMENTS``: a tie for "shirt",
+  a dupatta for "kurta", socks for "sports shoes"), whatever its colour or brand;
+- 0 irrelevant: anything else, including a different type of the same department (a shirt for
+  "trousers": not a substitute and not used with it) and products made from the named one (apple
+  juice for "apples" is another type). A query without a type is graded on attributes and
+  keywords alone: all match: 3; one non-central attribute off of two or more stated: 1; a
+  keyword missing (usually the product noun the lexicon does not know): 0.
 """
 
 from __future__ import annotations
@@ -51,7 +66,7 @@ TYPE_SYNONYMS = {
     "flip flops": ["flip flop", "slippers", "chappals"],
     "sandals": ["sandal"],
     "heels": ["heel", "high heels", "pumps"],
-    "flats": ["flat shoes", "ballerinas"],
+    "flats": ["flat shoes", "ballerinas", "ballet flats"],
     "trousers": ["trouser", "pants", "chinos"],
     "track pants": ["joggers", "trackpants"],
     "jeans": ["denim", "denims"],
@@ -91,18 +106,67 @@ TYPE_SYNONYMS = {
     "lime": ["limes"],
     "avocado": ["avocados"],
     "mango": ["mangoes", "mangos"],
-    "kiwi": ["kiwis", "kiwi fruit"],
+    "kiwi": ["kiwis", "kiwi fruit", "kiwifruit"],
     "satsumas": ["satsuma", "mandarin", "mandarins", "clementines"],
     "fruit": ["fruits"],
     "vegetables": ["vegetable", "veggies", "veg"],
+    # shoppers' and regional names the catalog spells otherwise
+    "aubergine": ["eggplant", "eggplants", "brinjal", "brinjals"],
+    "zucchini": ["courgette", "courgettes", "zucchinis"],
+    "red beet": ["beetroot", "beetroots", "beet", "beets"],
+    "cantaloupe": ["rockmelon", "muskmelon"],
+    "papaya": ["pawpaw"],
+    "sports sandals": ["sport sandals", "sports sandal"],
 }
-KEYWORD_SYNONYMS = {"ecological": ["organic", "eco"], "lactose": ["lactose free"], "natural": ["plain"]}
+# shopper words for kids' wear; a product is kids' wear when its title says so
+KIDS_WORDS = {"kids", "kid", "kid's", "kids'", "children", "childrens", "children's", "child", "boys", "boy", "girls",
+              "girl", "baby", "babies", "infant", "infants", "toddler", "toddlers", "junior"}
+KIDS_TITLE_WORDS = {"kids", "kid", "boys", "boy", "girls", "girl", "baby", "infant", "infants", "toddler", "junior"}
+# the base of a dairy-type product: an explicit plant base, any plant base, or dairy asked by name
+BASE_WORDS = {"soy": "soy", "soya": "soy", "oat": "oat", "oats": "oat", "almond": "almond", "coconut": "coconut",
+              "plant": "plant", "plant based": "plant", "plant-based": "plant", "vegan": "plant", "dairy free": "plant",
+              "dairy-free": "plant", "non dairy": "plant", "non-dairy": "plant", "dairy": "dairy", "cows": "dairy",
+              "cow's": "dairy", "cow": "dairy"}
+PLANT_PREFIXES = {"soy": "soy", "oat": "oat", "almond": "almond", "coconut": "coconut"}  # title word starts -> base
+DAIRY_TYPES = {"milk", "yoghurt", "sour milk", "sour cream", "cream", "cheese", "butter", "kefir"}
+KIND_OF = {"soyghurt": "yoghurt", "oatghurt": "yoghurt"}  # plant products named in one word
+PLAIN_WORDS = {"plain", "natural", "unflavoured", "unflavored", "unsweetened"}
+FLAVOURS = {"vanilla", "strawberry", "blueberry", "raspberry", "cherry", "peach", "apricot", "mango", "banana", "apple",
+            "orange", "pear", "lemon", "lime", "mandarin", "grapefruit", "pineapple", "passion", "chocolate", "honey",
+            "caramel", "coffee", "berry", "berries", "rhubarb", "coconut", "forest"}
+# siblings (same parent) that serve the same need; under these parents other siblings do not
+# substitute each other (a t-shirt does not serve a shopper who asked for a sweater)
+SUBSTITUTE_SIBLINGS = {
+    "topwear": [{"tshirts", "tops", "tunics"}, {"tshirts", "shirts"}, {"sweaters", "sweatshirts", "jackets", "shrug"},
+                {"kurtas", "kurtis", "tunics"}],
+    "bottomwear": [{"trousers", "jeans", "track pants", "capris", "churidar"}, {"leggings", "tights", "stockings"},
+                   {"track pants", "tracksuits"}],
+    "shoes": [{"casual shoes", "sports shoes"}, {"heels", "flats"}],
+    "bags": [{"handbags", "laptop bag"}],
+    "sandal": [{"sandals", "sports sandals"}],
+}
+# types used together with a named type (ESCI complements, graded 1 when no central attribute
+# fails); read both ways
+COMPLEMENT_PAIRS = [("shirts", "ties"), ("shirts", "cufflinks"), ("ties", "cufflinks"), ("kurtas", "dupatta"),
+                    ("kurtis", "dupatta"), ("kurtas", "churidar"), ("kurtis", "churidar"), ("sports shoes", "socks"),
+                    ("casual shoes", "socks"), ("formal shoes", "socks"), ("sports shoes", "track pants"),
+                    ("trousers", "belts"), ("jeans", "belts")]
+COMPLEMENTS: dict[str, set[str]] = {}
+for _a, _b in COMPLEMENT_PAIRS:
+    COMPLEMENTS.setdefault(_a, set()).add(_b)
+    COMPLEMENTS.setdefault(_b, set()).add(_a)
+KEYWORD_SYNONYMS = {"ecological": ["organic", "eco"], "lactose": ["lactose free"], "standard": ["whole", "full"],
+                    "medium": ["semi"]}
 STOP = {"for", "the", "a", "an", "and", "with", "in", "of", "to", "my", "on", "buy", "cheap", "best", "new", "online",
         "size", "pack", "&"}
 
 
 def _norm(s: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s'&.-]", " ", str(s).lower())).strip()
+
+
+def _plurals(term: str) -> list[str]:
+    return [term + "s", term + "es"] if not term.endswith("s") else []
 
 
 def _stem(w: str) -> str:
@@ -119,6 +183,9 @@ class Intent:
     gender: str | None = None
     usage: str | None = None
     brand: str | None = None
+    kids: bool = False
+    base: str | None = None  # "dairy", "plant" (any plant base) or one plant base ("soy", "oat", ...)
+    plain: bool = False
     keywords: list[str] = field(default_factory=list)
 
 
@@ -137,13 +204,24 @@ class Lexicon:
     def __init__(self, products: pd.DataFrame):
         self.type_terms: dict[str, set[str]] = {}
         paths = sorted(set(products[C.CATEGORY]))
+        kinds: list[tuple[str, str]] = []  # (prefix, the type it is a kind of)
         for path in paths:
             segs = path.split(" > ")
             for depth in range(1, len(segs) + 1):
                 prefix = " > ".join(segs[:depth])
                 name = _norm(segs[depth - 1])
                 for term in [name, *TYPE_SYNONYMS.get(name, [])]:
-                    self.type_terms.setdefault(term, set()).add(prefix)
+                    for t in [term, *_plurals(term)]:
+                        self.type_terms.setdefault(t, set()).add(prefix)
+                first, _, rest = name.partition(" ")
+                if name in KIND_OF or (BASE_WORDS.get(first) not in (None, "dairy") and rest):
+                    kinds.append((prefix, KIND_OF.get(name, rest)))
+        # "Oat Milk" answers "milk" and its synonyms (on its base, graded as an attribute)
+        named = {kind: frozenset(self.type_terms.get(kind, ())) for _, kind in kinds}
+        for prefix, kind in kinds:
+            for t, v in self.type_terms.items():
+                if named[kind] and v >= named[kind] and not v - named[kind] - {x for x, _ in kinds}:
+                    v.add(prefix)
         self.colors = sorted({_norm(c) for c in products[C.COLOR] if c}, key=len, reverse=True)
         brands = [brand_of(t, g) for t, g in zip(products[C.TITLE], products[C.GENDER])]
         self.brands = sorted({b for b in brands if b and len(b) > 1}, key=len, reverse=True)
@@ -165,10 +243,22 @@ class Lexicon:
                         it.keywords.extend(heads)
                     it.types = set(self.type_terms[gram])
                     heads = [gram]
+                    first, _, rest = gram.partition(" ")
+                    if BASE_WORDS.get(first) not in (None, "dairy") and rest in self.type_terms:
+                        it.base = BASE_WORDS[first]  # "oat milk": any milk, on an oat base
+                        it.types |= self.type_terms[rest]
                 elif gram in self.colors and it.color is None:
                     it.color = gram
+                elif gram in KIDS_WORDS:
+                    it.kids = True
+                    if gram in GENDER_WORDS and it.gender is None:
+                        it.gender = GENDER_WORDS[gram]
                 elif gram in GENDER_WORDS and it.gender is None:
                     it.gender = GENDER_WORDS[gram]
+                elif gram in BASE_WORDS and it.base is None:
+                    it.base = BASE_WORDS[gram]
+                elif gram in PLAIN_WORDS:
+                    it.plain = True
                 elif gram in USAGE_WORDS and it.usage is None:
                     it.usage = USAGE_WORDS[gram]
                 elif gram in self.brands and it.brand is None:
@@ -179,7 +269,10 @@ class Lexicon:
                 matched = True
                 break
             if not matched:
-                if words[i] not in STOP:
+                completed = self._complete(words[i]) if i == len(words) - 1 and not it.types else None
+                if completed:
+                    it.types = completed
+                elif words[i] not in STOP:
                     it.keywords.append(words[i])
                 i += 1
         # a colour word that is also a product type ("orange") counts as the type when no other type
@@ -187,6 +280,15 @@ class Lexicon:
             it.types |= self.type_terms[it.color]
             it.color = None
         return it
+
+    def _complete(self, frag: str) -> set[str] | None:
+        """A last word cut off as typed ("sanda"): the types of the one type term it begins (or of
+        the term whose types cover every other such term's)."""
+        if len(frag) < 3:
+            return None
+        sets = [v for t, v in self.type_terms.items() if t.startswith(frag) and " " not in t]
+        widest = max(sets, key=len, default=None)
+        return set(widest) if widest and all(v <= widest for v in sets) else None
 
 
 @dataclass
@@ -197,25 +299,49 @@ class ProductView:
     usage: str
     brand: str
     text: str  # title + description + category, normalised, for keywords
+    kids: bool = False  # kids' wear (the title says so)
+    base: str = ""  # plant base named in the title ("soy", "oat", ...); "" for none
+    dairy: bool = False  # a dairy type (milk, yoghurt, ...) without a plant base
+    flavoured: bool = False  # a flavour word in the title that is not the product's own produce type
+
+
+def _path_names(path: str) -> list[str]:
+    return [_norm(x) for x in path.split(" > ")]
+
+
+def product_view(d: dict) -> ProductView:
+    """What the rules read of one product (a row of ingestion's columns)."""
+    title, color, path = _norm(d[C.TITLE]), _norm(d[C.COLOR]), d[C.CATEGORY]
+    words = title.split()
+    text = _norm(f"{d[C.TITLE]} {d[C.DESCRIPTION]} {path}")
+    names = _path_names(path)
+    base = "" if color else next((b for w in words for pre, b in PLANT_PREFIXES.items() if w.startswith(pre)), "")
+    own = {w for n in names[:-1] for w in n.split()}  # "orange" is what Fruit > Orange > Orange is
+    return ProductView(path, color, _norm(d[C.GENDER]), _norm(d[C.USAGE]), brand_of(d[C.TITLE], d[C.GENDER]),
+                       " " + " ".join(_stem(w) for w in text.split()) + " ",
+                       kids=bool(set(words) & KIDS_TITLE_WORDS) and bool(d[C.GENDER]),
+                       base=base, dairy=not base and any(n in DAIRY_TYPES or n in KIND_OF for n in names),
+                       flavoured=not color and any(w in FLAVOURS and w not in own for w in words))
 
 
 def product_views(products: pd.DataFrame) -> list[ProductView]:
-    out = []
-    for r in products.itertuples(index=False):
-        d = r._asdict()
-        text = _norm(f"{d[C.TITLE]} {d[C.DESCRIPTION]} {d[C.CATEGORY]}")
-        out.append(ProductView(d[C.CATEGORY], _norm(d[C.COLOR]), _norm(d[C.GENDER]), _norm(d[C.USAGE]),
-                               brand_of(d[C.TITLE], d[C.GENDER]), " " + " ".join(_stem(w) for w in text.split()) + " "))
-    return out
+    return [product_view(r._asdict()) for r in products.itertuples(index=False)]
 
 
-def _keyword_hit(kw: str, text: str) -> bool:
-    alts = [kw] + [k for k, syns in KEYWORD_SYNONYMS.items() if kw in syns]
-    return any(f" {_stem(a)} " in text for a in alts)
+def _keyword_alternatives(kw: str) -> list[str]:
+    return [kw] + [k for k, syns in KEYWORD_SYNONYMS.items() if kw in syns]
+
+
+def _siblings_substitute(t: list[str], p: list[str]) -> bool:
+    """Two leaf types under the same parent: substitutes unless the parent is one whose siblings
+    serve different needs (``SUBSTITUTE_SIBLINGS``) and no group holds both."""
+    groups = SUBSTITUTE_SIBLINGS.get(_norm(t[-2]))
+    a, b = _norm(t[-1]), _norm(p[len(t) - 1])
+    return groups is None or any(a in g and b in g for g in groups)
 
 
 def _type_relation(types: set[str], path: str) -> int:
-    """3: product under a named type; 2: sibling (same parent); 1: same top level; 0: none."""
+    """3: product under a named type; 2: a sibling that substitutes it; 1: same top level; 0: none."""
     best = 0
     for t in types:
         if path == t or path.startswith(t + " > "):
@@ -224,40 +350,94 @@ def _type_relation(types: set[str], path: str) -> int:
         # siblings share a parent below the department ("Topwear" for shirts and tees, "Apple"
         # for two apple varieties); two fruits that only share "Fruit" are not substitutes
         if len(tsegs) >= 3 and psegs[: len(tsegs) - 1] == tsegs[:-1]:
-            best = max(best, 2)
+            best = max(best, 2 if _siblings_substitute(tsegs, psegs) else 1)
         elif tsegs[0] == psegs[0]:
             best = max(best, 1)
     return best
 
 
+def _asks_dairy(it: Intent) -> bool:
+    return it.base == "dairy" or (it.base is None and any(
+        n in DAIRY_TYPES for t in it.types for n in _path_names(t)))
+
+
+class _Columns:
+    """The product views as arrays, for grading every product of a catalog at once."""
+
+    def __init__(self, views: list[ProductView]):
+        self.n = len(views)
+        self.path_codes, self.paths = pd.factorize(pd.Series([v.path for v in views], dtype=object))
+        for f in ("color", "gender", "usage", "brand", "base"):
+            setattr(self, f, np.array([getattr(v, f) for v in views], dtype=object))
+        for f in ("kids", "dairy", "flavoured"):
+            setattr(self, f, np.array([getattr(v, f) for v in views], dtype=bool))
+        self.text = pd.Series([v.text for v in views], dtype=object)
+
+    def has(self, word: str) -> np.ndarray:
+        return self.text.str.contains(f" {re.escape(word)} ", regex=True).to_numpy(dtype=bool)
+
+    def mismatches(self, it: Intent) -> tuple[np.ndarray, np.ndarray]:
+        """(non-central attribute mismatches, keyword misses) per product."""
+        mism = np.zeros(self.n, dtype=np.int64)
+        if it.color:  # the colour attribute, or for rows without one, the colour named in the text
+            ok = np.array([bool(x) and it.color in x for x in self.color], dtype=bool)
+            mism += ~(ok | ((self.color == "") & self.has(it.color)))
+        if it.usage:
+            mism += (self.usage != "") & (self.usage != it.usage)
+        if it.brand:
+            mism += self.brand != it.brand
+        if it.base not in (None, "dairy", "plant"):
+            mism += (self.base != "") & (self.base != it.base)
+        kw = np.zeros(self.n, dtype=np.int64)
+        for k in it.keywords:
+            hit = np.zeros(self.n, dtype=bool)
+            for a in _keyword_alternatives(k):
+                hit |= self.has(_stem(a))
+            kw += ~hit
+        return mism, kw
+
+    def central_failure(self, it: Intent) -> np.ndarray:
+        bad = np.zeros(self.n, dtype=bool)
+        if it.gender and it.gender != "unisex":
+            bad |= (self.gender != "") & (self.gender != it.gender) & (self.gender != "unisex")
+        bad |= (self.gender != "") & (self.kids != it.kids)
+        if _asks_dairy(it):
+            bad |= self.base != ""
+        elif it.base not in (None, "dairy"):
+            bad |= self.dairy
+        if it.plain:
+            bad |= self.flavoured
+        return bad
+
+    def grade(self, it: Intent) -> np.ndarray:
+        """(n,) ESCI grades 0..3 for a parsed query (rules in the module docstring)."""
+        mism, kw = self.mismatches(it)
+        bad = self.central_failure(it)
+        if not it.types:
+            stated = bool(it.color) + bool(it.usage) + bool(it.brand) + bool(it.gender) + len(it.keywords)
+            if stated + it.kids + bool(it.base) + it.plain == 0:
+                return np.zeros(self.n, dtype=np.int64)
+            # what the words ask for must be there ("kids": kids' wear; "vegan": a plant base)
+            bad = bad | (it.kids & ~self.kids) | (it.plain & (self.flavoured | (self.color != "")))
+            if it.base == "dairy":
+                bad |= ~self.dairy
+            elif it.base is not None:
+                bad |= self.base == ""
+            out = np.where(mism == 0, 3, np.where((mism == 1) & (stated >= 2), 1, 0))
+            return np.where(bad | (kw > 0), 0, out).astype(np.int64)
+        rel = np.array([_type_relation(it.types, p) for p in self.paths], dtype=np.int64)[self.path_codes]
+        wanted = {c for t in it.types for c in COMPLEMENTS.get(_path_names(t)[-1], ())}
+        comp = np.array([_path_names(p)[-1] in wanted for p in self.paths], dtype=bool)[self.path_codes]
+        off = mism + kw
+        g3 = np.where(off == 0, 3, 2)
+        g2 = np.where(off == 0, 2, 0)
+        out = np.select([rel == 3, rel == 2, comp], [g3, g2, np.ones_like(g3)], 0)
+        return np.where(bad, 0, out).astype(np.int64)
+
+
 def grade(it: Intent, p: ProductView) -> int:
-    """ESCI grade 0..3 of a product for a parsed query (rules in the module docstring)."""
-    mism = 0
-    gender_bad = bool(it.gender and it.gender != "unisex" and p.gender and p.gender not in (it.gender, "unisex"))
-    if it.color:  # the colour attribute, or for rows without one, the colour named in the text
-        ok = (it.color in p.color) if p.color else f" {it.color} " in p.text
-        mism += not (ok or (p.color and p.color in it.color))
-    if it.usage:
-        mism += it.usage != p.usage if p.usage else 0
-    if it.brand:
-        mism += it.brand != p.brand
-    mism += sum(not _keyword_hit(k, p.text) for k in it.keywords)
-    if not it.types:
-        if not (it.color or it.usage or it.brand or it.keywords or it.gender):
-            return 0
-        if gender_bad:
-            return 0
-        return 3 if mism == 0 else (1 if mism == 1 else 0)
-    rel = _type_relation(it.types, p.path)
-    if rel == 3:
-        if gender_bad:
-            return 1
-        return 3 if mism == 0 else (2 if mism == 1 else 1)
-    if rel == 2:
-        return 2 if (mism == 0 and not gender_bad) else (1 if mism <= 1 else 0)
-    if rel == 1:
-        return 1 if (mism == 0 and not gender_bad and (it.color or it.brand or it.usage or it.keywords)) else 0
-    return 0
+    """ESCI grade 0..3 of one product for a parsed query (rules in the module docstring)."""
+    return int(_Columns([p]).grade(it)[0])
 
 
 class Annotator:
@@ -266,48 +446,10 @@ class Annotator:
     def __init__(self, products: pd.DataFrame, lexicon: Lexicon | None = None):
         self.products = products.reset_index(drop=True)
         self.lexicon = lexicon or Lexicon(products)
-        views = product_views(self.products)
-        self.path_codes, self.paths = pd.factorize(pd.Series([v.path for v in views]))
-        self.color = np.array([v.color for v in views], dtype=object)
-        self.gender = np.array([v.gender for v in views], dtype=object)
-        self.usage = np.array([v.usage for v in views], dtype=object)
-        self.brand = np.array([v.brand for v in views], dtype=object)
-        self.text = pd.Series([v.text for v in views])
-
-    def _mismatches(self, it: Intent) -> np.ndarray:
-        mism = np.zeros(len(self.products), dtype=np.int64)
-        if it.color:
-            in_text = self.text.str.contains(f" {re.escape(it.color)} ", regex=True).to_numpy()
-            ok = np.array([bool(x) and (it.color in x or x in it.color) for x in self.color])
-            mism += ~(ok | ((self.color == "") & in_text))
-        if it.usage:
-            mism += (self.usage != "") & (self.usage != it.usage)
-        if it.brand:
-            mism += self.brand != it.brand
-        for k in it.keywords:
-            alts = [k] + [w for w, syns in KEYWORD_SYNONYMS.items() if k in syns]
-            hit = np.zeros(len(self.products), dtype=bool)
-            for a in alts:
-                hit |= self.text.str.contains(f" {re.escape(_stem(a))} ", regex=True).to_numpy()
-            mism += ~hit
-        return mism
+        self.columns = _Columns(product_views(self.products))
 
     def grade_intent(self, it: Intent) -> np.ndarray:
-        mism = self._mismatches(it)
-        g = self.gender
-        gender_bad = (np.zeros(len(g), dtype=bool) if not it.gender or it.gender == "unisex"
-                      else (g != "") & (g != it.gender) & (g != "unisex"))
-        if not it.types:
-            if not (it.color or it.usage or it.brand or it.keywords or it.gender):
-                return np.zeros(len(g), dtype=np.int64)
-            out = np.where(mism == 0, 3, np.where(mism == 1, 1, 0))
-            return np.where(gender_bad, 0, out)
-        rel = np.array([_type_relation(it.types, p) for p in self.paths])[self.path_codes]
-        has_attr = bool(it.color or it.brand or it.usage or it.keywords)
-        g3 = np.where(gender_bad, 1, np.where(mism == 0, 3, np.where(mism == 1, 2, 1)))
-        g2 = np.where((mism == 0) & ~gender_bad, 2, np.where(mism <= 1, 1, 0))
-        g1 = np.where((mism == 0) & ~gender_bad & has_attr, 1, 0)
-        return np.select([rel == 3, rel == 2, rel == 1], [g3, g2, g1], 0).astype(np.int64)
+        return self.columns.grade(it)
 
     def grade_all(self, query: str) -> np.ndarray:
         return self.grade_intent(self.lexicon.parse(query))

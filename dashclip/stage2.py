@@ -2,7 +2,8 @@
 
 1. Queries: the user's query log (``queries_file``), or generated from the training products
    (both with ``generate_queries``).
-2. Candidates per query mined with BM25 and the stage-1 embeddings (hard negatives) plus random.
+2. Candidates per query mined with BM25 and the stage-1 embeddings (hard negatives), hard
+   negatives by product type (``dashclip.type_negatives``) plus random.
 3. Seed: the user's relevance judgments (``seed_judgments``), or the rule annotator grading a
    budget of pairs (simulated "human" labels; every report says so). `dashclip.seed`.
 4. Teacher: a cross-encoder fine-tuned on the seed, checked on held-out seed pairs, labels
@@ -44,6 +45,8 @@ from dashclip.stage1 import default_catalog, embed_cached, lr_lambda
 from dashclip.teacher import (CrossEncoder, agreement, label_precision, pair_content_hash, save_teacher, teacher_labels,
                               teacher_product_text, train_teacher)
 from dashclip.trunk_cache import build_trunk_cache
+from dashclip.type_negatives import TypeNegativeMiner
+from dashclip.wise_ft import interpolate
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,11 @@ class Stage2Config(BaseModel):
     # twice measured with no consistent quality difference (docs/results_history.md), an option for
     # slower machines
     cand_random: int = 4
+    # hard negatives by type per query (dashclip.type_negatives): products sharing a query word
+    # outside its type (the juice for "apples") and of its type without its modifier (the vanilla
+    # yoghurt for "natural yoghurt"). 2 adds ~9,000 pairs to label on the shipped catalog (~10%
+    # of the mined pairs); 0: off
+    cand_type: int = Field(2, ge=0)
     # teacher: at lr 1e-4 in length-grouped batches over the 3,000-pair seed, 8 epochs scored accuracy
     # 0.859, macro-F1 0.791, AUC 0.970 on 3,600 annotated pairs of 200 non-seed training queries,
     # against 0.853 / 0.781 / 0.960 for 5 epochs (0.851 / 0.777 / 0.968 in random batches, 1.5x
@@ -115,6 +123,10 @@ class Stage2Config(BaseModel):
     # tshirts", a random product is often a match nobody labelled); 0: off. Off: at 2 it tied the
     # default on the same labels (validation nDCG@10 0.9131 both; results history as above)
     mask_category_negatives: float = Field(0.0, ge=0, le=3)
+    # WiSE-FT: query encoder saved at (1 - a) * zero-shot + a * fine-tuned weights (dashclip.wise_ft);
+    # 1.0 keeps the fine-tuned weights, which `python -m dashclip.wise_ft` needs to choose a on
+    # validation queries under the independent judge
+    wise_ft_alpha: float = Field(1.0, ge=0.0, le=1.0)
     warmup_steps: int = 20
     patience: int = 2
     seed: int = 0
@@ -208,6 +220,9 @@ def candidate_pairs(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     qtexts = queries[C.QUERY].tolist()
     bm25 = BM25Index(product_search_text(train_df))
     cands = mine_candidates(qtexts, encode_queries(model, qtexts, query_tower=False), p_train, bm25, cfg, rng)
+    if cfg.cand_type:  # its own generator: the other draws stay as they were
+        by_type = TypeNegativeMiner(train_df).mine(qtexts, cfg.cand_type, seed=cfg.seed)
+        cands = [np.union1d(c, t) for c, t in zip(cands, by_type)]
     return queries, cands, _pairs_frame(queries[C.QUERY_ID], qtexts, cands)
 
 
@@ -488,10 +503,14 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
+    if cfg.wise_ft_alpha < 1.0:
+        interpolate(model, cfg.wise_ft_alpha)
     summary = {**stats, "label_s": round(t_labels, 1), "train_s": round(time.perf_counter() - t0, 1),
-               "best_val_ndcg@10": best, "val_queries": len(vq_texts), "validation_judged_by": val_source, "epochs_run": len(history) - 1}
+               "best_val_ndcg@10": best, "val_queries": len(vq_texts), "validation_judged_by": val_source,
+               "epochs_run": len(history) - 1, "wise_ft_alpha": cfg.wise_ft_alpha}
     version = model.save_pretrained(out, stage="stage2", extra_meta={"train_config": cfg.model_dump(), "summary": summary,
                                                                       "inputs": file_digests(cfg.queries_file, cfg.seed_judgments),
+                                                                      "wise_ft_alpha": cfg.wise_ft_alpha,
                                                                       "history": history, "stage1": str(stage1_dir),
                                                                       "stage1_version": json.loads((Path(stage1_dir) / "meta.json").read_text())["model_version"]})
     (out / "history.json").write_text(json.dumps(history, indent=2))

@@ -58,8 +58,9 @@ def test_queries_report_scores_a_keyword_query_and_rejects_bad_labels(tmp_path, 
     rc = evaluate_main(["queries", "--checkpoint", str(ck), "--catalog", str(two_source_catalog),
                         "--judgments", str(jpath), "--rankings", str(rankings), "--out", str(out)])
     assert rc == 0
-    r = json.loads(out.read_text())
-    assert r["queries"] == 1 and r["judged_pairs"] == len(jeans)  # the unknown product id is left out
+    full = json.loads(out.read_text())
+    r = full["annotator"]
+    assert full["queries"] == 1 and full["judged_pairs"] == len(jeans)  # the unknown product id is left out
     # every jeans title holds both query words: BM25 ranks all of them first
     assert r["bm25"]["ndcg@10"] == pytest.approx(1.0) and r["bm25"]["mrr_exact"] == 1.0
     for system in ("dashclip", "bm25", "minilm_zero_shot"):
@@ -108,3 +109,75 @@ def test_evaluate_says_its_device_and_refuses_a_missing_gpu(tmp_path, two_source
         assert evaluate_main([*args, "--device", device]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: device {device!r}: ") and why in err and err.count("\n") == 1
+
+
+def _grocery_products() -> pd.DataFrame:
+    rows = [("g1", "Granny Smith Apple", "Fruit > Apple > Granny Smith"), ("g2", "Royal Gala Apple", "Fruit > Apple > Royal Gala"),
+            ("g3", "Bravo Apple Juice", "Packages > Juice > Bravo Apple Juice"),
+            ("g4", "Arla Natural Yoghurt", "Packages > Yoghurt > Arla Natural Yoghurt"),
+            ("g5", "Valio Vanilla Yoghurt", "Packages > Yoghurt > Valio Vanilla Yoghurt")]
+    return pd.DataFrame([{C.PRODUCT_ID: p, C.TITLE: t, C.CATEGORY: c, C.DESCRIPTION: "", C.COLOR: "", C.GENDER: "",
+                          C.USAGE: ""} for p, t, c in rows])
+
+
+def test_two_judges_grade_the_same_rankings_and_report_per_intent_class():
+    from dashclip.eval_queries import two_judge_reports
+
+    prods = _grocery_products()
+    qs = pd.DataFrame({C.QUERY_ID: ["q1", "q2"], C.QUERY: ["apples", "natural yoghurt"]})
+    # the annotator's labels (as a judgments file would give them): the juice counted as an apple,
+    # the vanilla yoghurt as a natural one
+    ann = np.array([[3, 3, 3, 0, 0], [0, 0, 0, 3, 3]])
+    # a system that ranks the made-from / flavoured product first, another the fresh / plain one
+    wrong = np.array([[0.5, 0.4, 0.9, 0, 0], [0, 0, 0, 0.5, 0.9]])
+    right = np.array([[0.9, 0.8, 0.1, 0, 0], [0, 0, 0, 0.9, 0.1]])
+    systems = {"dashclip": wrong, "bm25": right, "minilm_zero_shot": right}
+    r = two_judge_reports(prods, qs, ["fresh_vs_made_from", "plain_vs_flavoured"], ann, systems)
+    a, j = r["annotator"], r["independent_judge"]
+    # the annotator sees no difference; the independent judge grades the juice and the vanilla I
+    assert a["dashclip"]["ndcg@10"] == pytest.approx(1.0) and a["bm25"]["ndcg@10"] == pytest.approx(1.0)
+    assert j["dashclip"]["ndcg@10"] < j["bm25"]["ndcg@10"] == pytest.approx(1.0)
+    assert j["ndcg@10_gain_over_minilm_zero_shot"] < 0 and not j["auc_above_both_baselines"]
+    assert r["intents"] == {"fresh_vs_made_from": 1, "plain_vs_flavoured": 1}
+    for judge in (a, j):
+        assert judge["by_intent"]["fresh_vs_made_from"]["queries"] == 1
+    # the one relevant product (natural) is ranked below the vanilla one and above the other three
+    assert j["by_intent"]["plain_vs_flavoured"]["dashclip"]["auc_relevant"] == pytest.approx(0.75)
+    # without intents given, the independent judge names them
+    r2 = two_judge_reports(prods, qs, None, ann, systems)
+    assert set(r2["intents"]) == {"fresh_vs_made_from", "plain_vs_flavoured"}
+
+
+def test_handwritten_judgments_carry_the_intent_column_into_the_report(tmp_path, two_source_catalog):
+    qpath = tmp_path / "queries.csv"
+    pd.DataFrame({C.QUERY_ID: ["h1", "h2"], C.QUERY: ["blue jeans", "zzz"],
+                  "intent": ["footwear_apparel_type", "general"]}).to_csv(qpath, index=False)
+    jdir = tmp_path / "judg"
+    assert evaluate_main(["judgments", "--catalog", str(two_source_catalog), "--split", "all", "--queries", str(qpath),
+                          "--out-dir", str(jdir)]) == 0
+    judg = pd.read_csv(jdir / "judgments.csv")
+    assert set(judg["intent"]) == {"footwear_apparel_type"}  # "zzz" has nothing relevant: no judged pairs
+    assert pd.read_csv(jdir / "queries.csv")[C.QUERY_ID].tolist() == ["h1", "h2"]  # but it is still evaluated
+    ck = make_tiny_checkpoint(tmp_path / "ck")
+    out = tmp_path / "q.json"
+    assert evaluate_main(["queries", "--checkpoint", str(ck), "--catalog", str(jdir / "products.parquet"),
+                          "--judgments", str(jdir / "judgments.csv"), "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["queries"] == 2 and r["intents"] == {"footwear_apparel_type": 1, "general": 1}
+    assert r["queries_file"] == str(jdir / "queries.csv")
+    for judge in ("annotator", "independent_judge"):  # each judge's means: queries it finds a relevant product for
+        assert r[judge]["queries"] == 1 and r[judge]["by_intent"]["general"] == {"queries": 0}
+        assert 0.0 <= r[judge]["dashclip"]["ndcg@10"] <= 1.0
+    md = out.with_suffix(".md").read_text()
+    assert "Judge: independent_judge" in md and "| footwear_apparel_type | 1 |" in md
+
+
+def test_judgment_matrix_keeps_queries_with_nothing_judged():
+    from dashclip.eval_queries import judgment_matrix
+
+    prods = _grocery_products()
+    judg = pd.DataFrame({C.QUERY_ID: ["q1"], C.QUERY: ["apples"], C.PRODUCT_ID: ["g1"], C.LABEL: [3]})
+    queries = pd.DataFrame({C.QUERY_ID: ["q0", "q1"], C.QUERY: ["kiwi", "apples"]})
+    qs, labels, n = judgment_matrix(prods, judg, queries)
+    assert qs[C.QUERY_ID].tolist() == ["q0", "q1"] and n == 1
+    assert labels.tolist() == [[0, 0, 0, 0, 0], [3, 0, 0, 0, 0]]

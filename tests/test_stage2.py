@@ -36,9 +36,9 @@ def test_annotator_rules_on_hand_checked_cases():
     g = dict(zip(p[C.TITLE], ann.grade_all("red t-shirts for men")))
     assert g["Acme Men Red Tshirt"] == 3  # type, colour and gender match
     assert g["Acme Men Blue Tshirt"] == 2  # one attribute off: substitute
-    assert g["Acme Women Red Tshirt"] == 1  # other gender: partial
-    assert g["Acme Men Red Shirt"] == 2  # sibling type with every attribute: substitute
-    assert g["Acme Men Red Jeans"] == 1  # same department, attributes match
+    assert g["Acme Women Red Tshirt"] == 0  # other gender: a central aspect fails
+    assert g["Acme Men Red Shirt"] == 2  # sibling type that serves the same need, every attribute: substitute
+    assert g["Acme Men Red Jeans"] == 0  # same department, another type: irrelevant
     assert g["Acme Men Red Casual Shoes"] == 0
     # the vectorised annotator equals the documented per-pair rule
     views = product_views(p)
@@ -140,9 +140,18 @@ def test_stage2_end_to_end_on_a_tiny_model(tmp_path):
                        cand_bm25=3, cand_dense=3, cand_random=2)
     summary = train_stage2(cfg, ck1, tmp_path / "ck2", progress=False)
     # the joint option on the same labels: the product projection moves, the towers still load
-    joint = cfg.model_copy(update={"product_tower": "projection", "reuse_labels_from": str(tmp_path / "ck2")})
+    # (saved with WiSE-FT alpha 0: the query encoder is the zero-shot text encoder again)
+    joint = cfg.model_copy(update={"product_tower": "projection", "reuse_labels_from": str(tmp_path / "ck2"),
+                                   "wise_ft_alpha": 0.0})
     s2 = train_stage2(joint, ck1, tmp_path / "ck3", progress=False)
     assert s2["labels_reused_from"] == str(tmp_path / "ck2")
+    from dashclip.model import DashCLIP
+
+    m3 = DashCLIP.from_pretrained(tmp_path / "ck3")
+    assert m3.meta["wise_ft_alpha"] == 0.0 and s2["wise_ft_alpha"] == 0.0
+    zs = m3.text_tower.state_dict()
+    assert all(torch.equal(v, zs[k]) for k, v in m3.query_tower.state_dict().items())
+    assert DashCLIP.from_pretrained(tmp_path / "ck2").meta["wise_ft_alpha"] == 1.0
     assert summary["model_version"].startswith("dashclip-tiny-stage2-")
     assert summary["teacher_labelled_pairs"] > 0 and summary["seed_pairs"] <= 60 + 8
     labels = pd.read_parquet(tmp_path / "ck2" / "labels.parquet")
@@ -213,3 +222,53 @@ def test_a_saved_teacher_loads_with_its_version_and_labels_alike(tmp_path):
     (tmp_path / "t" / "config.json").write_text(cfg.replace('"max_length": 32', '"max_length": 48'))
     with pytest.raises(CheckpointError, match="do not match the content_sha256"):
         load_teacher(tmp_path / "t")
+
+
+def _grocery_catalog() -> pd.DataFrame:
+    rows = [("Granny Smith", "Fruit > Apple > Granny Smith")] * 6 + [("Royal Gala", "Fruit > Apple > Royal Gala")] * 6 + [
+        ("Bravo Apple Juice", "Packages > Juice > Bravo Apple Juice"), ("Bravo Orange Juice", "Packages > Juice > Bravo Orange Juice"),
+        ("Arla Natural Yoghurt", "Packages > Yoghurt > Arla Natural Yoghurt"),
+        ("Arla Natural Yoghurt", "Packages > Yoghurt > Arla Natural Yoghurt"),
+        ("Valio Vanilla Yoghurt", "Packages > Yoghurt > Valio Vanilla Yoghurt"), ("Orange", "Fruit > Orange > Orange")]
+    return pd.DataFrame([{C.PRODUCT_ID: f"g{i}", C.TITLE: t, C.CATEGORY: c, C.DESCRIPTION: "", C.COLOR: "", C.GENDER: "",
+                          C.USAGE: "", C.SOURCE: "grocery"} for i, (t, c) in enumerate(rows)])
+
+
+def test_mining_by_type_finds_the_juice_for_a_fruit_and_the_flavoured_for_a_plain_query():
+    from dashclip.type_negatives import TypeNegativeMiner
+
+    prods = _grocery_catalog()
+    title = prods[C.TITLE].to_numpy()
+    miner = TypeNegativeMiner(prods)
+    other, same = miner.candidates("apples")
+    assert set(title[other]) == {"Bravo Apple Juice"} and len(same) == 0  # shares "apple", another type
+    other, same = miner.candidates("natural yoghurt")
+    assert set(title[same]) == {"Valio Vanilla Yoghurt"}  # the type, without the query's modifier
+    mined = miner.mine(["apples", "natural yoghurt", "tshirt"], k=2, seed=0)
+    assert set(title[mined[0]]) == {"Bravo Apple Juice"} and "Valio Vanilla Yoghurt" in set(title[mined[1]])
+    assert len(mined[2]) == 0  # a type the catalog does not hold: nothing to contrast
+    assert all(len(m) <= 2 for m in mined)
+    again = miner.mine(["apples", "natural yoghurt", "tshirt"], k=2, seed=0)
+    assert all((a == b).all() for a, b in zip(mined, again))
+
+
+def test_mining_adds_type_negatives_to_the_candidates_only_when_the_knob_is_on(tmp_path):
+    from dashclip.model import DashCLIP
+    from dashclip.stage2 import Stage2Config, candidate_pairs
+
+    prods = _grocery_catalog()
+    qpath = tmp_path / "q.csv"
+    pd.DataFrame({C.QUERY_ID: ["u1"], C.QUERY: ["apples"]}).to_csv(qpath, index=False)
+    torch.manual_seed(0)
+    model = DashCLIP(load_model_config("tiny-random"))
+    p_train = np.random.default_rng(0).normal(size=(len(prods), 16)).astype(np.float32)
+    juice = int(np.nonzero(prods[C.TITLE].to_numpy() == "Bravo Apple Juice")[0][0])
+    found = {}
+    for k in (0, 2):
+        cfg = Stage2Config(catalog="unused", queries_file=str(qpath), queries_per_category=0, queries_per_product=0.0,
+                           cand_bm25=0, cand_dense=2, cand_random=0, cand_type=k)
+        queries, cands, pairs = candidate_pairs(cfg, model, prods, p_train, np.random.default_rng(0))
+        c = cands[queries[C.QUERY].tolist().index("apples")]
+        found[k] = (juice in set(c.tolist()), len(c))
+    # the embedding's two (random here) do not reach the juice; the type miner adds it
+    assert found[0] == (False, 2) and found[2][0] and found[2][1] > 2

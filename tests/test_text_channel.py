@@ -88,8 +88,9 @@ def test_query_evaluation_reports_the_served_and_the_shared_space_figures(tmp_pa
     out = tmp_path / "q.json"
     assert evaluate_main(["queries", "--checkpoint", str(ck), "--catalog", str(cat), "--judgments", str(jpath),
                           "--out", str(out)]) == 0
-    r = json.loads(out.read_text())
-    assert r["text_channel"] == B and {"dashclip", "dashclip_shared"} <= set(r)
+    full = json.loads(out.read_text())
+    r = full["annotator"]
+    assert full["text_channel"] == B and {"dashclip", "dashclip_shared"} <= set(r)
     assert "| dashclip_shared |" in out.with_suffix(".md").read_text()
     assert r["ndcg@10_gain_over_best_baseline_shared"] == r["dashclip_shared"]["ndcg@10"] - max(
         r["bm25"]["ndcg@10"], r["minilm_zero_shot"]["ndcg@10"])

@@ -4,8 +4,10 @@ wheel has them too, with no source tree).
     python -m dashclip.resources                           # every file and its path
     python -m dashclip.resources handwritten_queries.csv   # one path, e.g. for --queries
 
-``handwritten_queries.csv``: 50 shopper queries written by hand (``query_id, query``), the
-second query set of the evaluation.
+``handwritten_queries.csv``: shopper queries written by hand (``query_id, query, intent``), the
+second query set of the evaluation (never used for training or tuning).
+``validation_queries.csv``: shopper queries of the same intent classes, worded apart from the test
+set, for choosing settings (``python -m dashclip.wise_ft``) on the catalog's validation split.
 """
 
 from __future__ import annotations

@@ -1,0 +1,160 @@
+"""WiSE-FT for the query tower: weight-space interpolation of the fine-tuned query encoder with the
+zero-shot one, chosen on validation queries under the independent judge.
+
+    python -m dashclip.wise_ft --checkpoint runs/pipeline/stage2 [--catalog PATH] [--split val]
+        [--queries VALIDATION.csv] [--alphas 0,0.25,0.5,0.75,1] [--out FILE.json] [--save DIR]
+
+The query encoder is the query tower (a fine-tuned copy of the text backbone) and its projection.
+Its zero-shot counterpart is the checkpoint's own frozen text tower (the packaged MiniLM weights,
+which stages 1 and 2 never update) with the stage-1 text projection: ``interpolate`` sets
+
+    query_tower <- (1 - alpha) * text_tower + alpha * query_tower   (and query_proj from text_proj)
+
+so alpha = 1 is the fine-tuned encoder and alpha = 0 the zero-shot backbone in the stage-1 space.
+Products are embedded once (the product side does not change). ``sweep`` scores every alpha on
+the validation queries (default ``dashclip/resources/validation_queries.csv``, written apart from
+the handwritten test queries) over the catalog's validation split, graded by ``dashclip.judge``,
+and picks the alpha with the best served nDCG@10 (ties: the larger alpha). ``--save`` writes a
+checkpoint with that alpha applied; its meta records ``wise_ft_alpha`` and the sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dashclip import columns as C
+from dashclip.model import DashCLIP
+
+log = logging.getLogger(__name__)
+DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@torch.no_grad()
+def interpolate(model: DashCLIP, alpha: float) -> DashCLIP:
+    """In place: the query tower and projection moved to ``alpha`` between zero-shot (0) and fine-tuned (1)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"wise_ft_alpha: {alpha!r} is outside [0, 1]")
+    if not model.has_query_tower:
+        raise ValueError("wise_ft: the checkpoint has no query tower (a stage-2 checkpoint is needed)")
+    for ft_mod, zs_mod in ((model.query_tower, model.text_tower), (model.query_proj, model.text_proj)):
+        zs = zs_mod.state_dict()
+        for name, p in ft_mod.state_dict().items():
+            if p.is_floating_point():  # integer buffers (position ids) are the same in both
+                p.copy_(torch.lerp(zs[name].to(p.dtype), p, alpha))
+    return model
+
+
+def fine_tuned_alpha(model: DashCLIP) -> float:
+    """The alpha a loaded checkpoint was saved with (1.0: its weights are the fine-tuned ones)."""
+    return float(getattr(model, "meta", {}).get("wise_ft_alpha", 1.0))
+
+
+def sweep(checkpoint: str | Path, catalog: str | Path, queries: str | Path, alphas=DEFAULT_ALPHAS,
+          split: str | None = "val", cache_dir: str | None = "runs/cache") -> dict:
+    """Served nDCG@10 and relevance AUC under the independent judge for each alpha, overall and
+    per intent class; ``best_alpha`` the best nDCG@10 (ties: the larger alpha)."""
+    import pandas as pd
+
+    from dashclip.catalog import load_products
+    from dashclip.embed import read_queries
+    from dashclip.eval_queries import dashclip_embeddings, mean_metrics
+    from dashclip.judge import Judge
+    from dashclip.stage2 import encode_queries
+
+    model = DashCLIP.from_pretrained(checkpoint)
+    if fine_tuned_alpha(model) != 1.0:
+        raise ValueError(f"{checkpoint}: saved with wise_ft_alpha {fine_tuned_alpha(model)}; a sweep needs the "
+                         "fine-tuned weights (alpha 1)")
+    products = load_products(catalog)
+    if split and split != "all":
+        products = products[products[C.SPLIT] == split]
+    products = products.reset_index(drop=True)
+    if products.empty:
+        raise ValueError(f"catalog {catalog}: no products in split {split!r}")
+    qdf = read_queries(queries)[0]
+    raw = pd.read_csv(queries, dtype=str, keep_default_na=False) if str(queries).endswith(".csv") else None
+    judge = Judge(products)
+    texts = qdf[C.QUERY].tolist()
+    intent_of = dict(zip(raw[C.QUERY_ID], raw["intent"])) if raw is not None and "intent" in raw else {}
+    intents = np.array([intent_of.get(q) or judge.intent(t) for q, t in zip(qdf[C.QUERY_ID], texts)])
+    labels = np.stack([judge.grade_all(t) for t in texts])
+    keep = (labels >= 2).any(axis=1)
+    channel = model.cfg.text_channel > 0
+    e = dashclip_embeddings(model, products, texts, cache_dir, channel=channel)
+    p_served = model.with_text_channel(e["p_shared"], e["p_chan"]) if channel else e["p_shared"]
+    fine = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("query_tower.", "query_proj."))}
+    rows = []
+    for a in sorted(set(float(x) for x in alphas)):
+        model.load_state_dict(fine, strict=False)
+        interpolate(model, a)
+        q = torch.from_numpy(encode_queries(model, texts))
+        scores = ((model.with_text_channel(q, e["q_chan"]) if channel else q) @ p_served.T).numpy()
+        rec = {"alpha": a, **mean_metrics(scores[keep], labels[keep]),
+               "by_intent": {i: mean_metrics(scores[keep & (intents == i)], labels[keep & (intents == i)])["ndcg@10"]
+                             for i in sorted(set(intents[keep]))}}
+        rows.append(rec)
+        log.info("alpha %.2f: nDCG@10 %.4f AUC %.4f", a, rec["ndcg@10"], rec["auc_relevant"])
+    best = max(rows, key=lambda r: (round(r["ndcg@10"], 6), r["alpha"]))
+    return {"checkpoint": str(checkpoint), "model_version": model.model_version, "catalog": str(catalog),
+            "split": split, "queries_file": str(queries), "queries": int(keep.sum()),
+            "queries_without_relevant": int((~keep).sum()), "products": len(products), "judge": "independent_judge",
+            "sweep": rows, "best_alpha": best["alpha"]}
+
+
+def save_with_alpha(checkpoint: str | Path, alpha: float, out: str | Path, sweep_report: dict | None = None) -> str:
+    """A copy of a stage-2 checkpoint with the query encoder interpolated; meta records the alpha."""
+    model = DashCLIP.from_pretrained(checkpoint)
+    if fine_tuned_alpha(model) != 1.0:
+        raise ValueError(f"{checkpoint}: already saved with wise_ft_alpha {fine_tuned_alpha(model)}")
+    interpolate(model, alpha)
+    keep = {k: v for k, v in model.meta.items() if k not in ("model_version", "stage")}
+    extra = {**keep, "wise_ft_alpha": alpha, "wise_ft_from": model.model_version}
+    if sweep_report:
+        extra["wise_ft_sweep"] = {k: sweep_report[k] for k in ("queries_file", "split", "queries", "sweep", "best_alpha")}
+    return model.save_pretrained(out, stage=model.meta.get("stage", "stage2"), extra_meta=extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dashclip.io import write_json_atomic
+    from dashclip.resources import resource_path
+    from dashclip.stage1 import default_catalog
+
+    ap = argparse.ArgumentParser(prog="python -m dashclip.wise_ft", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="a stage-2 checkpoint saved with the fine-tuned weights")
+    ap.add_argument("--catalog", default=default_catalog())
+    ap.add_argument("--split", default="val", help="catalog split whose products are searched (all: every product)")
+    ap.add_argument("--queries", default=None, help="validation queries (query_id, query[, intent]); default: packaged")
+    ap.add_argument("--alphas", default=",".join(str(a) for a in DEFAULT_ALPHAS))
+    ap.add_argument("--out", help="write the sweep here (json)")
+    ap.add_argument("--save", help="write a checkpoint with the chosen alpha here")
+    ap.add_argument("--cache-dir", default="runs/cache", help="trunk cache folder (\"\": none)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
+        queries = args.queries or resource_path("validation_queries.csv")
+        report = sweep(args.checkpoint, args.catalog, queries, alphas, args.split, args.cache_dir or None)
+        if args.save:
+            report["saved"] = {"path": args.save, "model_version": save_with_alpha(
+                args.checkpoint, report["best_alpha"], args.save, report)}
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.out:
+        write_json_atomic(report, args.out)
+    print(json.dumps({k: v for k, v in report.items() if k != "sweep"}, indent=1, default=str))
+    for r in report["sweep"]:
+        print(f"alpha {r['alpha']:.2f}  nDCG@10 {r['ndcg@10']:.4f}  AUC {r['auc_relevant']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""WiSE-FT of the query encoder: the interpolation's end points and midpoint on the tiny config,
+and the sweep that picks alpha on validation queries under the independent judge."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from dashclip import columns as C
+from dashclip.config import load_model_config
+from dashclip.model import DashCLIP
+from dashclip.wise_ft import interpolate, main as wise_ft_main, save_with_alpha
+
+
+def _fine_tuned(seed: int = 0) -> DashCLIP:
+    """A tiny model whose query encoder moved away from the text encoder, as stage 2 moves it."""
+    torch.manual_seed(seed)
+    m = DashCLIP(load_model_config("tiny-random"), with_query_tower=True).eval()
+    with torch.no_grad():
+        for p in list(m.query_tower.parameters()) + list(m.query_proj.parameters()):
+            p.add_(0.1 * torch.randn_like(p))
+    return m
+
+
+def _query_encoder(m: DashCLIP) -> dict[str, torch.Tensor]:
+    return {**{f"t.{k}": v.clone() for k, v in m.query_tower.state_dict().items()},
+            **{f"p.{k}": v.clone() for k, v in m.query_proj.state_dict().items()}}
+
+
+def test_alpha_zero_is_the_zero_shot_encoder_and_one_the_fine_tuned():
+    m = _fine_tuned()
+    fine = _query_encoder(m)
+    zero = {**{f"t.{k}": v.clone() for k, v in m.text_tower.state_dict().items()},
+            **{f"p.{k}": v.clone() for k, v in m.text_proj.state_dict().items()}}
+    assert any(not torch.equal(fine[k], zero[k]) for k in fine)
+
+    interpolate(m, 1.0)
+    assert all(torch.equal(v, fine[k]) for k, v in _query_encoder(m).items())
+    interpolate(m, 0.0)
+    assert all(torch.equal(v, zero[k]) for k, v in _query_encoder(m).items())
+    # alpha 0 encodes queries exactly as the zero-shot text encoder does
+    tok = m.tokenize(["red shirt", "green apple juice"])
+    assert torch.allclose(m.encode_queries(**tok), m.encode_texts(**tok), atol=1e-6)
+
+    m2 = _fine_tuned()
+    interpolate(m2, 0.5)
+    mid = _query_encoder(m2)
+    for k, v in mid.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (fine[k] + zero[k]) / 2, atol=1e-6), k
+    with pytest.raises(ValueError, match="outside"):
+        interpolate(m2, 1.5)
+
+
+def test_sweep_picks_an_alpha_under_the_independent_judge_and_saves_it(tmp_path):
+    from tests.test_stage1 import small_catalog
+
+    cat = small_catalog(tmp_path / "cat", n=24)
+    ck = tmp_path / "ck"
+    _fine_tuned().save_pretrained(ck, stage="stage2")
+    qpath = tmp_path / "val.csv"
+    pd.DataFrame({C.QUERY_ID: ["v1", "v2", "v3"], C.QUERY: ["blue jeans", "green apple", "zzz"],
+                  "intent": ["footwear_apparel_type", "fresh_vs_made_from", "general"]}).to_csv(qpath, index=False)
+    out, saved = tmp_path / "sweep.json", tmp_path / "ck_wise"
+    assert wise_ft_main(["--checkpoint", str(ck), "--catalog", str(cat), "--split", "all", "--queries", str(qpath),
+                         "--alphas", "0,0.5,1", "--out", str(out), "--save", str(saved), "--cache-dir", ""]) == 0
+    r = json.loads(out.read_text())
+    assert [x["alpha"] for x in r["sweep"]] == [0.0, 0.5, 1.0] and r["judge"] == "independent_judge"
+    assert r["queries"] == 2 and r["queries_without_relevant"] == 1  # nothing in the catalog answers "zzz"
+    best = max(r["sweep"], key=lambda x: (round(x["ndcg@10"], 6), x["alpha"]))
+    assert r["best_alpha"] == best["alpha"]
+    assert set(r["sweep"][0]["by_intent"]) == {"footwear_apparel_type", "fresh_vs_made_from"}
+    # the saved copy carries the chosen alpha and encodes queries as the interpolated model does
+    m = DashCLIP.from_pretrained(saved)
+    assert m.meta["wise_ft_alpha"] == r["best_alpha"] and m.meta["wise_ft_sweep"]["best_alpha"] == r["best_alpha"]
+    ref = interpolate(DashCLIP.from_pretrained(ck), r["best_alpha"])
+    tok = m.tokenize(["blue jeans"])
+    assert torch.allclose(m.encode_queries(**tok), ref.encode_queries(**tok), atol=1e-6)
+    # a checkpoint already interpolated cannot be swept again (its fine-tuned weights are gone)
+    save_with_alpha(ck, 0.5, tmp_path / "ck_half")
+    assert DashCLIP.from_pretrained(tmp_path / "ck_half").meta["wise_ft_alpha"] == 0.5
+    assert wise_ft_main(["--checkpoint", str(tmp_path / "ck_half"), "--catalog", str(cat), "--split", "all",
+                         "--queries", str(qpath), "--cache-dir", ""]) == 2

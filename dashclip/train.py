@@ -1,15 +1,15 @@
 """Training entry point.
 
     python -m dashclip.train stage1 --out DIR [--config FILE] [--catalog PATH] [--epochs N]
-    python -m dashclip.train stage2 --stage1 DIR --out DIR [--config FILE] [--catalog PATH]
+    python -m dashclip.train stage2 --checkpoint STAGE1_DIR --out DIR [--config FILE] [--catalog PATH]
 
+(or ``dashclip train ...``).
 ``--config`` is a JSON file of Stage1Config / Stage2Config fields; flags override it. The
 defaults train on the shipped catalog. The same command runs on a GPU box with larger settings.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -17,11 +17,12 @@ from pathlib import Path
 
 
 def _load(cls, path: str | None, overrides: dict):
-    data = json.loads(Path(path).read_text()) if path else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if data.get("catalog"):  # recorded resolved, so --reuse from another directory compares the same file
-        data["catalog"] = str(Path(data["catalog"]).resolve())
-    return cls.model_validate(data)
+    from dashclip.cli import load_config
+
+    cfg = load_config(cls, path, overrides)
+    if cfg.catalog:  # recorded resolved, so --reuse from another directory compares the same file
+        cfg = cfg.model_copy(update={"catalog": str(Path(cfg.catalog).resolve())})
+    return cfg
 
 
 def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
@@ -53,29 +54,38 @@ def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
     return same
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dashclip.train", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="stage", required=True)
-    s1 = sub.add_parser("stage1", help="continual pretraining of the product encoder")
-    s2 = sub.add_parser("stage2", help="relevance labels and query-encoder alignment")
-    s2.add_argument("--stage1", required=True, help="stage-1 checkpoint folder")
+RENAMED = {"--stage1": "--checkpoint"}  # older spellings, still accepted
+
+
+def build_parser():
+    from dashclip.cli import parser, subcommand
+
+    ap = parser("python -m dashclip.train", __doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    s1 = subcommand(sub, "stage1", "continual pretraining of the product encoder")
+    s2 = subcommand(sub, "stage2", "relevance labels and query-encoder alignment")
+    s2.add_argument("--checkpoint", required=True, help="the stage-1 checkpoint folder to start from")
     for s in (s1, s2):
-        s.add_argument("--out", required=True)
-        s.add_argument("--config", help="JSON file with training settings")
-        s.add_argument("--catalog", help="catalog file or ingested products.parquet")
-        s.add_argument("--epochs", type=int)
-        s.add_argument("--threads", type=int)
+        s.add_argument("--out", required=True, help="output folder: the checkpoint trained here")
+        s.add_argument("--config", help="JSON file of Stage1Config / Stage2Config fields (flags override it)")
+        s.add_argument("--catalog", help="catalog file, ingested products.parquet or its folder "
+                       "(default: $DASHCLIP_CATALOG, else $DASHCLIP_DATA/catalog.csv, else ../shared/data/catalog.csv)")
+        s.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
+        s.add_argument("--threads", type=int, help="torch CPU threads (default: the config's, else torch's)")
         s.add_argument("--reuse", action="store_true",
                        help="skip training when OUT already holds a checkpoint trained with the same settings")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from dashclip.checkpoint import CheckpointError
+    return ap
 
-    try:
-        summary = _train(args)
-    except (FileNotFoundError, CheckpointError) as e:  # a missing catalog, a damaged or changed checkpoint
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def main(argv: list[str] | None = None) -> int:
+    from dashclip.cli import run_main
+
+    return run_main(build_parser(), _run, argv, RENAMED)
+
+
+def _run(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    summary = _train(args)
     if summary is None:  # --reuse and already up to date
         return 0
     print(json.dumps(summary, indent=2))
@@ -95,9 +105,9 @@ def _train(args) -> dict | None:
         from dashclip.stage2 import Stage2Config, train_stage2
 
         cfg = _load(Stage2Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads})
-        if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.stage1):
+        if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.checkpoint):
             return None
-        return train_stage2(cfg, args.stage1, args.out)
+        return train_stage2(cfg, args.checkpoint, args.out)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,8 @@ def test_every_help_answers_with_defaults_and_no_heavy_import(name):
     target = args[1:] if args[0] == "-m" else args
     r = _run(["-c", probe, *target, "--help"])
     assert r.returncode == 0, r.stderr
-    assert "usage:" in r.stdout and "--debug" in r.stdout
+    assert "usage:" in r.stdout
+    assert "--debug" in r.stdout or name == "dashclip (console script)"  # each command has its own --debug
     assert "LOADED []" in r.stdout, r.stdout.splitlines()[-1]
     if name not in ("dashclip (console script)", "features.store", "features.repo init"):  # no options with defaults
         assert "(default: " in " ".join(r.stdout.split()), r.stdout

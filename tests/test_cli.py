@@ -188,3 +188,13 @@ def test_serve_settings_from_flags_env_and_old_spellings(monkeypatch):
     export(old)
     again = settings()
     assert (again.ranker, again.feature_repo, again.catalog, again.port) == ("m", "r", "p", 9001)
+
+
+def test_server_log_drops_the_faiss_loader_lines():
+    code = ("import logging; from dashclip.cli import configure_logging; configure_logging('INFO'); "
+            "import faiss; logging.getLogger('ranking.serve').info('own line')")
+    r = _run(["-c", code])
+    assert r.returncode == 0, r.stderr
+    assert "own line" in r.stderr and "faiss" not in r.stderr.lower(), r.stderr
+    plain = _run(["-c", "import logging; logging.basicConfig(level='INFO'); import faiss"])
+    assert "faiss" in plain.stderr.lower()  # what it would print otherwise

@@ -38,13 +38,26 @@ class CliError(Exception):
     """A one-line user error raised by command-line glue."""
 
 
+# the placeholder each vocabulary word shows in usage lines: what kind of thing it takes
+METAVARS = {"catalog": "PATH", "train_catalog": "PATH", "checkpoint": "DIR", "out": "DIR", "config": "FILE",
+            "queries": "FILE", "exclude_queries": "FILE", "judgments": "FILE", "feature_data": "DIR",
+            "feature_repo": "DIR", "ranker": "DIR", "image_root": "DIR", "report": "FILE", "purchases": "PATH",
+            "embeddings": "DIR", "threads": "N", "epochs": "N", "batch_size": "N", "gpu_batch_size": "N",
+            "partitions": "N", "seed": "N", "max_rows": "N", "per_category": "N", "workers": "N", "port": "N",
+            "retrieve_k": "K", "max_body_bytes": "BYTES", "device": "DEVICE", "host": "HOST"}
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help (those that say something), the module docstring kept as written."""
+    """Defaults in the help (those that say something), placeholders that say what kind of thing an
+    option takes (``--out DIR``), the module docstring kept as written."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False, []) or action.required:
+        if action.default is None or action.default is False or action.default == [] or action.required:
             return action.help or ""
         return super()._get_help_string(action)
+
+    def _get_default_metavar_for_optional(self, action: argparse.Action) -> str:
+        return METAVARS.get(action.dest, action.dest.upper())
 
 
 def parser(prog: str, description: str | None = None) -> argparse.ArgumentParser:
@@ -196,7 +209,7 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     ing = subcommand(sub, "ingest", "validate a catalog and write OUT/products.parquet and OUT/rejects.parquet")
     ing.add_argument("--catalog", required=True, help="catalog file (csv, tsv or parquet; canonical columns)")
-    ing.add_argument("--out", required=True, help="output folder (products.parquet, rejects.parquet, summary)")
+    ing.add_argument("--out", required=True, help="output folder: products.parquet, rejects.parquet, ingest_report.json")
     ing.add_argument("--config", help="JSON file of IngestConfig fields (validation limits, image rules)")
     ing.add_argument("--image-root", help="folder local images must lie in (default: the catalog's folder)")
     return run_main(ap, lazy("dashclip.catalog:run_cli"), argv)
@@ -205,13 +218,14 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
 def embed_main(argv: Sequence[str] | None = None) -> int:
     ap = parser("python -m dashclip.embed", "Batch embedding of products and queries with a DashCLIP checkpoint.")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    p = subcommand(sub, "products", "embed a catalog: OUT/product_embeddings.parquet (+ .rejects.parquet)")
+    p = subcommand(sub, "products", "embed a catalog")
     p.add_argument("--catalog", required=True, help="catalog file (csv, tsv or parquet; canonical columns)")
-    q = subcommand(sub, "queries", "embed a query file: OUT/query_embeddings.parquet (+ .rejects.parquet)")
+    q = subcommand(sub, "queries", "embed a query file")
     q.add_argument("--queries", required=True, help="query file (query_id, query; csv or parquet)")
     for s in (p, q):
         s.add_argument("--checkpoint", required=True, help="DashCLIP checkpoint folder")
-        s.add_argument("--out", required=True, help="output folder")
+        name = "product_embeddings" if s is p else "query_embeddings"
+        s.add_argument("--out", required=True, help=f"output folder: {name}.parquet and {name}.rejects.parquet")
         s.add_argument("--batch-size", type=int, default=64, help="rows per forward pass")
         s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
         s.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")

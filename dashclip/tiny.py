@@ -26,7 +26,7 @@ def build_parser():
 
     ap = parser("python -m dashclip.tiny", __doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder: the checkpoint")
-    ap.add_argument("--config", default="tiny-random",
+    ap.add_argument("--config", default="tiny-random", metavar="NAME|FILE",
                     help="model architecture: a name in dashclip/configs/ or a JSON file")
     ap.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     return ap

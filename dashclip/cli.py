@@ -44,7 +44,8 @@ METAVARS = {"catalog": "PATH", "train_catalog": "PATH", "checkpoint": "DIR", "ou
             "feature_repo": "DIR", "ranker": "DIR", "image_root": "DIR", "report": "FILE", "purchases": "PATH",
             "embeddings": "DIR", "threads": "N", "epochs": "N", "batch_size": "N", "gpu_batch_size": "N",
             "partitions": "N", "seed": "N", "max_rows": "N", "per_category": "N", "workers": "N", "port": "N",
-            "retrieve_k": "K", "max_body_bytes": "BYTES", "device": "DEVICE", "host": "HOST"}
+            "retrieve_k": "K", "max_body_bytes": "BYTES", "device": "DEVICE", "host": "HOST", "model_version": "VERSION",
+            "window_days": "DAYS", "as_of": "TIME", "master": "URL"}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -32,6 +32,7 @@ EXIT_USAGE = 2
 # exceptions that say what the user got wrong: printed as they are; anything else is a bug and
 # names its type (and how to see the traceback)
 USER_ERRORS = (OSError, ValueError, LookupError)
+USER_ERROR_NAMES = ("AnalysisException",)  # Spark's: a missing path or column, said in its message
 
 
 class CliError(Exception):
@@ -95,7 +96,7 @@ def one_line(e: BaseException) -> str:
     msg = " ".join(str(e).split()) if str(e).strip() else type(e).__name__
     if isinstance(e, KeyError) and e.args:  # str(KeyError) is the repr of the key
         msg = f"missing {e.args[0]!r}"
-    if not isinstance(e, (CliError, *USER_ERRORS)):
+    if not isinstance(e, (CliError, *USER_ERRORS)) and type(e).__name__ not in USER_ERROR_NAMES:
         msg = f"{msg} [{type(e).__name__}; rerun with --debug for the traceback]"
     return msg
 

@@ -198,3 +198,18 @@ def test_server_log_drops_the_faiss_loader_lines():
     assert "own line" in r.stderr and "faiss" not in r.stderr.lower(), r.stderr
     plain = _run(["-c", "import logging; logging.basicConfig(level='INFO'); import faiss"])
     assert "faiss" in plain.stderr.lower()  # what it would print otherwise
+
+
+def test_spark_job_names_a_missing_local_input_before_spark_starts(tmp_path):
+    missing = tmp_path / "nope.csv"
+    r = _run(["spark_jobs/embed_catalog.py", "--checkpoint", str(tmp_path), "--catalog", str(missing),
+              "--out", str(tmp_path / "table")])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and lines == [f"error: --catalog {missing}: no such file or folder"], r.stderr
+    assert not (tmp_path / "table").exists()
+
+
+def test_spark_analysis_errors_are_user_errors():
+    AnalysisException = type("AnalysisException", (Exception,), {})
+    assert one_line(AnalysisException("[PATH_NOT_FOUND] Path does not exist: hdfs://x/y.csv")) == \
+        "[PATH_NOT_FOUND] Path does not exist: hdfs://x/y.csv"

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
+from pathlib import Path
 
-from dashclip.cli import CliError, parser, run_main
+from dashclip.cli import CliError, configure_logging, parser, run_main
 
 EXIT_LOCKED = 75  # EX_TEMPFAIL: the table is being written by another job
 RENAMED = {"--ingest-config": "--config"}  # older spellings, still accepted
@@ -46,11 +46,17 @@ def _inference(a):
                            gpu_batch_size=a.gpu_batch_size, threads=a.threads, partitions=a.partitions)
 
 
+def _require_local(path: str, flag: str) -> None:
+    """A local input that does not exist is named before Spark starts (a URI is Spark's to resolve)."""
+    if "://" not in path and not Path(path).exists():
+        raise CliError(f"{flag} {path}: no such file or folder")
+
+
 def _run(app: str, a, job) -> int:
     from spark_jobs.lib.session import get_spark
     from spark_jobs.lib.table import TableError, TableLocked
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging("INFO", "%(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     conf = dict(kv.split("=", 1) for kv in a.conf)
     spark = get_spark(app, a.master, conf)
@@ -94,6 +100,7 @@ def _catalog_job(a) -> int:
     from spark_jobs.lib import products
     from spark_jobs.lib.config import CatalogJobConfig
 
+    _require_local(a.catalog, "--catalog")
     ingest = load_config(IngestConfig, a.config)
     cfg = CatalogJobConfig(catalog=a.catalog, out=a.out, image_root=a.image_root, full=a.full,
                            revalidate=a.revalidate, lock_wait_s=a.lock_wait, inference=_inference(a), ingest=ingest)
@@ -118,6 +125,7 @@ def _queries_job(a) -> int:
     from spark_jobs.lib import queries
     from spark_jobs.lib.config import QueryJobConfig
 
+    _require_local(a.queries, "--queries")
     cfg = QueryJobConfig(queries=a.queries, out=a.out, full=a.full, revalidate=a.revalidate, lock_wait_s=a.lock_wait,
                          inference=_inference(a))
     return _run("embed_queries", a, lambda spark: queries.run(spark, cfg))
@@ -144,6 +152,8 @@ def _profiles_job(a) -> int:
     from spark_jobs.lib import profiles
     from spark_jobs.lib.config import ProfileJobConfig
 
+    _require_local(a.purchases, "--purchases")
+    _require_local(a.embeddings, "--embeddings")
     cfg = ProfileJobConfig(purchases=a.purchases, embeddings=a.embeddings, out=a.out, model_version=a.model_version,
                            window_days=a.window_days, as_of=a.as_of, lock_wait_s=a.lock_wait)
     return _run("consumer_profiles", a, lambda spark: profiles.run(spark, cfg))

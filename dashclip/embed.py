@@ -60,7 +60,10 @@ def write_embedding_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
             fields.append(pa.field(col, pa.list_(pa.float32())))
         else:
             fields.append(pa.field(col, pa.Schema.from_pandas(df[[col]], preserve_index=False).field(col).type))
-    write_parquet_atomic(pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False), path)
+    schema = pa.schema(fields)
+    # every row rejected: an empty table of the same schema (arrow cannot convert an empty float column to lists)
+    table = schema.empty_table() if df.empty else pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    write_parquet_atomic(table, path)
 
 
 @torch.no_grad()

@@ -213,3 +213,17 @@ def test_spark_analysis_errors_are_user_errors():
     AnalysisException = type("AnalysisException", (Exception,), {})
     assert one_line(AnalysisException("[PATH_NOT_FOUND] Path does not exist: hdfs://x/y.csv")) == \
         "[PATH_NOT_FOUND] Path does not exist: hdfs://x/y.csv"
+
+
+def test_embed_products_with_every_row_rejected_writes_an_empty_table(tmp_path):
+    from dashclip.tiny import make_tiny_checkpoint
+
+    ck = make_tiny_checkpoint(tmp_path / "ck")
+    cat = tmp_path / "cat.csv"
+    pd.DataFrame({"product_id": ["a", "b"], "title": ["", ""], "image": ["", ""]}).to_csv(cat, index=False)
+    r = _run(["-m", "dashclip.embed", "products", "--checkpoint", str(ck), "--catalog", str(cat),
+              "--out", str(tmp_path / "emb")])
+    assert r.returncode == 0, r.stderr
+    table = pd.read_parquet(tmp_path / "emb" / "product_embeddings.parquet")
+    rejects = pd.read_parquet(tmp_path / "emb" / "product_embeddings.rejects.parquet")
+    assert len(table) == 0 and "embedding" in table.columns and sorted(rejects["product_id"]) == ["a", "b"]

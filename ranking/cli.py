@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
-from dashclip.cli import lazy, parser, run_main
+from dashclip.cli import CliError, lazy, parser, run_main
 
 ENV_PREFIX = "DASHCLIP_SERVE_"
 MAX_BODY_BYTES = 256 * 1024  # the same as ranking.serve.MAX_BODY_BYTES
@@ -64,8 +65,26 @@ def export(args) -> None:
                 os.environ[env_name(action.option_strings[0])] = str(value)
 
 
+def check_paths(args) -> None:
+    """Each folder the server reads exists, or one line naming the flag, its variable and the value
+    (said before FastAPI, Feast and the models load)."""
+    wanted = [("--ranker", args.ranker, "config.json", "ranking.train writes OUT/models/with_embeddings"),
+              ("--feature-repo", args.feature_repo, "feature_store.yaml", "python -m features.repo init DIR makes one"),
+              ("--checkpoint", args.checkpoint, "meta.json", "a DashCLIP checkpoint folder")]
+    for flag, value, inside, hint in wanted:
+        if value is not None and not (Path(value) / inside).is_file():
+            raise CliError(f"{flag} {value} (${env_name(flag)}): no {inside} there ({hint})")
+    if args.catalog is not None and not Path(args.catalog).exists():
+        raise CliError(f"--catalog {args.catalog} (${env_name('--catalog')}): no such file or folder")
+
+
+def _serve(args) -> int:
+    check_paths(args)
+    return lazy("ranking.serve:run_cli")(args)
+
+
 def serve_main(argv: Sequence[str] | None = None) -> int:
-    return run_main(serve_parser(), lazy("ranking.serve:run_cli"), argv, RENAMED)
+    return run_main(serve_parser(), _serve, argv, RENAMED)
 
 
 if __name__ == "__main__":

@@ -171,11 +171,12 @@ def service_from_settings(args=None) -> tuple[RankService, int]:
     """The service (and body limit) from parsed settings, by default ``DASHCLIP_SERVE_*``; logs the
     start-up line without an address (the process manager prints where it listens)."""
     from dashclip.cli import configure_logging
-    from ranking.cli import settings
+    from ranking.cli import check_paths, settings
 
     if args is None:
         args = settings()
         configure_logging(args.log_level)
+    check_paths(args)
     service = build_service(args.ranker, args.feature_repo, args.catalog, args.checkpoint, args.retrieve_k,
                             args.retriever)
     log.info(startup_line(service))  # one per worker

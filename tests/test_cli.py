@@ -36,6 +36,7 @@ ENTRY_POINTS = {
     "dashclip.evaluate queries": ["-m", "dashclip.evaluate", "queries"],
     "dashclip.evaluate judgments": ["-m", "dashclip.evaluate", "judgments"],
     "dashclip.tiny": ["-m", "dashclip.tiny"],
+    "dashclip.resources": ["-m", "dashclip.resources"],
     "dashclip (console script)": ["-m", "dashclip.cli"],
     "ranking.train": ["-m", "ranking.train"],
     "ranking.serve": ["-m", "ranking.serve"],
@@ -75,7 +76,8 @@ def test_every_help_answers_with_defaults_and_no_heavy_import(name):
     assert "usage:" in r.stdout
     assert "--debug" in r.stdout or name == "dashclip (console script)"  # each command has its own --debug
     assert "LOADED []" in r.stdout, r.stdout.splitlines()[-1]
-    if name not in ("dashclip (console script)", "features.store", "features.repo init"):  # no options with defaults
+    if name not in ("dashclip (console script)", "dashclip.resources", "features.store", "features.repo init"):
+        # (those four take no option with a default)
         assert "(default: " in " ".join(r.stdout.split()), r.stdout
 
 

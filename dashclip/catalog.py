@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor

@@ -20,7 +20,7 @@ def _load(cls, path: str | None, overrides: dict):
     from dashclip.cli import load_config
 
     cfg = load_config(cls, path, overrides)
-    if cfg.catalog:  # recorded resolved, so --reuse from another directory compares the same file
+    if cfg.catalog and "catalog" in cfg.model_fields_set:  # recorded resolved: --reuse from elsewhere compares the same file
         cfg = cfg.model_copy(update={"catalog": str(Path(cfg.catalog).resolve())})
     return cfg
 

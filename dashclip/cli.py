@@ -90,7 +90,8 @@ def rename(argv: Sequence[str], old_to_new: dict[str, str]) -> list[str]:
 
 
 def one_line(e: BaseException) -> str:
-    """An exception as one line: its message (first line of a multi-line one), or its type."""
+    """An exception as one line: its message with the line breaks folded, or its type; a bug (not a
+    user error) also names its type and ``--debug``."""
     if _is_validation_error(e):
         return _validation_line(e)
     msg = " ".join(str(e).split()) if str(e).strip() else type(e).__name__
@@ -111,10 +112,14 @@ def _validation_line(e, source: str | None = None) -> str:
     for err in e.errors():
         field = ".".join(str(x) for x in err.get("loc", ())) or "(top level)"
         value = err.get("input")
-        shown = "" if isinstance(value, dict) else f" (value {value!r})"
+        shown = "" if isinstance(value, dict) else f" (value {_short(repr(value))})"
         parts.append(f"{field}: {err.get('msg')}{shown}")
     head = f"{source}: " if source else ""
     return head + "; ".join(parts)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def run_main(ap: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None],

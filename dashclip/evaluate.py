@@ -115,8 +115,8 @@ def _run(args) -> int:
     else:
         from dashclip.eval_queries import evaluate_queries, markdown_table as q_table
 
-        rankings = args.rankings or (str(Path(out).parent / "rankings.parquet") if out and not args.out.endswith(".json")
-                                     else None)
+        in_folder = args.out and Path(out).parent == Path(args.out)  # not the older --out FILE.json
+        rankings = args.rankings or (str(Path(args.out) / "rankings.parquet") if in_folder else None)
         report = evaluate_queries(args.checkpoint, args.catalog, args.judgments, rankings_out=rankings)
         _write(report, q_table(report), out)
     print(json.dumps({k: v for k, v in report.items() if k not in ("per_query",)}, indent=1, default=str)[:4000])

@@ -229,3 +229,12 @@ def test_embed_products_with_every_row_rejected_writes_an_empty_table(tmp_path):
     table = pd.read_parquet(tmp_path / "emb" / "product_embeddings.parquet")
     rejects = pd.read_parquet(tmp_path / "emb" / "product_embeddings.rejects.parquet")
     assert len(table) == 0 and "embedding" in table.columns and sorted(rejects["product_id"]) == ["a", "b"]
+
+
+def test_out_is_a_folder_and_a_file_name_still_works_with_a_warning(tmp_path, capsys):
+    from dashclip.cli import out_file
+
+    assert out_file(tmp_path / "emb", "query_embeddings.parquet", (".parquet",)) == tmp_path / "emb" / "query_embeddings.parquet"
+    assert capsys.readouterr().err == ""
+    assert out_file(tmp_path / "q.parquet", "query_embeddings.parquet", (".parquet",)) == tmp_path / "q.parquet"
+    assert "--out is a folder" in capsys.readouterr().err

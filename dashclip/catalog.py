@@ -1,6 +1,6 @@
 """Catalog ingestion: read a catalog in the canonical format, validate every row, write clean + rejects.
 
-    python -m dashclip.catalog ingest --catalog PATH --out DIR
+    python -m dashclip.catalog ingest --catalog PATH --out DIR      (or: dashclip ingest ...)
 
 writes ``DIR/products.parquet`` (clean rows, normalised text, verified images, splits) and
 ``DIR/rejects.parquet`` (one row per rejected input row: source row, product id, field, value,
@@ -31,7 +31,11 @@ Rules (also in README):
 
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":  # the command line lives in dashclip.cli: parsed (and --help answered) before pandas loads
+    from dashclip.cli import ingest_main
+
+    raise SystemExit(ingest_main())
+
 import csv
 import hashlib
 import io
@@ -39,7 +43,6 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tqdm import tqdm
 
 from dashclip import columns as C
+from dashclip.cli import clean_message
 from dashclip.image_source import MAX_IMAGE_BYTES, ImageSourceError, fetch, read_local, within
 from dashclip.io import write_parquet_atomic
 
@@ -344,7 +348,8 @@ def check_image(ref: str, base_dir: Path, cfg: IngestConfig, root: str | None = 
             im.load()  # full decode: raises on truncated data
             im.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        return ImageCheck("bad", path, error=f"not a decodable image: {e}")
+        why = "unrecognised image format" if isinstance(e, UnidentifiedImageError) else clean_message(str(e))
+        return ImageCheck("bad", path, error=f"not a decodable image: {why}")
     if min(w, h) < cfg.min_image_side:
         return ImageCheck("bad", path, w, h, error=f"too small: {w}x{h} < {cfg.min_image_side}px side")
     return ImageCheck("ok", path, w, h, sha256=hashlib.sha256(data).hexdigest())
@@ -542,23 +547,19 @@ def load_products(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dashclip.catalog", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    ing = sub.add_parser("ingest", help="validate a catalog and write products/rejects parquet")
-    ing.add_argument("--catalog", required=True, help="catalog file (csv or parquet)")
-    ing.add_argument("--out", required=True, help="output folder")
-    ing.add_argument("--config", help="JSON file with IngestConfig fields")
-    ing.add_argument("--image-root", help="folder local images must lie in (default: the catalog's folder)")
-    args = ap.parse_args(argv)
+    """``python -m dashclip.catalog ingest ...`` (the parser is ``dashclip.cli.ingest_main``)."""
+    from dashclip.cli import ingest_main
+
+    return ingest_main(argv)
+
+
+def run_cli(args) -> int:
+    """``ingest`` after parsing: ingest, print the summary."""
+    from dashclip.cli import load_config
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = IngestConfig.model_validate_json(Path(args.config).read_text()) if args.config else IngestConfig()
-    if args.image_root:
-        cfg = cfg.model_copy(update={"image_root": args.image_root})
-    try:
-        res = ingest(args.catalog, args.out, cfg)
-    except (CatalogSchemaError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(IngestConfig, args.config, {"image_root": args.image_root})
+    res = ingest(args.catalog, args.out, cfg)
     s = res.summary()
     print(f"rows in: {s['rows_in']}  rows out: {s['rows_out']}  rows rejected: {s['rows_rejected']}  "
           f"text-only: {s['text_only']}  ({s['seconds']} s)")
@@ -567,7 +568,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"splits: {s['splits']}")
     print(f"wrote {Path(args.out) / 'products.parquet'} and {Path(args.out) / 'rejects.parquet'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,20 +1,24 @@
 """Batch embedding of products and queries with a DashCLIP checkpoint.
 
-    python -m dashclip.embed products --checkpoint DIR --catalog PATH --out PATH.parquet
-    python -m dashclip.embed queries  --checkpoint DIR --queries PATH --out PATH.parquet
+    python -m dashclip.embed products --checkpoint DIR --catalog PATH --out DIR   (or: dashclip embed ...)
+    python -m dashclip.embed queries  --checkpoint DIR --queries PATH --out DIR
 
-Products are validated exactly as ingestion does (``dashclip.catalog``); rejected rows go to
-``<out>.rejects.parquet`` and never stop the run. The importable ``ProductEmbedder`` and
+writes ``DIR/product_embeddings.parquet`` / ``DIR/query_embeddings.parquet``. Products are
+validated exactly as ingestion does (``dashclip.catalog``); rejected rows go to
+``DIR/<name>.rejects.parquet`` and never stop the run. The importable ``ProductEmbedder`` and
 ``QueryEmbedder`` are what Spark workers and the online path load (once per process).
 """
 
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":  # the command line lives in dashclip.cli: parsed (and --help answered) before torch loads
+    from dashclip.cli import embed_main
+
+    raise SystemExit(embed_main())
+
 import logging
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +69,10 @@ def write_embedding_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
             fields.append(pa.field(col, pa.list_(pa.float32())))
         else:
             fields.append(pa.field(col, pa.Schema.from_pandas(df[[col]], preserve_index=False).field(col).type))
-    write_parquet_atomic(pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False), path)
+    schema = pa.schema(fields)
+    # every row rejected: an empty table of the same schema (arrow cannot convert an empty float column to lists)
+    table = schema.empty_table() if df.empty else pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    write_parquet_atomic(table, path)
 
 
 @torch.no_grad()
@@ -209,26 +216,22 @@ def _cmd_queries(args) -> int:
     return _write_outputs(table, rejects, args.out, emb.model_version, t0)
 
 
+PRODUCTS_FILE, QUERIES_FILE = "product_embeddings.parquet", "query_embeddings.parquet"
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dashclip.embed")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("products", help="embed a catalog (canonical format)")
-    p.add_argument("--catalog", required=True)
-    q = sub.add_parser("queries", help="embed a query file (query_id, query)")
-    q.add_argument("--queries", required=True)
-    for s in (p, q):
-        s.add_argument("--checkpoint", required=True)
-        s.add_argument("--out", required=True)
-        s.add_argument("--batch-size", type=int, default=64)
-        s.add_argument("--device", default="auto")
-    args = ap.parse_args(argv)
+    """``python -m dashclip.embed ...`` (the parser is ``dashclip.cli.embed_main``)."""
+    from dashclip.cli import embed_main
+
+    return embed_main(argv)
+
+
+def run_cli(args) -> int:
+    """``products`` / ``queries`` after parsing: ``args.out`` is the output folder."""
+    from dashclip.cli import out_file
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return _cmd_products(args) if args.cmd == "products" else _cmd_queries(args)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.out = str(out_file(args.out, PRODUCTS_FILE if args.cmd == "products" else QUERIES_FILE, (".parquet", ".pq")))
+    return _cmd_products(args) if args.cmd == "products" else _cmd_queries(args)

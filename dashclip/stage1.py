@@ -263,23 +263,26 @@ def validate(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.
     return metrics
 
 
-def plot_history(history: list[dict], path: Path) -> None:
-    import matplotlib
+def plot_history(history: list[dict], path: Path, model_version: str = "", run_id: str = "") -> None:
+    """Loss and validation retrieval by epoch; the title names the model version and the run."""
+    from dashclip.plots import new_run_id, pyplot, save, stamp
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     ep = [h["epoch"] for h in history]
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    ax[0].plot(ep, [h["train_total"] for h in history], marker="o", label="train total")
-    ax[0].plot(ep, [h["val_total"] for h in history], marker="o", label="val total")
-    ax[0].set_xlabel("epoch"), ax[0].set_ylabel("loss"), ax[0].legend(), ax[0].set_title("stage 1 loss")
-    ax[1].plot(ep, [h["val_text_to_imageonly_R@10"] for h in history], marker="o", label="text→image-only R@10")
-    ax[1].plot(ep, [h["val_text_to_product_R@1"] for h in history], marker="o", label="text→product R@1")
-    ax[1].set_xlabel("epoch"), ax[1].legend(), ax[1].set_title("validation retrieval")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    curves = ((ax[0], "loss", (("train_total", "train total"), ("val_total", "val total"))),
+              (ax[1], "recall", (("val_text_to_imageonly_R@10", "text→image-only R@10"),
+                                 ("val_text_to_product_R@1", "text→product R@1"))))
+    for a, ylabel, series in curves:
+        for key, label in series:
+            ys = [h[key] for h in history]
+            a.plot(ep, ys, marker="o", label=label)
+            a.annotate(f"{ys[-1]:.3f}", (ep[-1], ys[-1]), xytext=(4, 0), textcoords="offset points", fontsize=8,
+                       va="center")
+        a.set_xlabel("epoch"), a.set_ylabel(ylabel), a.legend(fontsize=8)
+    ax[0].set_title("stage 1 loss", fontsize=9), ax[1].set_title("validation retrieval", fontsize=9)
+    stamp(fig, "Stage 1 training", model_version or "(unsaved)", run_id or new_run_id())
+    save(fig, path)
 
 
 def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> dict:
@@ -358,6 +361,6 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
     version = model.save_pretrained(out, stage="stage1", extra_meta={"train_config": cfg.model_dump(),
                                                                       "summary": summary, "history": history})
     (out / "history.json").write_text(json.dumps(history, indent=2))
-    plot_history(history, out / "training_curve.png")
+    plot_history(history, out / "training_curve.png", version)
     summary["model_version"] = version
     return summary

@@ -1,16 +1,16 @@
 """Training entry point.
 
     python -m dashclip.train stage1 --out DIR [--config FILE] [--catalog PATH] [--epochs N]
-    python -m dashclip.train stage2 --stage1 DIR --out DIR [--config FILE] [--catalog PATH] [--labels TABLE]
+    python -m dashclip.train stage2 --checkpoint STAGE1_DIR --out DIR [--config FILE] [--catalog PATH] [--labels TABLE]
         [--queries QUERY_LOG [--generate-queries]] [--seed-judgments JUDGMENTS] [--labeller teacher|llm]
 
+(or ``dashclip train ...``).
 ``--config`` is a JSON file of Stage1Config / Stage2Config fields; flags override it. The
 defaults train on the shipped catalog. The same command runs on a GPU box with larger settings.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -18,11 +18,12 @@ from pathlib import Path
 
 
 def _load(cls, path: str | None, overrides: dict):
-    data = json.loads(Path(path).read_text()) if path else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if data.get("catalog"):  # recorded resolved, so --reuse from another directory compares the same file
-        data["catalog"] = str(Path(data["catalog"]).resolve())
-    return cls.model_validate(data)
+    from dashclip.cli import load_config
+
+    cfg = load_config(cls, path, overrides)
+    if cfg.catalog and "catalog" in cfg.model_fields_set:  # recorded resolved: --reuse from elsewhere compares the same file
+        cfg = cfg.model_copy(update={"catalog": str(Path(cfg.catalog).resolve())})
+    return cfg
 
 
 def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
@@ -58,12 +59,17 @@ def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
     return same
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dashclip.train", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="stage", required=True)
-    s1 = sub.add_parser("stage1", help="continual pretraining of the product encoder")
-    s2 = sub.add_parser("stage2", help="relevance labels and query-encoder alignment")
-    s2.add_argument("--stage1", required=True, help="stage-1 checkpoint folder")
+RENAMED = {"--stage1": "--checkpoint"}  # older spellings, still accepted
+
+
+def build_parser():
+    from dashclip.cli import parser, subcommand
+
+    ap = parser("python -m dashclip.train", __doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    s1 = subcommand(sub, "stage1", "continual pretraining of the product encoder")
+    s2 = subcommand(sub, "stage2", "relevance labels and query-encoder alignment")
+    s2.add_argument("--checkpoint", required=True, help="the stage-1 checkpoint folder to start from")
     s2.add_argument("--queries", help="query log (query_id, query[, count]): the training queries")
     s2.add_argument("--generate-queries", action="store_true", default=None,
                     help="add generated queries to the query log's")
@@ -73,28 +79,32 @@ def main(argv: list[str] | None = None) -> int:
                     help="who grades the mined pairs (llm: endpoint, model and key from DASHCLIP_LLM_*)")
     s2.add_argument("--labels", help="label table of spark_jobs/label_pairs.py: its labels replace in-process teacher labelling")
     for s in (s1, s2):
-        s.add_argument("--out", required=True)
-        s.add_argument("--config", help="JSON file with training settings")
-        s.add_argument("--catalog", help="catalog file or ingested products.parquet")
-        s.add_argument("--epochs", type=int)
-        s.add_argument("--threads", type=int)
+        s.add_argument("--out", required=True, help="output folder: the checkpoint trained here")
+        s.add_argument("--config", help="JSON file of Stage1Config / Stage2Config fields (flags override it)")
+        s.add_argument("--catalog", help="catalog file, ingested products.parquet or its folder "
+                       "(default: $DASHCLIP_CATALOG, else $DASHCLIP_DATA/catalog.csv, else ../shared/data/catalog.csv)")
+        s.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
+        s.add_argument("--threads", type=int, help="torch CPU threads (default: the config's, else torch's)")
         s.add_argument("--reuse", action="store_true",
                        help="skip training when OUT already holds a checkpoint trained with the same settings")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from dashclip.checkpoint import CheckpointError
-    from dashclip.inputs import InputError
-    from dashclip.stage2 import LabelTableError
+    return ap
 
+
+def main(argv: list[str] | None = None) -> int:
+    from dashclip.cli import run_main
+
+    return run_main(build_parser(), _run, argv, RENAMED)
+
+
+def _run(args) -> int:
+    from dashclip.inputs import InputError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         summary = _train(args)
-    except InputError as e:  # a query log or seed judgments with problems: every one of them
+    except InputError as e:  # a query log or seed judgments with problems: every one of them, a line each
         for p in e.problems:
             print(f"error: {p.line()}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, CheckpointError, LabelTableError) as e:  # a missing catalog, a damaged or changed
-        # checkpoint, a label table without this run's pairs: one line
-        print(f"error: {e}", file=sys.stderr)
         return 2
     if summary is None:  # --reuse and already up to date
         return 0
@@ -118,9 +128,9 @@ def _train(args) -> dict | None:
                                                 "queries_file": args.queries, "generate_queries": args.generate_queries,
                                                 "seed_judgments": args.seed_judgments, "labeller": args.labeller,
                                                 "labels": args.labels})
-        if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.stage1):
+        if args.reuse and _up_to_date(args.out, cfg.model_dump(), args.checkpoint):
             return None
-        return train_stage2(cfg, args.stage1, args.out)
+        return train_stage2(cfg, args.checkpoint, args.out)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ Feast writes its registry under `DIR/data/`; the offline tables default to the s
 
 from __future__ import annotations
 
-import argparse
-import sys
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -50,18 +48,25 @@ def init_repo(dest: str | Path, force: bool = False) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m features.repo", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    init = sub.add_parser("init", help="copy the feature repo template into a folder")
+def build_parser():
+    from dashclip.cli import parser, subcommand
+
+    ap = parser("python -m features.repo", __doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    init = subcommand(sub, "init", "copy the feature repo template into a folder")
     init.add_argument("dir", help="the repo folder to create or refresh (e.g. feature_repo)")
     init.add_argument("--force", action="store_true", help="overwrite template files that were edited")
-    args = ap.parse_args(argv)
-    try:
-        written = init_repo(args.dir, force=args.force)
-    except (FileExistsError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dashclip.cli import run_main
+
+    return run_main(build_parser(), _run, argv)
+
+
+def _run(args) -> int:
+    written = init_repo(args.dir, force=args.force)
     state = f"wrote {', '.join(p.name for p in written)}" if written else "already up to date"
     print(f"feature repo {args.dir}: {state}")
     print(f'next: eval "$(python -m features.store env)" && cd {args.dir} && feast apply')

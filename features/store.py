@@ -8,8 +8,12 @@ one into the other, and `python -m features.store env` prints the export line fo
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # the command line lives in features.cli: parsed (and --help answered) before Feast loads
+    from features.cli import store_main
+
+    raise SystemExit(store_main())
+
 import os
-import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -132,13 +136,13 @@ def describe(client: redis.Redis) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["env"]:
-        print(f"export {C.ENV_FEAST_REDIS}='{feast_connection_string()}'")
-        return 0
-    print("usage: python -m features.store env   # prints the export line for feature_store.yaml", file=sys.stderr)
-    return 2
+    """``python -m features.store env`` (the parser is ``features.cli.store_main``)."""
+    from features.cli import store_main
+
+    return store_main(argv)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def run_cli(args) -> int:
+    """``env`` after parsing."""
+    print(f"export {C.ENV_FEAST_REDIS}='{feast_connection_string()}'")
+    return 0

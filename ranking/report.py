@@ -1,4 +1,9 @@
-"""The lift report: `report.json`, `report.md` and PNG plots, every simulated figure labelled."""
+"""The lift report: `report.json`, `report.md` and PNG plots, every simulated figure labelled.
+
+`summary.png` is the one figure to look at (offline AUC, off-policy CTR/CVR and the A/B lifts, with
+95% intervals and the values written on the bars); `auc.png`, `off_policy.png` and `ab.png` show
+each panel larger. Every figure's title names the model version and the run id (`report.json`'s
+`run_id`)."""
 
 from __future__ import annotations
 
@@ -6,12 +11,12 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from dashclip.plots import label_bars, new_run_id, pyplot, save, stamp
 
 SIM = "SIMULATED"
+NAMES = ["with_embeddings", "baseline"]
+POLICIES = ["with_embeddings", "baseline", "legacy"]
+COLORS = {"with_embeddings": "tab:blue", "baseline": "tab:gray", "legacy": "tab:olive"}
 
 
 def _f(x: float, pct: bool = False) -> str:
@@ -62,61 +67,86 @@ def markdown(r: dict) -> str:
               f"- CTR lift: **{_f(ab['ctr_lift'], True)}**, 95% CI {_ci(ab['ctr_lift_ci95'], True)}",
               f"- CVR lift: **{_f(ab['cvr_lift'], True)}**, 95% CI {_ci(ab['cvr_lift_ci95'], True)}",
               f"- conversions per impression: {_f(ab['conversion_rate_lift'], True)}, 95% CI {_ci(ab['conversion_rate_lift_ci95'], True)}",
-              "", "Plots: `auc.png`, `off_policy.png`, `ab.png`.", ""]
+              "", "Plots: `summary.png` (all of the above in one figure); `auc.png`, `off_policy.png`, `ab.png`.", ""]
     return "\n".join(lines)
 
 
-def plots(r: dict, out: Path) -> list[Path]:
-    paths = []
-    names = ["with_embeddings", "baseline"]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def _auc_panel(ax, r: dict) -> None:
     for i, task in enumerate(("ctr", "cvr")):
-        vals = [r["auc"][task][n] for n in names]
-        ax.bar([i - 0.18, i + 0.18], vals, width=0.36, color=["tab:blue", "tab:gray"])
-        for x, v in zip([i - 0.18, i + 0.18], vals):
-            ax.text(x, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+        vals = [r["auc"][task][n] for n in NAMES]
+        label_bars(ax, ax.bar([i - 0.18, i + 0.18], vals, width=0.36, color=[COLORS[n] for n in NAMES]))
     ax.set_xticks([0, 1], ["pCTR", "pCVR"])
+    ax.set_xlabel("model (test period)")
     ax.set_ylim(0.5, 1.0)
-    ax.set_ylabel("test AUC")
-    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:blue", "tab:gray")], labels=names, fontsize=8)
-    ax.set_title(f"Test-period AUC ({SIM} clicks)")
-    paths.append(_save(fig, out / "auc.png"))
+    ax.set_ylabel("AUC")
+    ax.legend(handles=[_swatch(COLORS[n]) for n in NAMES], labels=NAMES, fontsize=7, loc="upper right")
+    ax.set_title(f"offline AUC ({SIM} clicks)", fontsize=9)
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
-    pols = ["with_embeddings", "baseline", "legacy"]
-    for ax, (metric, title) in zip(axes, (("snips_ctr", "CTR (SNIPS)"), ("snips_cvr", "CVR"))):
-        e = [r["off_policy"][p][metric] for p in pols]
-        v = [x["value"] for x in e]
-        err = [[x["value"] - x["ci95"][0] for x in e], [x["ci95"][1] - x["value"] for x in e]]
-        ax.bar(pols, v, yerr=err, capsize=4, color=["tab:blue", "tab:gray", "tab:olive"])
-        ax.set_title(f"{title}, off-policy ({SIM})", fontsize=9)
-        ax.tick_params(axis="x", labelsize=8)
-    paths.append(_save(fig, out / "off_policy.png"))
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+def _off_policy_panel(ax, r: dict, metric: str, name: str) -> None:
+    e = [r["off_policy"][p][metric] for p in POLICIES]
+    v = [x["value"] for x in e]
+    err = [[x["value"] - x["ci95"][0] for x in e], [x["ci95"][1] - x["value"] for x in e]]
+    bars = ax.bar(POLICIES, v, yerr=err, capsize=4, color=[COLORS[p] for p in POLICIES])
+    label_bars(ax, bars, "{:.4f}", [x["ci95"] for x in e])
+    ax.set_xlabel("policy")
+    ax.set_ylabel(f"{name} per impression (95% CI)")
+    ax.set_title(f"{name}, off-policy SNIPS ({SIM})", fontsize=9)
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def _ab_panel(ax, r: dict) -> None:
     ab = r["ab"]
     lifts = [ab["ctr_lift"], ab["cvr_lift"]]
     err = [[lifts[0] - ab["ctr_lift_ci95"][0], lifts[1] - ab["cvr_lift_ci95"][0]],
            [ab["ctr_lift_ci95"][1] - lifts[0], ab["cvr_lift_ci95"][1] - lifts[1]]]
-    ax.bar(["CTR lift", "CVR lift"], [100 * x for x in lifts], yerr=[[100 * x for x in e] for e in err], capsize=5,
-           color="tab:blue")
+    bars = ax.bar(["CTR lift", "CVR lift"], [100 * x for x in lifts], yerr=[[100 * x for x in e] for e in err],
+                  capsize=5, color="tab:blue")
+    label_bars(ax, bars, "{:+.1f}%", [[100 * x for x in ab[f"{m}_lift_ci95"]] for m in ("ctr", "cvr")])
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_ylabel("% vs baseline (95% CI)")
-    ax.set_title(f"{SIM} A/B: embeddings vs baseline")
-    paths.append(_save(fig, out / "ab.png"))
+    ax.set_xlabel(f"{ab['treatment']} vs {ab['control']}")
+    ax.set_ylabel("lift, % (95% CI)")
+    ax.set_title(f"A/B, {ab['n_requests']:,} requests ({SIM})", fontsize=9)
+
+
+def _swatch(color: str):
+    return pyplot().Rectangle((0, 0), 1, 1, color=color)
+
+
+def plots(r: dict, out: Path) -> list[Path]:
+    """summary.png plus one PNG per panel, each titled with the model version and the run id."""
+    plt = pyplot()
+    version, run = r["model_version"], r["run_id"]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    _auc_panel(axes[0], r)
+    _off_policy_panel(axes[1], r, "snips_ctr", "CTR")
+    _off_policy_panel(axes[2], r, "snips_cvr", "CVR")
+    _ab_panel(axes[3], r)
+    stamp(fig, f"Ads ranker with DashCLIP embeddings vs without: {SIM} traffic", version, run)
+    paths = [save(fig, out / "summary.png")]
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _auc_panel(ax, r)
+    stamp(fig, f"Test-period AUC ({SIM} clicks)", version, run)
+    paths.append(save(fig, out / "auc.png"))
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    _off_policy_panel(axes[0], r, "snips_ctr", "CTR")
+    _off_policy_panel(axes[1], r, "snips_cvr", "CVR")
+    stamp(fig, f"Off-policy estimates on the test period ({SIM} logs)", version, run)
+    paths.append(save(fig, out / "off_policy.png"))
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    _ab_panel(ax, r)
+    stamp(fig, f"{SIM} A/B: embeddings vs baseline", version, run)
+    paths.append(save(fig, out / "ab.png"))
     return paths
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def write(report: dict, out: str | Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    report.setdefault("run_id", new_run_id())  # the figures' titles and report.json name the same run
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     (out / "report.md").write_text(markdown(report))
     pngs = plots(report, out)

@@ -1,7 +1,10 @@
 """The ads server: FastAPI app answering ranking requests with online features from Redis.
 
-    python -m ranking.serve --models runs/ranker/models/with_embeddings --checkpoint runs/pipeline/stage2 \
-        [--repo feature_repo] [--products runs/pipeline/ingest] [--host 127.0.0.1] [--port 8000]
+    python -m ranking.serve --ranker runs/ranker/models/with_embeddings --checkpoint runs/pipeline/stage2 \
+        [--feature-repo feature_repo] [--catalog runs/pipeline/ingest] [--host 127.0.0.1] [--port 8000]
+    uvicorn --factory ranking.serve:create_app --workers 4     # settings from DASHCLIP_SERVE_* (ranking.cli)
+
+On start-up it logs one line: the address, the model version, the ranker and the store.
 
 - `POST /rank` {consumer_id, query, query_id?, candidate_ids?, k=10}: ranked ads with pCTR, pCVR
   and score (pCTR × pCVR). Without candidate_ids the faiss index over the model version's
@@ -16,7 +19,11 @@
 
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":  # the command line lives in ranking.cli: parsed (and --help answered) before FastAPI loads
+    from ranking.cli import serve_main
+
+    raise SystemExit(serve_main())
+
 import logging
 import time
 from pathlib import Path
@@ -77,7 +84,11 @@ class Metrics:
         self.redis_errors = Counter("ads_redis_unavailable_total", "requests refused because Redis was down", registry=self.registry)
 
 
-def create_app(service: RankService, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(service: RankService | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The app over ``service``; with none (``uvicorn --factory ranking.serve:create_app``, a
+    gunicorn worker) the service is built from the ``DASHCLIP_SERVE_*`` settings (``ranking.cli``)."""
+    if service is None:
+        service, max_body_bytes = service_from_settings()
     app = FastAPI(title="DashCLIP ads ranker")
     metrics = Metrics()
     app.state.service, app.state.metrics = service, metrics
@@ -156,26 +167,57 @@ def build_service(models: str | Path, repo: str | Path, products: str | Path | N
     return RankService(store, ranker, version, cats, encode=encode, retriever=retriever, retrieve_k=retrieve_k)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ranking.serve", description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="runs/ranker/models/with_embeddings", help="a ranker folder from ranking.train")
-    ap.add_argument("--repo", default="feature_repo", help="Feast repo (feast apply + materialize done)")
-    ap.add_argument("--products", default="runs/pipeline/ingest", help="ingested products (for product categories)")
-    ap.add_argument("--checkpoint", default=None, help="DashCLIP checkpoint whose query tower embeds unseen queries")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8000)
-    ap.add_argument("--retrieve-k", type=int, default=100)
-    ap.add_argument("--retriever", default="flat", choices=["flat", "hnsw", "ivf"])
-    ap.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+def service_from_settings(args=None) -> tuple[RankService, int]:
+    """The service (and body limit) from parsed settings, by default ``DASHCLIP_SERVE_*``; logs the
+    start-up line without an address (the process manager prints where it listens)."""
+    from dashclip.cli import configure_logging
+    from ranking.cli import check_paths, settings
+
+    if args is None:
+        args = settings()
+        configure_logging(args.log_level)
+    check_paths(args)
+    service = build_service(args.ranker, args.feature_repo, args.catalog, args.checkpoint, args.retrieve_k,
+                            args.retriever)
+    log.info(startup_line(service))  # one per worker
+    return service, args.max_body_bytes
+
+
+def startup_line(service: RankService, address: str | None = None) -> str:
+    """Where the server listens, what it serves and from which store (no credentials: host, port, db)."""
+    from features.store import describe
+
+    retrieval = (f"faiss {service.retriever.config.kind} over {len(service.retriever.ids)} products"
+                 if service.retriever is not None else "none (requests name their candidates)")
+    where = f" on {address}" if address else ""
+    return (f"ads server{where}: model version {service.model_version}, ranker {service.ranker.config.name} "
+            f"({len(service.ranker.features)} features), store {describe(service.lookup.client)}, retrieval {retrieval}")
+
+
+def run_cli(args) -> int:
+    """``python -m ranking.serve`` after parsing (``ranking.cli``): build, log the start-up line, serve."""
     import uvicorn
 
-    service = build_service(args.models, args.repo, args.products, args.checkpoint, args.retrieve_k, args.retriever)
+    from dashclip.cli import configure_logging
+    from ranking.cli import export
+
+    configure_logging(args.log_level)
+    if args.workers > 1:  # each worker builds its own service from the same settings
+        export(args)
+        log.info("ads server on http://%s:%d: %d workers, ranker %s", args.host, args.port, args.workers, args.ranker)
+        uvicorn.run("ranking.serve:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                    log_level="warning", access_log=False)
+        return 0
+    service = build_service(args.ranker, args.feature_repo, args.catalog, args.checkpoint, args.retrieve_k,
+                            args.retriever)
     app = create_app(service, args.max_body_bytes)
+    log.info(startup_line(service, f"http://{args.host}:{args.port}"))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ranking.serve ...`` (the parser is ``ranking.cli.serve_parser``)."""
+    from ranking.cli import serve_main
+
+    return serve_main(argv)

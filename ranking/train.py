@@ -1,6 +1,6 @@
 """Train the ads ranker (pCTR, pCVR) with and without DashCLIP embedding features; measure the lift.
 
-    python -m ranking.train --checkpoint runs/pipeline/stage2 [--products runs/pipeline/ingest] \
+    python -m ranking.train --checkpoint runs/pipeline/stage2 [--catalog runs/pipeline/ingest] \
         [--out runs/ranker] [--feature-data DIR] [--config cfg.json] [--fast] [--logs DIR [--queries Q] | --simulate]
 
 Simulates traffic (SIMULATED, `ranking/simulator.py`), writes the stats and consumer-profile
@@ -14,59 +14,73 @@ version (missing rows are embedded here), builds point-in-time frames through Fe
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from dashclip.catalog import load_products
-from dashclip.checkpoint import CheckpointError
 from features import columns as FC
-from features.definitions import default_data_dir
-from features.store import REPO_DIR
-from ranking import report as REPORT
-from ranking.pipeline import TrainConfig, run
 
 FAST = {"world": {"n_consumers": 600, "queries_per_category": 3},
         "sim": {"days": 14, "requests_per_day": 800}, "ab_requests": 2000, "ope_requests": 1500, "n_boot": 300}
 
 
-def load_config(path: str | None, fast: bool) -> TrainConfig:
+def load_config(path: str | None, fast: bool):
+    from dashclip.cli import load_config as load
+    from ranking.pipeline import TrainConfig
+
+    if not fast:
+        return load(TrainConfig, path)
     data = json.loads(Path(path).read_text()) if path else {}
-    if fast:
-        data = {**FAST, **data, "world": {**FAST["world"], **data.get("world", {})}, "sim": {**FAST["sim"], **data.get("sim", {})}}
+    data = {**FAST, **data, "world": {**FAST["world"], **data.get("world", {})}, "sim": {**FAST["sim"], **data.get("sim", {})}}
     return TrainConfig.model_validate(data)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ranking.train", description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True, help="DashCLIP checkpoint (query + product towers)")
-    ap.add_argument("--products", default="runs/pipeline/ingest", help="ingested products.parquet (or its folder, or a catalog)")
-    ap.add_argument("--out", default="runs/ranker")
-    ap.add_argument("--feature-data", default=None, help=f"offline tables folder (default ${FC.ENV_DATA_DIR} or feature_repo/data)")
-    ap.add_argument("--config", default=None, help="JSON with TrainConfig fields (world, sim, params, ...)")
+RENAMED = {"--products": "--catalog"}  # older spellings, still accepted
+
+
+def build_parser():
+    from dashclip.cli import parser
+
+    ap = parser("python -m ranking.train", __doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", required=True, help="DashCLIP checkpoint folder (query + product towers)")
+    ap.add_argument("--catalog", default="runs/pipeline/ingest",
+                    help="ingested products.parquet or its folder (or a raw catalog, ingested here)")
+    ap.add_argument("--out", default="runs/ranker", help="output folder: models/, sim/, report.{json,md}, figures")
+    ap.add_argument("--feature-data", help=f"offline tables folder (default: ${FC.ENV_DATA_DIR}, else feature_repo/data)")
+    ap.add_argument("--config", help="JSON file of TrainConfig fields (world, sim, params, ...)")
     ap.add_argument("--fast", action="store_true", help="small simulation for a quick run")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--logs", help="train on these ads logs (impressions, clicks, conversions[, purchases, "
                                     "queries, candidates]; docs/own_data.md) instead of simulating")
     src.add_argument("--simulate", action="store_true", help="simulate traffic (the default without --logs)")
     ap.add_argument("--queries", help="query log (query_id, query): texts of logged queries (with --logs)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dashclip.cli import run_main
+
+    return run_main(build_parser(), _run, argv, RENAMED)
+
+
+def _run(args) -> int:
+    from dashclip.catalog import load_products
+    from features.definitions import default_data_dir
+    from features.store import REPO_DIR
+    from ranking import report as REPORT
+    from ranking.pipeline import run
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     cfg = load_config(args.config, args.fast)
     out = Path(args.out)
     data_dir = Path(args.feature_data) if args.feature_data else default_data_dir(REPO_DIR)
-    products = load_products(args.products)
+    products = load_products(args.catalog)
     if args.logs:
         return _main_logs(args, products, cfg, out, data_dir)
-    try:
-        report = run(products, args.checkpoint, out, data_dir, cfg, progress=True)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    report = run(products, args.checkpoint, out, data_dir, cfg, progress=True)
     paths = REPORT.write(report, out)
     auc, ab = report["auc"]["ctr"], report["ab"]
     print(f"pCTR test AUC: with embeddings {auc['with_embeddings']:.4f}, baseline {auc['baseline']:.4f} (simulated clicks)")
@@ -87,12 +101,9 @@ def _main_logs(args, products, cfg: TrainConfig, out: Path, data_dir: Path) -> i
     try:
         logs = read_logs(args.logs, products, read_table(args.queries) if args.queries else None)
         report = run_on_logs(logs, products, args.checkpoint, out, data_dir, cfg, progress=True)
-    except InputError as e:
+    except InputError as e:  # every problem of the logs, a line each
         for p in e.problems:
             print(f"error: {p.line()}", file=sys.stderr)
-        return 2
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
         return 2
     paths = write_report(report, out)
     auc = report["auc"]["ctr"]

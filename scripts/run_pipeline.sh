@@ -61,31 +61,30 @@ step "2. stage 1: continual pretraining of the product encoder"
 "$PY" -m dashclip.train stage1 --out "$RUN_DIR/stage1" --catalog "$RUN_DIR/ingest/products.parquet" --reuse "${S1_CFG[@]}"
 
 step "3. stage 2: relevance labels and query encoder"
-"$PY" -m dashclip.train stage2 --stage1 "$RUN_DIR/stage1" --out "$RUN_DIR/stage2" \
+"$PY" -m dashclip.train stage2 --checkpoint "$RUN_DIR/stage1" --out "$RUN_DIR/stage2" \
   --catalog "$RUN_DIR/ingest/products.parquet" --reuse "${S2_CFG[@]}" "${S2_DATA[@]}"
 
 step "4. evaluation on held-out products and queries"
 "$PY" -m dashclip.evaluate products --checkpoint "$RUN_DIR/stage2" --catalog "$RUN_DIR/ingest/products.parquet" \
-  --out "$RUN_DIR/eval/products.json"
+  --out "$RUN_DIR/eval/products"
 SETS=()
 if [ -n "$JUDGMENTS" ]; then
   skip "evaluation on generated queries: the rule annotator would judge them; the human seed's held-out part is in the stage-2 summary"
 else
   "$PY" -m dashclip.evaluate judgments --catalog "$RUN_DIR/ingest/products.parquet" --split test \
-    --exclude-queries "$RUN_DIR/stage2/train_queries.csv" --out-dir "$RUN_DIR/eval/generated"
+    --exclude-queries "$RUN_DIR/stage2/train_queries.csv" --out "$RUN_DIR/eval/generated"
   SETS+=(generated)
 fi
 if [ "$OWN_CATALOG" = "1" ]; then
   skip "evaluation on the handwritten queries: they describe the shipped catalog, not $CATALOG"
 else
   "$PY" -m dashclip.evaluate judgments --catalog "$RUN_DIR/ingest/products.parquet" --split test \
-    --queries dashclip/resources/handwritten_queries.csv --out-dir "$RUN_DIR/eval/handwritten"
+    --queries dashclip/resources/handwritten_queries.csv --out "$RUN_DIR/eval/handwritten"
   SETS+=(handwritten)
 fi
 for set in "${SETS[@]}"; do
   "$PY" -m dashclip.evaluate queries --checkpoint "$RUN_DIR/stage2" --catalog "$RUN_DIR/eval/$set/products.parquet" \
-    --judgments "$RUN_DIR/eval/$set/judgments.csv" --rankings "$RUN_DIR/eval/$set/rankings.parquet" \
-    --out "$RUN_DIR/eval/queries_$set.json"
+    --judgments "$RUN_DIR/eval/$set/judgments.csv" --out "$RUN_DIR/eval/$set"
 done
 
 step "5. Spark batch inference (product and query embedding tables)"
@@ -125,7 +124,7 @@ else
   step "6. simulated traffic, ranker training and lift report (SIMULATED)"
   REQUESTS="$RUN_DIR/ranker/sim"
 fi
-"$PY" -m ranking.train --checkpoint "$RUN_DIR/stage2" --products "$RANK_PRODUCTS" --out "$RUN_DIR/ranker" \
+"$PY" -m ranking.train --checkpoint "$RUN_DIR/stage2" --catalog "$RANK_PRODUCTS" --out "$RUN_DIR/ranker" \
   --feature-data "$FEATURE_DATA" "${RANK_FAST[@]}" "${RANK_DATA[@]}"
 
 step "7. feast apply + materialize (Redis online store)"
@@ -135,8 +134,8 @@ eval "$("$PY" -m features.store env)"
 
 step "8. ads server and a sample request"
 PORT="${PORT:-8765}"
-"$PY" -m ranking.serve --models "$RUN_DIR/ranker/models/with_embeddings" --checkpoint "$RUN_DIR/stage2" \
-  --repo feature_repo --products "$RANK_PRODUCTS" --port "$PORT" > "$RUN_DIR/serve.log" 2>&1 &
+"$PY" -m ranking.serve --ranker "$RUN_DIR/ranker/models/with_embeddings" --checkpoint "$RUN_DIR/stage2" \
+  --feature-repo feature_repo --catalog "$RANK_PRODUCTS" --port "$PORT" > "$RUN_DIR/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 "$PY" - "$PORT" "$REQUESTS" "$RUN_DIR/stage2/train_queries.csv" "$RUN_DIR/sample_response.json" "$OWN_CATALOG" <<'PY'
@@ -169,8 +168,8 @@ cat <<EOF
 clean products:        $RUN_DIR/ingest/products.parquet (rejects: $RUN_DIR/ingest/rejects.parquet)
 stage-1 checkpoint:    $RUN_DIR/stage1 (curve: $RUN_DIR/stage1/training_curve.png)
 stage-2 checkpoint:    $RUN_DIR/stage2 (labels: $RUN_DIR/stage2/labels.parquet)
-product evaluation:    $RUN_DIR/eval/products.md
-query evaluation:      ${SETS[*]/#/$RUN_DIR/eval/queries_} (.md; none when every set was skipped)
+product evaluation:    $RUN_DIR/eval/products/products.md
+query evaluation:      ${SETS[*]/#/$RUN_DIR/eval/} (queries.md in each; none when every set was skipped)
 embedding tables:      $FEATURE_DATA/product_embeddings, $FEATURE_DATA/query_embeddings
 ranker + report:       $([ "$RANKER" = "1" ] && echo "$RUN_DIR/ranker/models, $RUN_DIR/ranker/report.md ($([ -n "$LOGS" ] && echo "logs: $LOGS" || echo simulated))" || echo "skipped (no ads logs)")
 sample ad response:    $([ "$RANKER" = "1" ] && echo "$RUN_DIR/sample_response.json" || echo skipped)

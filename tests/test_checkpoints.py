@@ -135,11 +135,11 @@ def test_embed_cli_prints_one_line_and_exits_2(ck, tmp_path):
     q = tmp_path / "q.csv"
     q.write_text("query_id,query\nq1,red shirt\n")
     r = subprocess.run([sys.executable, "-m", "dashclip.embed", "queries", "--checkpoint", str(ck), "--queries", str(q),
-                        "--out", str(tmp_path / "o.parquet")], capture_output=True, text=True, timeout=300)
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "model.safetensors: not a readable safetensors file" in lines[0]
-    assert not (tmp_path / "o.parquet").exists()
+    assert not (tmp_path / "o" / "query_embeddings.parquet").exists()
 
 
 def test_spark_driver_refuses_a_tampered_checkpoint_before_any_task(ck):

@@ -25,10 +25,10 @@ def two_source_catalog(tmp_path):
 
 def test_products_report_has_per_source_figures_that_add_up(tmp_path, two_source_catalog):
     ck = make_tiny_checkpoint(tmp_path / "ck")
-    out = tmp_path / "products.json"
+    out = tmp_path / "eval" / "products.json"  # --out is the folder
     # probe fitted on the catalog's training split, scored on every product of the same catalog
     rc = evaluate_main(["products", "--checkpoint", str(ck), "--catalog", str(two_source_catalog),
-                        "--train-catalog", str(two_source_catalog), "--out", str(out)])
+                        "--train-catalog", str(two_source_catalog), "--out", str(out.parent)])
     assert rc == 0
     r = json.loads(out.read_text())
     by = r["probe_acc_by_source"]
@@ -54,9 +54,9 @@ def test_queries_report_scores_a_keyword_query_and_rejects_bad_labels(tmp_path, 
                          C.LABEL: [3] * len(jeans) + [3]})
     jpath = tmp_path / "judgments.csv"
     judg.to_csv(jpath, index=False)
-    out, rankings = tmp_path / "q.json", tmp_path / "rankings.csv"
+    out, rankings = tmp_path / "eval" / "queries.json", tmp_path / "eval" / "rankings.parquet"  # in the --out folder
     rc = evaluate_main(["queries", "--checkpoint", str(ck), "--catalog", str(two_source_catalog),
-                        "--judgments", str(jpath), "--rankings", str(rankings), "--out", str(out)])
+                        "--judgments", str(jpath), "--out", str(out.parent)])
     assert rc == 0
     full = json.loads(out.read_text())
     r = full["annotator"]
@@ -65,7 +65,7 @@ def test_queries_report_scores_a_keyword_query_and_rejects_bad_labels(tmp_path, 
     assert r["bm25"]["ndcg@10"] == pytest.approx(1.0) and r["bm25"]["mrr_exact"] == 1.0
     for system in ("dashclip", "bm25", "minilm_zero_shot"):
         assert all(0.0 <= r[system][m] <= 1.0 for m in ("ndcg@10", "recall@100_exact", "mrr_exact", "auc_relevant"))
-    rk = pd.read_csv(rankings)
+    rk = pd.read_parquet(rankings)
     assert len(rk) == min(100, len(prods)) and rk["rank"].tolist() == list(range(1, len(rk) + 1))
     assert rk["score"].is_monotonic_decreasing
     # a label outside 0..3 is refused, naming the row and the value

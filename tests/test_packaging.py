@@ -169,8 +169,8 @@ def test_wheel_runs_ingest_embed_evaluate_in_a_clean_venv_outside_the_checkout(t
     assert REPO not in work.parents and not (work / "dashclip").exists()
     env = _clean_env()
 
-    def run(*args: str, **more_env: str) -> str:
-        res = subprocess.run([str(py), *args], cwd=work, env={**env, **more_env}, capture_output=True, text=True,
+    def run(*args: str, exe: Path = py, **more_env: str) -> str:
+        res = subprocess.run([str(exe), *args], cwd=work, env={**env, **more_env}, capture_output=True, text=True,
                              timeout=600, umask=0o022)
         assert res.returncode == 0, f"{' '.join(args)}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
         return res.stdout
@@ -183,16 +183,16 @@ def test_wheel_runs_ingest_embed_evaluate_in_a_clean_venv_outside_the_checkout(t
     queries = Path(run("-m", "dashclip.resources", HANDWRITTEN_QUERIES).strip())
     assert queries.is_relative_to(site) and queries.is_file()
 
-    run("-m", "dashclip.catalog", "ingest", "--catalog", str(cat), "--out", "ingest")
+    run("ingest", "--catalog", str(cat), "--out", "ingest", exe=py.parent / "dashclip")  # the console script
     run("-m", "dashclip.tiny", "--out", "ck")
-    run("-m", "dashclip.embed", "products", "--checkpoint", "ck", "--catalog", str(cat), "--out", "emb/products.parquet")
-    run("-m", "dashclip.embed", "queries", "--checkpoint", "ck", "--queries", str(queries), "--out", "emb/queries.parquet")
+    run("-m", "dashclip.embed", "products", "--checkpoint", "ck", "--catalog", str(cat), "--out", "emb")
+    run("-m", "dashclip.embed", "queries", "--checkpoint", "ck", "--queries", str(queries), "--out", "emb")
     run("-m", "dashclip.evaluate", "products", "--checkpoint", "ck", "--catalog", "ingest/products.parquet",
-        "--train-catalog", "ingest/products.parquet", "--out", "eval/products.json")
+        "--train-catalog", "ingest/products.parquet", "--out", "eval")
     run("-m", "dashclip.evaluate", "judgments", "--catalog", "ingest/products.parquet", "--split", "all",
-        "--out-dir", "eval/judged")
+        "--out", "eval/judged")
     run("-m", "dashclip.evaluate", "queries", "--checkpoint", "ck", "--catalog", "eval/judged/products.parquet",
-        "--judgments", "eval/judged/judgments.csv", "--out", "eval/queries.json")
+        "--judgments", "eval/judged/judgments.csv", "--out", "eval")
     run("-m", "features.repo", "init", "feature_repo")
     service = FC.ranker_service_name("v1")  # the template's declarations import from the installed package
     run("-c", f"import runpy; d = runpy.run_path('feature_repo/repo.py'); assert {service!r} in d, sorted(d)",
@@ -200,9 +200,9 @@ def test_wheel_runs_ingest_embed_evaluate_in_a_clean_venv_outside_the_checkout(t
 
     ingested = pd.read_parquet(work / "ingest" / "products.parquet")
     assert len(ingested) == 24 and ingested[C.HAS_IMAGE].all()
-    prod = pd.read_parquet(work / "emb" / "products.parquet")
+    prod = pd.read_parquet(work / "emb" / "product_embeddings.parquet")
     assert sorted(prod[C.PRODUCT_ID]) == sorted(ingested[C.PRODUCT_ID])
-    assert len(pd.read_parquet(work / "emb" / "queries.parquet")) == len(pd.read_csv(queries))
+    assert len(pd.read_parquet(work / "emb" / "query_embeddings.parquet")) == len(pd.read_csv(queries))
     assert json.loads((work / "eval" / "products.json").read_text())["test_products"] == 24
     assert json.loads((work / "eval" / "queries.json").read_text())["queries"] > 0
     for name in TEMPLATE_FILES:
@@ -212,8 +212,8 @@ def test_wheel_runs_ingest_embed_evaluate_in_a_clean_venv_outside_the_checkout(t
     from dashclip.embed import main as embed_main
 
     assert embed_main(["products", "--checkpoint", str(work / "ck"), "--catalog", str(cat),
-                       "--out", str(tmp_path / "here.parquet")]) == 0
-    here = pd.read_parquet(tmp_path / "here.parquet").set_index(C.PRODUCT_ID).loc[prod[C.PRODUCT_ID]]
+                       "--out", str(tmp_path / "here")]) == 0
+    here = pd.read_parquet(tmp_path / "here" / "product_embeddings.parquet").set_index(C.PRODUCT_ID).loc[prod[C.PRODUCT_ID]]
     np.testing.assert_allclose(np.stack(prod[C.EMBEDDING]), np.stack(here[C.EMBEDDING]), atol=1e-5)
 
     # written with the user's umask (022): readable by group and others, like a plain open()

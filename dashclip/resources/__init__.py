@@ -12,7 +12,6 @@ set, for choosing settings (``python -m dashclip.wise_ft``) on the catalog's val
 
 from __future__ import annotations
 
-import sys
 from importlib.resources import files
 from pathlib import Path
 
@@ -32,14 +31,14 @@ def resource_path(name: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__)
-        return 0
-    try:
-        for name in argv or names():
-            print(resource_path(name) if argv else f"{name}\t{resource_path(name)}")
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from dashclip.cli import parser, run_main
+
+    ap = parser("python -m dashclip.resources", "Data files shipped inside the package, and where they are on disk.")
+    ap.add_argument("names", nargs="*", metavar="NAME", help="print these files' paths (default: every file and its path)")
+    return run_main(ap, _run, argv)
+
+
+def _run(args) -> int:
+    for name in args.names or names():
+        print(resource_path(name) if args.names else f"{name}\t{resource_path(name)}")
     return 0

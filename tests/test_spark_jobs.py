@@ -256,7 +256,7 @@ def test_embed_queries_matches_query_tower(spark, ckpt, tmp_path):
     assert rej[C.REJECT_REASON].tolist() == ["duplicate query_id", "empty query", "empty query_id"]
     assert rej[C.SOURCE_ROW].tolist() == [2, 3, 4] and rep["rows_rejected"] == 3
     again = queries.run(spark, cfg)  # unchanged file: ends at the fingerprint
-    assert again["rows_labelled"] == 0 and again["unchanged_input"] and "rows_embedded" not in again and again["rows_rejected"] == 3
+    assert again["rows_embedded"] == 0 and again["unchanged_input"] and again["rows_rejected"] == 3
     forced = queries.run(spark, cfg.model_copy(update={"revalidate": True}))  # content-hash path
     assert forced["rows_embedded"] == 0 and "unchanged_input" not in forced and forced["rows_reused"] == 3
 

@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                   "handwritten_queries": int((queries.source == "handwritten").sum()), "bm25_k": args.bm25_k,
                   "random_k": args.random_k, "seed": args.seed},
         "seconds": {"grading_both": round(grade_s, 1), "total": round(time.perf_counter() - t0, 1)},
-        "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "machine": {"cpus": __import__("os").cpu_count(), "cpu": _cpu_model(), "platform": platform.platform()},
         "command": "python bench/annotator_audit.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
@@ -208,6 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: report[k] for k in ("overall", "by_source", "by_intent")}, indent=1))
     print(f"wrote {args.out}")
     return 0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 The lexicon is built from the catalog itself (category names, colours, genders, usages, brands
 and title words) plus a small table of synonyms and plural forms, so the same code works on a
-user's catalog. ``parse`` turns any query text into an ``Intent``; ``grade`` scores a product
-against it. Both generated queries and queries a user supplies go through the same parser.
+user's catalog. ``parse`` turns any query text into an ``Intent``; ``Annotator.grade_intent``
+grades every product against it at once. Both generated queries and queries a user supplies go
+through the same parser.
 
 Grading rules (the seed "human" annotator):
 - the query's *type* is the category it names (a leaf such as "casual shoes", a coarser level
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from dashclip import columns as C
+from dashclip.lexical import stem as _stem
 
 GENDER_WORDS = {
     "men": "men", "man": "men", "mens": "men", "men's": "men", "male": "men", "boys": "men", "boy": "men",
@@ -103,13 +105,6 @@ STOP = {"for", "the", "a", "an", "and", "with", "in", "of", "to", "my", "on", "b
 
 def _norm(s: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s'&.-]", " ", str(s).lower())).strip()
-
-
-def _stem(w: str) -> str:
-    for suf in ("es", "s"):
-        if len(w) > 4 and w.endswith(suf) and not w.endswith("ss"):
-            return w[: -len(suf)]
-    return w
 
 
 @dataclass
@@ -209,11 +204,6 @@ def product_views(products: pd.DataFrame) -> list[ProductView]:
     return out
 
 
-def _keyword_hit(kw: str, text: str) -> bool:
-    alts = [kw] + [k for k, syns in KEYWORD_SYNONYMS.items() if kw in syns]
-    return any(f" {_stem(a)} " in text for a in alts)
-
-
 def _type_relation(types: set[str], path: str) -> int:
     """3: product under a named type; 2: sibling (same parent); 1: same top level; 0: none."""
     best = 0
@@ -228,36 +218,6 @@ def _type_relation(types: set[str], path: str) -> int:
         elif tsegs[0] == psegs[0]:
             best = max(best, 1)
     return best
-
-
-def grade(it: Intent, p: ProductView) -> int:
-    """ESCI grade 0..3 of a product for a parsed query (rules in the module docstring)."""
-    mism = 0
-    gender_bad = bool(it.gender and it.gender != "unisex" and p.gender and p.gender not in (it.gender, "unisex"))
-    if it.color:  # the colour attribute, or for rows without one, the colour named in the text
-        ok = (it.color in p.color) if p.color else f" {it.color} " in p.text
-        mism += not (ok or (p.color and p.color in it.color))
-    if it.usage:
-        mism += it.usage != p.usage if p.usage else 0
-    if it.brand:
-        mism += it.brand != p.brand
-    mism += sum(not _keyword_hit(k, p.text) for k in it.keywords)
-    if not it.types:
-        if not (it.color or it.usage or it.brand or it.keywords or it.gender):
-            return 0
-        if gender_bad:
-            return 0
-        return 3 if mism == 0 else (1 if mism == 1 else 0)
-    rel = _type_relation(it.types, p.path)
-    if rel == 3:
-        if gender_bad:
-            return 1
-        return 3 if mism == 0 else (2 if mism == 1 else 1)
-    if rel == 2:
-        return 2 if (mism == 0 and not gender_bad) else (1 if mism <= 1 else 0)
-    if rel == 1:
-        return 1 if (mism == 0 and not gender_bad and (it.color or it.brand or it.usage or it.keywords)) else 0
-    return 0
 
 
 class Annotator:

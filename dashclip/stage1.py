@@ -35,6 +35,7 @@ from dashclip.data import category_text
 from dashclip.losses import grouped_targets, itc_loss, itm_loss, sample_hard_negatives
 from dashclip.model import DashCLIP
 from dashclip.momentum import WeightAverage
+from dashclip.training import length_grouped_batches, lr_lambda
 from dashclip.trunk_cache import TrunkCache, build_trunk_cache, text_states
 
 log = logging.getLogger(__name__)
@@ -119,27 +120,12 @@ def category_loss(model: DashCLIP, product: torch.Tensor, rows_cat: torch.Tensor
     return torch.nn.functional.cross_entropy(logit_scale * product[keep] @ cat_emb.t(), rows_cat[keep])
 
 
-def lr_lambda(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up then cosine decay to 10%."""
-    if step < warmup:
-        return (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
-
-
-def length_bucketed_batches(idx: torch.Tensor, lengths: torch.Tensor, batch_size: int, gen: torch.Generator,
-                            chunk_batches: int = 8) -> list[torch.Tensor]:
-    """Shuffle, sort by text length within chunks of a few batches, shuffle the batches.
-
-    Batches then share similar lengths, so little compute is spent on padding."""
-    perm = idx[torch.randperm(len(idx), generator=gen)]
-    batches = []
-    for s in range(0, len(perm), batch_size * chunk_batches):
-        chunk = perm[s:s + batch_size * chunk_batches]
-        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    order = torch.randperm(len(batches), generator=gen).tolist()
-    return [batches[i] for i in order if len(batches[i]) >= 4]
+def train_batches(idx: torch.Tensor, lengths: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """One epoch's batches of ``idx`` grouped by text length (8 batches per sorted window), so
+    little compute is spent on padding; batches under 4 rows are dropped."""
+    local = length_grouped_batches(lengths[idx].numpy(), batch_size, 8,
+                                   lambda n: torch.randperm(n, generator=gen).numpy(), min_size=4)
+    return [idx[torch.from_numpy(b)] for b in local]
 
 
 def _batch(cache: TrunkCache, idx: torch.Tensor):
@@ -233,7 +219,7 @@ def embed_cached(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, image_on
     return {n: torch.cat(v) for n, v in outs.items()}
 
 
-def recall_at_k(q: torch.Tensor, d: torch.Tensor, q_keys: torch.Tensor, d_keys: torch.Tensor, k: int) -> float:
+def key_hit_rate_at_k(q: torch.Tensor, d: torch.Tensor, q_keys: torch.Tensor, d_keys: torch.Tensor, k: int) -> float:
     """Fraction of queries with a same-key item among the top k (by dot product)."""
     top = (q @ d.t()).topk(min(k, len(d)), dim=1).indices
     return float((d_keys[top] == q_keys[:, None]).any(1).float().mean())
@@ -256,8 +242,8 @@ def validate(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.
     full = embed_cached(model, cache, idx)
     img_only = embed_cached(model, cache, idx, image_only=True)
     kk = keys[idx, 0]
-    metrics["val_text_to_imageonly_R@10"] = recall_at_k(full["text"], img_only["product"], kk, kk, 10)
-    metrics["val_text_to_product_R@1"] = recall_at_k(full["text"], full["product"], kk, kk, 1)
+    metrics["val_text_to_imageonly_R@10"] = key_hit_rate_at_k(full["text"], img_only["product"], kk, kk, 10)
+    metrics["val_text_to_product_R@1"] = key_hit_rate_at_k(full["text"], full["product"], kk, kk, 1)
     return metrics
 
 
@@ -320,7 +306,7 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         sums, n = {}, 0
-        bar = tqdm(length_bucketed_batches(train_idx, lengths, cfg.batch_size, gen), desc=f"stage1 epoch {epoch}",
+        bar = tqdm(train_batches(train_idx, lengths, cfg.batch_size, gen), desc=f"stage1 epoch {epoch}",
                    disable=not progress)
         for b in bar:
             losses = step_losses(model, cache, b, keys, cfg, gen, cats=cats)

@@ -36,7 +36,8 @@ from dashclip.metrics import ndcg_at_k
 from dashclip.model import DashCLIP
 from dashclip.queries import Annotator, generate_queries
 from dashclip.retrieval import BM25Index, dense_top_k, product_search_text
-from dashclip.stage1 import default_catalog, embed_cached, lr_lambda
+from dashclip.stage1 import default_catalog, embed_cached
+from dashclip.training import lr_lambda
 from dashclip.teacher import CrossEncoder, agreement, label_precision, teacher_product_text, train_teacher
 from dashclip.trunk_cache import build_trunk_cache
 

@@ -21,6 +21,7 @@ from dashclip import columns as C
 from dashclip.config import TextTowerConfig
 from dashclip.metrics import auc
 from dashclip.towers import build_text_tower
+from dashclip.training import length_grouped_batches
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +108,6 @@ def bf16_supported(device: torch.device) -> bool:
     return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
-def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                           group: int = 50) -> list[np.ndarray]:
-    """One epoch's batches: a random permutation cut into windows of ``group`` batches, each window
-    sorted by length and cut into batches, the batches then shuffled. A batch pads to its longest
-    pair, so similar lengths together cost less (pairs average ~31 tokens; a random batch of 32 pads
-    to ~50); every pair is seen once per epoch and batch order stays random."""
-    perm = rng.permutation(len(lengths))
-    batches = []
-    for s in range(0, len(perm), batch_size * group):
-        window = perm[s:s + batch_size * group]
-        window = window[np.argsort(lengths[window], kind="stable")]
-        batches += [window[i:i + batch_size] for i in range(0, len(window), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 def train_teacher(model: CrossEncoder, queries: list[str], products: list[str], labels: np.ndarray,
                   epochs: int = 2, batch_size: int = 32, lr: float = 4e-5, seed: int = 0, progress: bool = True,
                   length_group: int = 50) -> list[float]:
@@ -141,7 +127,8 @@ def train_teacher(model: CrossEncoder, queries: list[str], products: list[str], 
     for ep in range(epochs):
         model.train()
         tot = 0.0
-        for b in tqdm(length_grouped_batches(lengths, batch_size, rng, length_group), desc=f"teacher epoch {ep + 1}",
+        batches = length_grouped_batches(lengths, batch_size, length_group, rng.permutation)
+        for b in tqdm(batches, desc=f"teacher epoch {ep + 1}",
                       disable=not progress):
             b = b.tolist()
             logits = model(**model.tokenize([queries[i] for i in b], [products[i] for i in b]))

@@ -130,7 +130,7 @@ class FaissRetriever:
         return cls(index, ids, cfg)
 
 
-def recall_at_k(approx: np.ndarray, exact: np.ndarray, k: int = 10) -> float:
+def neighbour_recall_at_k(approx: np.ndarray, exact: np.ndarray, k: int = 10) -> float:
     """Mean fraction of the exact top-k found in the approximate top-k (row-aligned index arrays)."""
     hits = [len(set(a[:k].tolist()) & set(e[:k].tolist()) - {-1}) for a, e in zip(approx, exact)]
     return float(np.mean(hits) / k)

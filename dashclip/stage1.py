@@ -34,7 +34,7 @@ from dashclip.config import load_model_config
 from dashclip.data import category_text
 from dashclip.losses import grouped_targets, itc_loss, itm_loss, sample_hard_negatives
 from dashclip.model import DashCLIP
-from dashclip.momentum import WeightAverage
+from dashclip.weight_average import WeightAverage
 from dashclip.training import length_grouped_batches, lr_lambda
 from dashclip.trunk_cache import TrunkCache, build_trunk_cache, text_states
 

@@ -257,7 +257,7 @@ def test_feature_flip_mirrors_chosen_cnn_maps_only():
 
 
 def test_weight_average_is_a_bias_corrected_moving_average_and_restores():
-    from dashclip.momentum import WeightAverage
+    from dashclip.weight_average import WeightAverage
 
     m = torch.nn.BatchNorm1d(3)  # two parameters (one frozen here), float buffers and an integer buffer
     m.bias.requires_grad_(False)

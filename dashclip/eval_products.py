@@ -26,7 +26,7 @@ from dashclip import columns as C
 from dashclip.catalog import load_products
 from dashclip.data import category_text
 from dashclip.model import DashCLIP
-from dashclip.stage1 import embed_cached
+from dashclip.inference import embed_cached
 from dashclip.towers import build_image_tower, l2n
 from dashclip.trunk_cache import build_trunk_cache, text_states
 

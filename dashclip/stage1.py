@@ -33,6 +33,7 @@ from dashclip.catalog import load_products
 from dashclip.config import load_model_config
 from dashclip.data import category_text
 from dashclip.losses import grouped_targets, itc_loss, itm_loss, sample_hard_negatives
+from dashclip.inference import cache_batch, embed_cached, with_empty_text
 from dashclip.model import DashCLIP
 from dashclip.weight_average import WeightAverage
 from dashclip.training import length_grouped_batches, lr_lambda
@@ -128,12 +129,6 @@ def train_batches(idx: torch.Tensor, lengths: torch.Tensor, batch_size: int, gen
     return [idx[torch.from_numpy(b)] for b in local]
 
 
-def _batch(cache: TrunkCache, idx: torch.Tensor):
-    m = cache.mask[idx]
-    t = int(m.sum(1).max())  # trim padding shared by the whole batch
-    return cache.image[idx].float(), cache.has_image[idx], cache.text[idx, :t].float(), m[:, :t]
-
-
 def flip_feature_maps(img: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
     """Mirror each (C, h, w) cached CNN map left-right with probability p: a horizontal-flip
     augmentation that needs no pass through the frozen trunk (its convolutions are close to
@@ -144,31 +139,16 @@ def flip_feature_maps(img: torch.Tensor, p: float, gen: torch.Generator) -> torc
     return torch.where(flip[:, None, None, None], img.flip(-1), img)
 
 
-def _with_empty_text(states, mask, rows, cache: TrunkCache):
-    """Replace the text of ``rows`` by the empty text's token states (image-grounded path)."""
-    states, mask = states.clone(), mask.clone()
-    t0 = len(cache.empty_mask)
-    if states.shape[1] < t0:
-        pad = t0 - states.shape[1]
-        states = torch.nn.functional.pad(states, (0, 0, 0, pad))
-        mask = torch.nn.functional.pad(mask, (0, pad))
-    states[rows] = 0
-    mask[rows] = False
-    states[rows, :t0] = cache.empty_text.float()
-    mask[rows, :t0] = True
-    return states, mask
-
-
 def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
                 gen: torch.Generator, train: bool = True, cats: CategoryTexts | None = None) -> dict[str, torch.Tensor]:
-    img, has, txt, msk = _batch(cache, idx)
+    img, has, txt, msk = cache_batch(cache, idx)
     if train:
         img = flip_feature_maps(img, cfg.feature_flip, gen)
     k, kc = keys[idx, 0], keys[idx, 1]
     B = len(idx)
     drop_text = (torch.rand(B, generator=gen) < cfg.text_dropout) & has if train else torch.zeros(B, dtype=torch.bool)
     drop_img = (torch.rand(B, generator=gen) < cfg.image_dropout) & ~drop_text if train else torch.zeros(B, dtype=torch.bool)
-    f_txt, f_msk = _with_empty_text(txt, msk, drop_text, cache) if drop_text.any() else (txt, msk)
+    f_txt, f_msk = with_empty_text(txt, msk, drop_text, cache) if drop_text.any() else (txt, msk)
     out = model(img, has, txt, msk, fusion_states=f_txt, fusion_mask=f_msk, fusion_has_image=has & ~drop_img)
     s = out["logit_scale"]
     t_img = grouped_targets(k[has], kc[has], cfg.category_target_weight)
@@ -200,23 +180,6 @@ def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: tor
                "category": cfg.w_category, "category_image": cfg.w_category_image}
     losses["total"] = sum(weights[n] * v for n, v in losses.items())
     return losses
-
-
-@torch.no_grad()
-def embed_cached(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, image_only: bool = False,
-                 batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Image, text and product embeddings (and the fused pooled states) of cached rows; the
-    product embedding comes from the empty text when image_only."""
-    model.eval()
-    outs: dict[str, list] = {"image": [], "text": [], "product": [], "fused": []}
-    for s in range(0, len(idx), batch_size):
-        b = idx[s:s + batch_size]
-        img, has, txt, msk = _batch(cache, b)
-        f_txt, f_msk = _with_empty_text(txt, msk, torch.ones(len(b), dtype=torch.bool), cache) if image_only else (txt, msk)
-        out = model(img, has, txt, msk, fusion_states=f_txt, fusion_mask=f_msk)
-        for n in outs:
-            outs[n].append(out[n])
-    return {n: torch.cat(v) for n, v in outs.items()}
 
 
 def key_hit_rate_at_k(q: torch.Tensor, d: torch.Tensor, q_keys: torch.Tensor, d_keys: torch.Tensor, k: int) -> float:

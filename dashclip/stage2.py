@@ -30,13 +30,14 @@ from tqdm import tqdm
 from dashclip import columns as C
 from dashclip.catalog import load_products
 from dashclip.embed import read_queries
+from dashclip.inference import embed_cached, encode_queries, encode_texts
 from dashclip.io import write_parquet_atomic
 from dashclip.losses import qcc_loss
 from dashclip.metrics import ndcg_at_k
 from dashclip.model import DashCLIP
 from dashclip.queries import Annotator, generate_queries
 from dashclip.retrieval import BM25Index, dense_top_k, product_search_text
-from dashclip.stage1 import default_catalog, embed_cached
+from dashclip.stage1 import default_catalog
 from dashclip.training import lr_lambda
 from dashclip.teacher import CrossEncoder, agreement, label_precision, teacher_product_text, train_teacher
 from dashclip.trunk_cache import build_trunk_cache
@@ -167,16 +168,6 @@ def _pairs_frame(qids, queries, cands) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[C.QUERY_ID, C.QUERY, "row"])
 
 
-@torch.no_grad()
-def encode_queries(model: DashCLIP, queries: list[str], query_tower: bool = True, batch_size: int = 256) -> np.ndarray:
-    out = []
-    for s in range(0, len(queries), batch_size):
-        tok = model.tokenize(queries[s:s + batch_size])
-        e = model.encode_queries(**tok) if query_tower else model.encode_texts(**tok)
-        out.append(e.float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.cfg.embed_dim), np.float32)
-
-
 def val_ndcg(model: DashCLIP, queries: list[str], judgments: list[np.ndarray], p_val: np.ndarray) -> float:
     model.eval()
     q = encode_queries(model, queries)
@@ -194,7 +185,7 @@ def candidate_pairs(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
         queries = pd.concat([queries, user], ignore_index=True).drop_duplicates(C.QUERY_ID)
     qtexts = queries[C.QUERY].tolist()
     bm25 = BM25Index(product_search_text(train_df))
-    cands = mine_candidates(qtexts, encode_queries(model, qtexts, query_tower=False), p_train, bm25, cfg, rng)
+    cands = mine_candidates(qtexts, encode_texts(model, qtexts), p_train, bm25, cfg, rng)
     return queries, cands, _pairs_frame(queries[C.QUERY_ID], qtexts, cands)
 
 

@@ -15,7 +15,7 @@ import torch
 from dashclip import columns as C
 from dashclip.catalog import ingest
 from dashclip.config import load_model_config
-from dashclip.embed import ProductEmbedder
+from dashclip.inference import ProductEmbedder
 from dashclip.model import DashCLIP
 from dashclip.stage1 import (CategoryTexts, Stage1Config, category_loss, class_keys, flip_feature_maps, step_losses,
                              train_stage1)

@@ -143,7 +143,7 @@ def test_length_grouped_batches_cover_every_pair_once_and_pad_less():
 
 
 def test_stage2_end_to_end_on_a_tiny_model(tmp_path):
-    from dashclip.embed import ProductEmbedder, QueryEmbedder
+    from dashclip.inference import ProductEmbedder, QueryEmbedder
     from dashclip.stage2 import Stage2Config, train_stage2
     from dashclip.tiny import make_tiny_checkpoint
     from tests.test_stage1 import small_catalog

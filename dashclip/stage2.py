@@ -17,15 +17,14 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm import tqdm
 
 from dashclip import columns as C
 from dashclip.catalog import load_products
@@ -38,8 +37,8 @@ from dashclip.model import DashCLIP
 from dashclip.queries import Annotator, generate_queries
 from dashclip.retrieval import BM25Index, dense_top_k, product_search_text
 from dashclip.stage1 import default_catalog
-from dashclip.training import lr_lambda
 from dashclip.teacher import CrossEncoder, agreement, label_precision, teacher_product_text, train_teacher
+from dashclip.training import LoopConfig, fit, lr_lambda
 from dashclip.trunk_cache import build_trunk_cache
 
 log = logging.getLogger(__name__)
@@ -268,6 +267,85 @@ def reuse_label_set(src: Path, train_df: pd.DataFrame, out: Path) -> tuple[pd.Da
     return labelled, stats
 
 
+def validation_queries(cfg: Stage2Config, val_df: pd.DataFrame, labelled: pd.DataFrame) -> tuple[list[str], list[np.ndarray]]:
+    """Queries generated from the validation products (none of the training queries) and their
+    annotator judgments over those products; queries without a relevant product are left out."""
+    vq = generate_queries(val_df, 3, 0.2, seed=cfg.seed + 1, exclude=set(labelled[C.QUERY]), prefix="val")
+    vq = vq.sample(min(cfg.val_queries, len(vq)), random_state=cfg.seed)
+    v_ann = Annotator(val_df)
+    v_judg = [v_ann.grade_all(q) for q in vq[C.QUERY]]
+    keep = [i for i, j in enumerate(v_judg) if (j >= 2).any()]
+    return [vq[C.QUERY].iloc[i] for i in keep], [v_judg[i] for i in keep]
+
+
+def qcc_optimizer(model: DashCLIP, cfg: Stage2Config, steps: int):
+    """AdamW over the query tower (``lr``), its projection and the temperature (``lr_proj``) and, for
+    ``product_tower="projection"``, the product projection (``lr_product``); the parameters to clip
+    and the warm-up + cosine schedule over ``steps``."""
+    model.logit_scale.requires_grad_(True)
+    groups = [{"params": list(model.query_tower.parameters()), "lr": cfg.lr},
+              {"params": list(model.query_proj.parameters()) + [model.logit_scale], "lr": cfg.lr_proj}]
+    if cfg.product_tower == "projection":
+        groups.append({"params": list(model.product_proj.parameters()), "lr": cfg.lr_product})
+    opt = torch.optim.AdamW(groups, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.warmup_steps, steps))
+    return opt, sched, [p for g in groups for p in g["params"]]
+
+
+@dataclass
+class ProductSide:
+    """The stage-1 product tower's outputs the QCC loss reads: fixed embeddings, or (joint) the
+    fused states the fine-tuned product projection embeds."""
+
+    model: DashCLIP
+    p_train: np.ndarray  # (N_train, E)
+    p_val: np.ndarray  # (N_val, E)
+    fused_train: torch.Tensor  # (N_train, H)
+    fused_val: torch.Tensor  # (N_val, H)
+    joint: bool
+
+    def train(self, rows: np.ndarray) -> torch.Tensor:
+        return self.model.embed_fused(self.fused_train[torch.as_tensor(rows)]) if self.joint else torch.from_numpy(self.p_train)[rows]
+
+    def val(self) -> np.ndarray:
+        if not self.joint:
+            return self.p_val
+        with torch.no_grad():
+            return self.model.embed_fused(self.fused_val).numpy()
+
+
+def fit_query_tower(cfg: Stage2Config, model: DashCLIP, labelled: pd.DataFrame, products: ProductSide,
+                    cat_codes: np.ndarray, val: tuple[list[str], list[np.ndarray]], t0: float, progress: bool):
+    """QCC training of the query tower (epoch 0: the stage-1 text tower as query tower)."""
+    groups = {qid: (g[C.QUERY].iloc[0], g["row"].to_numpy(), g[C.LABEL].to_numpy(dtype=np.float32))
+              for qid, g in labelled.groupby(C.QUERY_ID)}
+    qids = list(groups)
+    n_products = len(products.p_train)
+    opt, sched, params = qcc_optimizer(model, cfg, cfg.epochs * math.ceil(len(qids) / cfg.batch_size))
+    rng = np.random.default_rng(cfg.seed)
+
+    def epoch_batches(epoch: int) -> list[list]:
+        order = rng.permutation(len(qids))
+        return [[groups[qids[i]] for i in order[s:s + cfg.batch_size]] for s in range(0, len(order), cfg.batch_size)]
+
+    def step(batch: list):
+        rows = np.unique(np.concatenate([b[1] for b in batch] + [rng.integers(0, n_products, cfg.random_negatives)]))
+        labels, valid = qcc_targets(batch, rows, cat_codes, cfg.mask_category_negatives)
+        q = model.encode_queries(**model.tokenize([b[0] for b in batch]))
+        return {"qcc": qcc_loss(q, products.train(rows), labels, model.logit_scale.exp().clamp(max=100.0), valid)}, len(batch)
+
+    def validation() -> dict:
+        return {"val_ndcg@10": val_ndcg(model, val[0], val[1], products.val()),
+                "temperature": (1 / model.logit_scale.exp()).item()}
+
+    history = [{"epoch": 0, "val_ndcg@10": val_ndcg(model, val[0], val[1], products.val())}]
+    log.info("stage 2 start: val nDCG@10 (stage-1 text tower as query tower) %.4f", history[0]["val_ndcg@10"])
+    loop = LoopConfig(name="stage2", epochs=cfg.epochs, objective="qcc", monitor="val_ndcg@10", mode="max",
+                      patience=cfg.patience)
+    return fit(model, opt, sched, epoch_batches, step, loop, validate=validation, params=params, history=history,
+               best=history[0]["val_ndcg@10"], t_start=t0, progress=progress)
+
+
 def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     out = Path(out)
@@ -286,87 +364,24 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     emb = embed_cached(model, cache, torch.arange(len(products)))
     p_all, fused_all = emb["product"].numpy(), emb["fused"]  # stage-1 product tower
     train_df, val_df = products.iloc[tr_idx].reset_index(drop=True), products.iloc[va_idx].reset_index(drop=True)
-    p_train, p_val = p_all[tr_idx], p_all[va_idx]
+    side = ProductSide(model, p_all[tr_idx], p_all[va_idx], fused_all[torch.as_tensor(tr_idx)],
+                       fused_all[torch.as_tensor(va_idx)], cfg.product_tower == "projection")
 
     if cfg.reuse_labels_from:
         labelled, stats = reuse_label_set(Path(cfg.reuse_labels_from), train_df, out)
     else:
-        labelled, stats = build_label_set(cfg, model, train_df, p_train, out, progress)
+        labelled, stats = build_label_set(cfg, model, train_df, side.p_train, out, progress)
     t_labels = time.perf_counter() - t0
-
-    # validation queries from held-out (validation) products, judged by the annotator
-    vq = generate_queries(val_df, 3, 0.2, seed=cfg.seed + 1, exclude=set(labelled[C.QUERY]), prefix="val")
-    vq = vq.sample(min(cfg.val_queries, len(vq)), random_state=cfg.seed)
-    v_ann = Annotator(val_df)
-    v_judg = [v_ann.grade_all(q) for q in vq[C.QUERY]]
-    keep = [i for i, j in enumerate(v_judg) if (j >= 2).any()]
-    vq_texts, v_judg = [vq[C.QUERY].iloc[i] for i in keep], [v_judg[i] for i in keep]
-
-    groups = {qid: (g[C.QUERY].iloc[0], g["row"].to_numpy(), g[C.LABEL].to_numpy(dtype=np.float32))
-              for qid, g in labelled.groupby(C.QUERY_ID)}
-    qids = list(groups)
-    P = torch.from_numpy(p_train)
+    val = validation_queries(cfg, val_df, labelled)
     cat_codes = pd.factorize(train_df[C.CATEGORY].fillna("").to_numpy())[0]
-    F_train = fused_all[torch.as_tensor(tr_idx)]
-    joint = cfg.product_tower == "projection"
-    params_tower = list(model.query_tower.parameters())
-    params_head = list(model.query_proj.parameters()) + [model.logit_scale]
-    model.logit_scale.requires_grad_(True)
-    groups_opt = [{"params": params_tower, "lr": cfg.lr}, {"params": params_head, "lr": cfg.lr_proj}]
-    if joint:
-        groups_opt.append({"params": list(model.product_proj.parameters()), "lr": cfg.lr_product})
-    opt = torch.optim.AdamW(groups_opt, weight_decay=0.01)
-
-    def product_emb(rows: np.ndarray) -> torch.Tensor:
-        return model.embed_fused(F_train[torch.as_tensor(rows)]) if joint else P[rows]
-
-    def val_products() -> np.ndarray:
-        if not joint:
-            return p_val
-        with torch.no_grad():
-            return model.embed_fused(fused_all[torch.as_tensor(va_idx)]).numpy()
-    steps = cfg.epochs * math.ceil(len(qids) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.warmup_steps, steps))
-    rng = np.random.default_rng(cfg.seed)
-    history = [{"epoch": 0, "val_ndcg@10": val_ndcg(model, vq_texts, v_judg, val_products())}]
-    log.info("stage 2 start: val nDCG@10 (stage-1 text tower as query tower) %.4f", history[0]["val_ndcg@10"])
-    best, best_state, bad = history[0]["val_ndcg@10"], None, 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = rng.permutation(len(qids))
-        tot, n = 0.0, 0
-        for s in tqdm(range(0, len(order), cfg.batch_size), desc=f"stage2 epoch {epoch}", disable=not progress):
-            batch = [groups[qids[i]] for i in order[s:s + cfg.batch_size]]
-            rows = np.unique(np.concatenate([b[1] for b in batch] + [rng.integers(0, len(P), cfg.random_negatives)]))
-            labels, valid = qcc_targets(batch, rows, cat_codes, cfg.mask_category_negatives)
-            tok = model.tokenize([b[0] for b in batch])
-            q = model.encode_queries(**tok)
-            loss = qcc_loss(q, product_emb(rows), labels, model.logit_scale.exp().clamp(max=100.0), valid)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in groups_opt for p in g["params"]], 1.0)
-            opt.step()
-            sched.step()
-            tot += loss.item() * len(batch)
-            n += len(batch)
-        rec = {"epoch": epoch, "train_qcc": tot / n, "val_ndcg@10": val_ndcg(model, vq_texts, v_judg, val_products()),
-               "temperature": (1 / model.logit_scale.exp()).item(), "elapsed_s": round(time.perf_counter() - t0, 1)}
-        history.append(rec)
-        log.info("stage 2 epoch %d: %s", epoch, rec)
-        if rec["val_ndcg@10"] > best + 1e-4:
-            best, bad = rec["val_ndcg@10"], 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    result = fit_query_tower(cfg, model, labelled, side, cat_codes, val, t0, progress)
+    history = result.history
     summary = {**stats, "label_s": round(t_labels, 1), "train_s": round(time.perf_counter() - t0, 1),
-               "best_val_ndcg@10": best, "val_queries": len(vq_texts), "epochs_run": len(history) - 1}
+               "best_val_ndcg@10": result.best, "val_queries": len(val[0]), "epochs_run": len(history) - 1}
+    stage1_version = json.loads((Path(stage1_dir) / "meta.json").read_text())["model_version"]
     version = model.save_pretrained(out, stage="stage2", extra_meta={"train_config": cfg.model_dump(), "summary": summary,
                                                                       "history": history, "stage1": str(stage1_dir),
-                                                                      "stage1_version": json.loads((Path(stage1_dir) / "meta.json").read_text())["model_version"]})
+                                                                      "stage1_version": stage1_version})
     (out / "history.json").write_text(json.dumps(history, indent=2))
     summary["model_version"] = version
     (out / "stage2_summary.json").write_text(json.dumps(summary, indent=2, default=str))

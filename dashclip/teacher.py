@@ -21,7 +21,7 @@ from dashclip import columns as C
 from dashclip.config import TextTowerConfig
 from dashclip.metrics import auc
 from dashclip.towers import build_text_tower
-from dashclip.training import length_grouped_batches
+from dashclip.training import LoopConfig, fit, length_grouped_batches
 
 log = logging.getLogger(__name__)
 
@@ -123,24 +123,15 @@ def train_teacher(model: CrossEncoder, queries: list[str], products: list[str], 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * math.ceil(len(y) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps))
-    losses = []
-    for ep in range(epochs):
-        model.train()
-        tot = 0.0
-        batches = length_grouped_batches(lengths, batch_size, length_group, rng.permutation)
-        for b in tqdm(batches, desc=f"teacher epoch {ep + 1}",
-                      disable=not progress):
-            b = b.tolist()
-            logits = model(**model.tokenize([queries[i] for i in b], [products[i] for i in b]))
-            loss = F.cross_entropy(logits, y[b], weight=weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            tot += loss.item() * len(b)
-        losses.append(tot / len(y))
-    return losses
+
+    def step(b: np.ndarray):
+        b = b.tolist()
+        logits = model(**model.tokenize([queries[i] for i in b], [products[i] for i in b]))
+        return {"ce": F.cross_entropy(logits, y[b], weight=weight)}, len(b)
+
+    loop = LoopConfig(name="teacher", epochs=epochs, objective="ce")
+    return fit(model, opt, sched, lambda epoch: length_grouped_batches(lengths, batch_size, length_group, rng.permutation),
+               step, loop, progress=progress).epoch_losses
 
 
 def agreement(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:

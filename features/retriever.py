@@ -21,12 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dashclip.columns import EMBEDDING, MODEL_VERSION, PRODUCT_ID
 
 
 class RetrieverConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
     kind: Literal["flat", "hnsw", "ivf"] = "hnsw"
     hnsw_m: int = Field(32, ge=4)  # graph degree
     hnsw_ef_construction: int = Field(200, ge=8)

@@ -28,15 +28,21 @@ from features.store import REPO_DIR
 from ranking import report as REPORT
 from ranking.pipeline import TrainConfig, run
 
-FAST = {"world": {"n_consumers": 600, "queries_per_category": 3},
-        "sim": {"days": 14, "requests_per_day": 800}, "ab_requests": 2000, "ope_requests": 1500, "n_boot": 300}
+FAST_CONFIG = Path(__file__).resolve().parent / "configs" / "fast.json"  # the --fast setting
+
+
+def overlay(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, nested sections merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = overlay(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def load_config(path: str | None, fast: bool) -> TrainConfig:
-    data = json.loads(Path(path).read_text()) if path else {}
-    if fast:
-        data = {**FAST, **data, "world": {**FAST["world"], **data.get("world", {})}, "sim": {**FAST["sim"], **data.get("sim", {})}}
-    return TrainConfig.model_validate(data)
+    """``--config`` (a TrainConfig JSON file) over the ``--fast`` file when given; unknown keys are refused."""
+    data = json.loads(FAST_CONFIG.read_text()) if fast else {}
+    return TrainConfig.model_validate(overlay(data, json.loads(Path(path).read_text()) if path else {}))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,9 +79,7 @@ class Stage1Config(BaseModel):
     category_target_weight: float = Field(0.4, ge=0, lt=1)  # target mass shared with same-category items
     weights: Stage1Weights = Stage1Weights()
     feature_flip: float = Field(0.0, ge=0, le=1)  # p of mirroring a row's cached image map (augmentation)
-    # exponential moving average of the weights, validated and saved in place of the last ones (0: off).
-    # Off: 0.99 over the default 6 epochs gave validation image-only probe 91.5 vs 91.6 without and a
-    # higher validation loss (the average lags; docs/results_history.md, 2026-12-01 third session)
+    # moving average of the weights, validated and saved in place of the last ones (0: off; it lags)
     weight_average: float = Field(0.0, ge=0, lt=1)
     patience: int = 2
     seed: int = 0

@@ -49,39 +49,22 @@ class Stage2Config(BaseModel):
 
     catalog: str = Field(default_factory=default_catalog)
     queries_file: str | None = None  # extra user queries (query_id, query), labelled like the generated ones
-    # 20 per category path + one per training product (5,100 unique queries, ~86k mined pairs; was
-    # 10 + 0.5, 2,982 queries): validation nDCG@10 0.910 against 0.895 on the same stage-1 checkpoint
-    # and the same 5,000-pair seed (README, stage 2). The teacher labels the extra pairs.
-    queries_per_category: int = 20
+    queries_per_category: int = 20  # more queries, more teacher-labelled pairs: better validation nDCG
     queries_per_product: float = 1.0
     val_queries: int = 300
-    # annotated ("human") pairs. 5,000 with a 6-epoch teacher: validation nDCG@10 0.901 against
-    # 0.892 for 3,000 with 8 epochs, on the same stage-1 checkpoint (README, stage 2)
-    seed_budget: int = 5000
+    seed_budget: int = 5000  # annotated ("human") pairs the teacher learns from
     seed_heldout: float = 0.2  # share of seed queries kept to measure the teacher
     cand_bm25: int = 8
     cand_dense: int = 8
-    # random catalog products labelled per query. 0 labels ~20k fewer pairs (stage 2 ~14% faster):
-    # twice measured with no consistent quality difference (docs/results_history.md), an option for
-    # slower machines
-    cand_random: int = 4
-    # teacher: at lr 1e-4 in length-grouped batches over the 3,000-pair seed, 8 epochs scored accuracy
-    # 0.859, macro-F1 0.791, AUC 0.970 on 3,600 annotated pairs of 200 non-seed training queries,
-    # against 0.853 / 0.781 / 0.960 for 5 epochs (0.851 / 0.777 / 0.968 in random batches, 1.5x
-    # slower) and 0.702 / 0.540 / 0.923 for the first setting, 2 epochs at 4e-5
-    # (bench/teacher_settings.py). Over the 5,000-pair seed, 6 epochs (~1.25x the updates of 8 over
-    # 3,000) keep stage 2 inside its 30 minutes (README, stage 2).
-    teacher_epochs: int = 6
+    cand_random: int = 4  # random catalog products labelled per query (0: ~14% faster, no clear loss)
+    teacher_epochs: int = 6  # fits stage 2 in its time budget over the default seed
     teacher_lr: float = 1e-4
     teacher_batch_size: int = 32
     teacher_max_length: int = 64
     teacher_length_group: int = Field(50, ge=1)  # batches per length-sorted window (1: random batches)
     # label the mined pairs under bfloat16 autocast where the hardware does bf16 (training stays float32)
     teacher_bf16: bool = True
-    # where bf16 is not used (CPUs without AVX512-BF16/AMX), label with the teacher's linear layers
-    # dynamically quantised to int8. Off: on this machine's AMD EPYC it labels 1.4x faster but moves
-    # the expected grade by 0.10-0.15 on average and changes 7-12% of argmax grades (two teachers;
-    # held-out accuracy -0.3 and -2.8 points; bench/results/teacher_precision.json)
+    # elsewhere, label with int8 dynamically quantised linear layers: faster, but it moves the grades
     teacher_int8: bool = False
     epochs: int = Field(8, ge=1)
     batch_size: int = 64
@@ -92,13 +75,9 @@ class Stage2Config(BaseModel):
     lr_product: float = 1e-4
     reuse_labels_from: str | None = None  # a stage-2 output folder whose labels.parquet to reuse
     lr_proj: float = 3e-4  # query projection and temperature
-    # random catalog negatives per QCC batch, taken as irrelevant. 1024 on the same labels: best
-    # validation nDCG@10 0.907 vs 0.913 (docs/results_history.md, 2026-12-01 fourth session)
-    random_negatives: int = 256
-    # random negatives in the leaf category of one of the query's candidates labelled at least this
-    # grade are left out of its softmax instead of counting as irrelevant (for broad queries, "men
-    # tshirts", a random product is often a match nobody labelled); 0: off. Off: at 2 it tied the
-    # default on the same labels (validation nDCG@10 0.9131 both; results history as above)
+    random_negatives: int = 256  # random catalog negatives per QCC batch, taken as irrelevant
+    # random negatives in the leaf category of a candidate labelled at least this grade are left out
+    # of the query's softmax instead of counting as irrelevant (broad queries); 0: off
     mask_category_negatives: float = Field(0.0, ge=0, le=3)
     warmup_steps: int = 20
     patience: int = 2

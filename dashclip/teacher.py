@@ -57,11 +57,10 @@ class CrossEncoder(nn.Module):
         Pairs are scored in order of text length so that a batch pads little (the cross-encoder's
         cost grows with the longest pair of the batch). ``bf16``: run the tower under bfloat16
         autocast where the hardware has bfloat16 arithmetic (``bf16_supported``), otherwise in
-        float32. On this machine's CPU (AVX512-BF16) that labels 1.8x faster; the grade
-        probabilities move by ~1e-3 (bench/results/teacher_bf16.json). ``int8``: where bfloat16 is
-        not used and the model is on the CPU, score with a copy whose linear layers are dynamically
-        quantised to int8 (CPUs without AVX512-BF16, e.g. an AMD EPYC: 1.4x faster than float32 but the
-        grades move, bench/results/teacher_precision.json; the model itself stays float32)."""
+        float32: faster, with grade probabilities moving by about 1e-3 (bench/results/teacher_bf16.json).
+        ``int8``: where bfloat16 is not used and the model is on the CPU, score with a copy whose linear
+        layers are dynamically quantised to int8: faster than float32 but the grades move
+        (bench/results/teacher_precision.json); the model itself stays float32."""
         self.eval()
         device = next(self.parameters()).device
         precision = label_precision(device, bf16, int8)

@@ -98,11 +98,9 @@ def baseline_features(model: DashCLIP, cache, idx: torch.Tensor) -> dict[str, np
             "image+text": np.concatenate([l2n(torch.from_numpy(img_f)).numpy(), l2n(torch.from_numpy(txt_f)).numpy()], 1)}
 
 
-@torch.no_grad()
-def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog: str | Path | None = None,
-                      cache_dir: str | None = "runs/cache", max_rows: int | None = None, seed: int = 0) -> dict:
-    """Evaluate on the catalog's test split (or, with train_catalog, on every row of catalog)."""
-    model = DashCLIP.from_pretrained(checkpoint)
+def eval_split(catalog: str | Path, train_catalog: str | Path | None, max_rows: int | None, seed: int
+               ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The probe's training products, the products evaluated and a line saying which."""
     prods = load_products(catalog)
     if train_catalog is None:
         train_df = prods[prods[C.SPLIT] == "train"]
@@ -115,6 +113,22 @@ def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog
     if max_rows:
         train_df = train_df.sample(min(max_rows, len(train_df)), random_state=seed)
         test_df = test_df.sample(min(max_rows, len(test_df)), random_state=seed)
+    return train_df, test_df, setting
+
+
+@torch.no_grad()
+def category_embeddings(model: DashCLIP, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Category names embedded by DashCLIP's text head and by the plain text tower (the baseline)."""
+    states, mask = text_states(model, [category_text(c) for c in classes])
+    return model.embed_text(states.float(), mask).numpy(), l2n(model.text_tower.pool(states.float(), mask)).numpy()
+
+
+@torch.no_grad()
+def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog: str | Path | None = None,
+                      cache_dir: str | None = "runs/cache", max_rows: int | None = None, seed: int = 0) -> dict:
+    """Evaluate on the catalog's test split (or, with train_catalog, on every row of catalog)."""
+    model = DashCLIP.from_pretrained(checkpoint)
+    train_df, test_df, setting = eval_split(catalog, train_catalog, max_rows, seed)
     both = pd.concat([train_df, test_df], ignore_index=True)
     cache = build_trunk_cache(model, both, cache_dir=cache_dir)
     n_tr = len(train_df)
@@ -126,9 +140,7 @@ def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog
     base = {k: baseline_features(model, cache, i) for k, i in (("tr", idx_tr), ("te", idx_te))}
 
     classes = sorted(set(y_tr) | set(y_te))
-    cls_states, cls_mask = text_states(model, [category_text(c) for c in classes])
-    cls_dash = model.embed_text(cls_states.float(), cls_mask).numpy()
-    cls_base = l2n(model.text_tower.pool(cls_states.float(), cls_mask)).numpy()
+    cls_dash, cls_base = category_embeddings(model, classes)
 
     titles = test_df[C.TITLE].tolist()
     t_states, t_mask = text_states(model, titles)

@@ -123,7 +123,8 @@ def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str
     systems = {"dashclip": (e["q_shared"] @ e["p_shared"].T).numpy()}
     if "q_chan" in e:  # what dashclip.embed serves: shared space + text channel
         systems["dashclip_shared"] = systems["dashclip"]
-        systems["dashclip"] = (served(model, e["q_shared"], e["q_chan"]) @ served(model, e["p_shared"], e["p_chan"]).T).numpy()
+        q, p = served(model, e["q_shared"], e["q_chan"]), served(model, e["p_shared"], e["p_chan"])
+        systems["dashclip"] = (q @ p.T).numpy()
     systems.update(baseline_scores(products, queries, model.cfg.text))
 
     report = {"checkpoint": str(checkpoint), "model_version": model.model_version, "catalog": str(catalog),

@@ -67,7 +67,8 @@ def embed_cached(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, image_on
     for s in range(0, len(idx), batch_size):
         b = idx[s:s + batch_size]
         img, has, txt, msk = cache_batch(cache, b)
-        f_txt, f_msk = with_empty_text(txt, msk, torch.ones(len(b), dtype=torch.bool), cache) if image_only else (txt, msk)
+        everyone = torch.ones(len(b), dtype=torch.bool)
+        f_txt, f_msk = with_empty_text(txt, msk, everyone, cache) if image_only else (txt, msk)
         out = model(img, has, txt, msk, fusion_states=f_txt, fusion_mask=f_msk)
         for n in outs:
             outs[n].append(out[n])

@@ -125,7 +125,8 @@ def category_loss(model: DashCLIP, product: torch.Tensor, rows_cat: torch.Tensor
     return torch.nn.functional.cross_entropy(logit_scale * product[keep] @ cat_emb.t(), rows_cat[keep])
 
 
-def train_batches(idx: torch.Tensor, lengths: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+def train_batches(idx: torch.Tensor, lengths: torch.Tensor, batch_size: int, gen: torch.Generator
+                  ) -> list[torch.Tensor]:
     """One epoch's batches of ``idx`` grouped by text length (8 batches per sorted window), so
     little compute is spent on padding; batches under 4 rows are dropped."""
     local = length_grouped_batches(lengths[idx].numpy(), batch_size, 8,
@@ -305,7 +306,8 @@ def split_rows(products: pd.DataFrame, cfg: Stage1Config) -> tuple[torch.Tensor,
     train_idx = torch.as_tensor(np.nonzero(split == "train")[0])
     val_idx = torch.as_tensor(np.nonzero(split == "val")[0])
     if cfg.max_train_rows:
-        train_idx = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.max_train_rows]]
+        sample = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(cfg.seed))
+        train_idx = train_idx[sample[: cfg.max_train_rows]]
     if len(val_idx) < 4:  # tiny catalogs: validate on a slice of train
         val_idx = train_idx[: max(4, len(train_idx) // 5)]
     return train_idx, val_idx

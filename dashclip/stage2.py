@@ -246,7 +246,8 @@ def reuse_label_set(src: Path, train_df: pd.DataFrame, out: Path) -> tuple[pd.Da
     return labelled, stats
 
 
-def validation_queries(cfg: Stage2Config, val_df: pd.DataFrame, labelled: pd.DataFrame) -> tuple[list[str], list[np.ndarray]]:
+def validation_queries(cfg: Stage2Config, val_df: pd.DataFrame, labelled: pd.DataFrame
+                       ) -> tuple[list[str], list[np.ndarray]]:
     """Queries generated from the validation products (none of the training queries) and their
     annotator judgments over those products; queries without a relevant product are left out."""
     vq = generate_queries(val_df, 3, 0.2, seed=cfg.seed + 1, exclude=set(labelled[C.QUERY]), prefix="val")
@@ -284,7 +285,9 @@ class ProductSide:
     joint: bool
 
     def train(self, rows: np.ndarray) -> torch.Tensor:
-        return self.model.embed_fused(self.fused_train[torch.as_tensor(rows)]) if self.joint else torch.from_numpy(self.p_train)[rows]
+        if self.joint:
+            return self.model.embed_fused(self.fused_train[torch.as_tensor(rows)])
+        return torch.from_numpy(self.p_train)[rows]
 
     def val(self) -> np.ndarray:
         if not self.joint:
@@ -311,7 +314,8 @@ def fit_query_tower(cfg: Stage2Config, model: DashCLIP, labelled: pd.DataFrame, 
         rows = np.unique(np.concatenate([b[1] for b in batch] + [rng.integers(0, n_products, cfg.random_negatives)]))
         labels, valid = qcc_targets(batch, rows, cat_codes, cfg.mask_category_negatives)
         q = model.encode_queries(**model.tokenize([b[0] for b in batch]))
-        return {"qcc": qcc_loss(q, products.train(rows), labels, model.logit_scale.exp().clamp(max=100.0), valid)}, len(batch)
+        scale = model.logit_scale.exp().clamp(max=100.0)
+        return {"qcc": qcc_loss(q, products.train(rows), labels, scale, valid)}, len(batch)
 
     def validation() -> dict:
         return {"val_ndcg@10": val_ndcg(model, val[0], val[1], products.val()),

@@ -129,8 +129,10 @@ def train_teacher(model: CrossEncoder, queries: list[str], products: list[str], 
         return {"ce": F.cross_entropy(logits, y[b], weight=weight)}, len(b)
 
     loop = LoopConfig(name="teacher", epochs=epochs, objective="ce")
-    return fit(model, opt, sched, lambda epoch: length_grouped_batches(lengths, batch_size, length_group, rng.permutation),
-               step, loop, progress=progress).epoch_losses
+    def epoch_batches(epoch: int) -> list[np.ndarray]:
+        return length_grouped_batches(lengths, batch_size, length_group, rng.permutation)
+
+    return fit(model, opt, sched, epoch_batches, step, loop, progress=progress).epoch_losses
 
 
 def agreement(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:

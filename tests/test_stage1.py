@@ -235,8 +235,8 @@ def test_image_category_loss_adds_its_weighted_term(tmp_path):
     with torch.no_grad():
         l_off = train_losses(model, cache, idx, keys, Stage1Config(**common, weights=Stage1Weights(itm=0.0)),
                              torch.Generator().manual_seed(0), cats=cats)
-        l_on = train_losses(model, cache, idx, keys, Stage1Config(**common, weights=Stage1Weights(itm=0.0, category_image=0.7)),
-                            torch.Generator().manual_seed(0), cats=cats)
+        on = Stage1Config(**common, weights=Stage1Weights(itm=0.0, category_image=0.7))
+        l_on = train_losses(model, cache, idx, keys, on, torch.Generator().manual_seed(0), cats=cats)
         out = model(cache.image.float(), cache.has_image, cache.text.float(), cache.mask)
         expected = category_loss(model, out["image"], cats.index, cats, out["logit_scale"])
     assert "category_image" not in l_off and "category_image" in l_on

@@ -44,7 +44,7 @@ def subset(catalog: Path, rows: int | None, work: Path) -> tuple[Path, int]:
 
 
 def plain_loop(ckpt: str, catalog: Path, base_dir: Path, batch_size: int, threads: int) -> dict:
-    from dashclip.embed import ProductEmbedder
+    from dashclip.inference import ProductEmbedder
 
     emb = ProductEmbedder(ckpt, device="cpu", batch_size=batch_size, threads=threads)
     raw = read_catalog(catalog)

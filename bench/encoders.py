@@ -44,7 +44,7 @@ def validation_probes(variants: dict[str, str], catalog: Path, cache_dir: Path) 
     from dashclip.catalog import load_products
     from dashclip.eval_products import baseline_features, probe_accuracy
     from dashclip.model import DashCLIP
-    from dashclip.stage1 import embed_cached
+    from dashclip.inference import embed_cached
     from dashclip.trunk_cache import build_trunk_cache
 
     products = load_products(catalog)

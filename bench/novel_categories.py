@@ -129,7 +129,7 @@ def held_out_probe(checkpoint: Path, out: Path, cache_dir: Path) -> dict:
     from dashclip import columns as C
     from dashclip.eval_products import baseline_features, probe_accuracy
     from dashclip.model import DashCLIP
-    from dashclip.stage1 import embed_cached
+    from dashclip.inference import embed_cached
     from dashclip.trunk_cache import build_trunk_cache
 
     evalcat = pd.read_parquet(out / "eval_catalog.parquet")

@@ -29,7 +29,7 @@ from features import columns as C  # noqa: E402
 from features import redis_format as F  # noqa: E402
 from features.materialize import ENGINE_TYPE  # noqa: E402
 from features.online import OnlineLookup  # noqa: E402
-from features.retriever import FaissRetriever, RetrieverConfig, recall_at_k  # noqa: E402
+from features.retriever import FaissRetriever, RetrieverConfig, neighbour_recall_at_k  # noqa: E402
 from features.synthetic import T0, write_tables  # noqa: E402
 
 
@@ -123,7 +123,7 @@ def bench_faiss(products: np.ndarray, n_queries: int = 1000) -> dict:
         build_s = time.perf_counter() - t
         lat = _time(lambda v: r.search(v, 10), [(v,) for v in q], warmup=50)
         got = r.search_indices(q, 10)
-        out[kind] = {"recall_at_10": round(recall_at_k(got, truth, 10), 4), "build_s": round(build_s, 3),
+        out[kind] = {"recall_at_10": round(neighbour_recall_at_k(got, truth, 10), 4), "build_s": round(build_s, 3),
                      **{k: v for k, v in _pct(lat).items() if k != "n"}, "config": r.config.model_dump()}
         print(kind, out[kind], flush=True)
     return out

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from dashclip.catalog import load_products
     from dashclip.model import DashCLIP
     from dashclip.queries import Annotator
-    from dashclip.stage1 import embed_cached
+    from dashclip.inference import embed_cached
     from dashclip.stage2 import Stage2Config, candidate_pairs, choose_seed, fit_teacher, teacher_agreement
     from dashclip.teacher import CrossEncoder, teacher_product_text
     from dashclip.trunk_cache import build_trunk_cache

@@ -52,10 +52,17 @@ class TextTowerConfig(_Strict):
 class FusionConfig(_Strict):
     """Image-grounded text encoder: text layers with cross-attention to image patches (BLIP)."""
 
-    layers: int = Field(1, ge=1, description="top text layers turned into fusion layers")
-    init_from_text: bool = True  # copy self-attention/FFN weights from the text tower's top layers
+    layers: int = Field(1, ge=1, description="fusion layers (freshly initialised) above the text tower")
     gate_init: float = 0.1  # tanh-gated cross-attention; small so the text path starts intact
     dropout: float = 0.1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unused(cls, data):
+        # checkpoints saved earlier carry ``init_from_text``, a setting that never changed the model
+        if isinstance(data, dict) and "init_from_text" in data:
+            data = {k: v for k, v in data.items() if k != "init_from_text"}
+        return data
 
 
 class DashCLIPConfig(_Strict):

@@ -5,8 +5,8 @@
 
 writes ``DIR/product_embeddings.parquet`` / ``DIR/query_embeddings.parquet``. Products are
 validated exactly as ingestion does (``dashclip.catalog``); rejected rows go to
-``DIR/<name>.rejects.parquet`` and never stop the run. The importable ``ProductEmbedder`` and
-``QueryEmbedder`` are what Spark workers and the online path load (once per process).
+``DIR/<name>.rejects.parquet`` and never stop the run. The embeddings come from
+``dashclip.inference`` (``ProductEmbedder``, ``QueryEmbedder``), as in the Spark jobs and the online path.
 """
 
 from __future__ import annotations
@@ -18,38 +18,19 @@ if __name__ == "__main__":  # the command line lives in dashclip.cli: parsed (an
 
 import logging
 import os
-import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import torch
-from tqdm import tqdm
 
 from dashclip import columns as C
 from dashclip.catalog import IngestConfig, ingest_frame, normalize_text, read_catalog
-from dashclip.data import ProductDataset, product_loader
+from dashclip.inference import ProductEmbedder, QueryEmbedder
 from dashclip.io import write_parquet_atomic
-from dashclip.model import DashCLIP
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``auto`` (or None): CUDA when present, else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` as named
-    (ValueError in one line when CUDA is named and absent)."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = str(device)  # a name or a torch.device
-    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
-        raise ValueError(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: no CUDA device is available here (torch {torch.__version__}); "
-                         f"use auto or cpu")
-    return torch.device(device)
 
 
 def embedding_table(ids: list[str], emb: np.ndarray, id_col: str, extra: dict | None = None) -> pd.DataFrame:
@@ -75,85 +56,16 @@ def write_embedding_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
     write_parquet_atomic(table, path)
 
 
-@torch.no_grad()
-def text_channel_embeddings(model: DashCLIP, texts: list[str], batch_size: int = 128) -> torch.Tensor:
-    """(N, H) text-channel embeddings of ``texts`` (zeros for empty ones), on the model's device."""
-    out = []
-    device = next(model.parameters()).device
-    for s in range(0, len(texts), batch_size):
-        tok = model.tokenize(list(texts[s:s + batch_size]))
-        out.append(model.text_channel(tok["input_ids"].to(device), tok["attention_mask"].to(device)))
-    return torch.cat(out) if out else torch.zeros(0, model.text_tower.hidden, device=device)
-
-
-class _Embedder:
-    def __init__(self, checkpoint: str | os.PathLike, device: str | None = None, batch_size: int = 64,
-                 threads: int | None = None, amp: bool | None = None):
-        if threads:
-            torch.set_num_threads(threads)
-        self.device = pick_device(device)
-        self.model = DashCLIP.from_pretrained(checkpoint).to(self.device).eval()
-        self.model_version: str = self.model.model_version
-        self.meta: dict = self.model.meta
-        self.batch_size = batch_size
-        self.amp = (self.device.type == "cuda") if amp is None else amp
-
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
-
-    def _with_channel(self, shared: torch.Tensor, texts: list[str]) -> torch.Tensor:
-        """The served embedding: the shared-space one plus the text channel of ``texts`` (when on)."""
-        if self.model.cfg.text_channel <= 0:
-            return shared
-        channel = text_channel_embeddings(self.model, texts, batch_size=max(1, len(texts)))
-        return self.model.with_text_channel(shared.float(), channel.float())
-
-
-class ProductEmbedder(_Embedder):
-    """Product tower: image + text -> the served product embedding (B, ``model.out_dim``)."""
-
-    def embed_products(self, products: pd.DataFrame, progress: bool = False, workers: int = 0,
-                       with_text: bool = True) -> np.ndarray:
-        """Embeddings for an ingested products frame (``image_path``, ``has_image``, ``title``...)."""
-        m = self.meta
-        ds = ProductDataset(products, image_size=m["image_size"], mean=tuple(m["image_mean"]),
-                            std=tuple(m["image_std"]), with_text=with_text)
-        out = np.zeros((len(ds), m["embed_dim"]), dtype=np.float32)
-        loader = product_loader(ds, batch_size=self.batch_size, workers=workers)
-        with torch.inference_mode(), self._autocast():
-            for b in tqdm(loader, desc="embed products", disable=not progress, unit="batch"):
-                tok = self.model.tokenize(b["text"])
-                e = self.model.encode_products(b["image"].to(self.device), b["has_image"].to(self.device),
-                                               tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
-                out[b["index"].numpy()] = self._with_channel(e, b["channel_text"]).float().cpu().numpy()
-        return out
-
-    def embed_frame(self, raw: pd.DataFrame, base_dir: str | os.PathLike, progress: bool = False,
-                    cfg: IngestConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Validate + embed a raw catalog frame; returns (table, rejects)."""
-        res = ingest_frame(raw, Path(base_dir), cfg, progress=progress)
-        prods = res.products
-        emb = self.embed_products(prods, progress=progress)
-        table = embedding_table(prods[C.PRODUCT_ID].tolist(), emb, C.PRODUCT_ID,
-                                {C.HAS_IMAGE: prods[C.HAS_IMAGE].to_numpy(), C.MODEL_VERSION: self.model_version})
-        table[C.CONTENT_HASH] = prods[C.CONTENT_HASH].to_numpy()
-        return table, res.rejects
-
-
-class QueryEmbedder(_Embedder):
-    """Query tower: text -> the served query embedding (B, ``model.out_dim``), in the product space."""
-
-    def embed(self, queries: list[str], progress: bool = False) -> np.ndarray:
-        out = np.zeros((len(queries), self.meta["embed_dim"]), dtype=np.float32)
-        with torch.inference_mode(), self._autocast():
-            for s in tqdm(range(0, len(queries), self.batch_size), desc="embed queries", disable=not progress):
-                texts = [normalize_text(q) for q in queries[s:s + self.batch_size]]
-                tok = self.model.tokenize(texts)
-                e = self.model.encode_queries(tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
-                out[s:s + len(e)] = self._with_channel(e, texts).float().cpu().numpy()
-        return out
-
-    __call__ = embed
+def embed_frame(emb: ProductEmbedder, raw: pd.DataFrame, base_dir: str | os.PathLike, progress: bool = False,
+                cfg: IngestConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate + embed a raw catalog frame; returns (table, rejects)."""
+    res = ingest_frame(raw, Path(base_dir), cfg, progress=progress)
+    prods = res.products
+    vecs = emb.embed_products(prods, progress=progress)
+    table = embedding_table(prods[C.PRODUCT_ID].tolist(), vecs, C.PRODUCT_ID,
+                            {C.HAS_IMAGE: prods[C.HAS_IMAGE].to_numpy(), C.MODEL_VERSION: emb.model_version})
+    table[C.CONTENT_HASH] = prods[C.CONTENT_HASH].to_numpy()
+    return table, res.rejects
 
 
 def read_queries(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -202,7 +114,7 @@ def _cmd_products(args) -> int:
     t0 = time.perf_counter()
     emb = ProductEmbedder(args.checkpoint, device=args.device, batch_size=args.batch_size)
     catalog = Path(args.catalog)
-    table, rejects = emb.embed_frame(read_catalog(catalog), catalog.resolve().parent, progress=True)
+    table, rejects = embed_frame(emb, read_catalog(catalog), catalog.resolve().parent, progress=True)
     return _write_outputs(table, rejects, args.out, emb.model_version, t0)
 
 
@@ -232,6 +144,8 @@ def run_cli(args) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
     args.out = str(out_file(args.out, PRODUCTS_FILE if args.cmd == "products" else QUERIES_FILE, (".parquet", ".pq")))
     return _cmd_products(args) if args.cmd == "products" else _cmd_queries(args)

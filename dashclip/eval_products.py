@@ -26,7 +26,7 @@ from dashclip import columns as C
 from dashclip.catalog import load_products
 from dashclip.data import category_text
 from dashclip.model import DashCLIP
-from dashclip.stage1 import embed_cached
+from dashclip.inference import embed_cached
 from dashclip.towers import build_image_tower, l2n
 from dashclip.trunk_cache import build_trunk_cache, text_states
 
@@ -99,14 +99,9 @@ def baseline_features(model: DashCLIP, cache, idx: torch.Tensor) -> dict[str, np
             "image+text": np.concatenate([l2n(torch.from_numpy(img_f)).numpy(), l2n(torch.from_numpy(txt_f)).numpy()], 1)}
 
 
-@torch.no_grad()
-def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog: str | Path | None = None,
-                      cache_dir: str | None = "runs/cache", max_rows: int | None = None, seed: int = 0,
-                      device: str | torch.device = "cpu") -> dict:
-    """Evaluate on the catalog's test split (or, with train_catalog, on every row of catalog);
-    the model runs on ``device`` in float32, the metrics on the host."""
-    model = DashCLIP.from_pretrained(checkpoint).to(device)
-    dev = torch.device(device)
+def eval_split(catalog: str | Path, train_catalog: str | Path | None, max_rows: int | None, seed: int
+               ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The probe's training products, the products evaluated and a line saying which."""
     prods = load_products(catalog)
     if train_catalog is None:
         train_df = prods[prods[C.SPLIT] == "train"]
@@ -119,6 +114,27 @@ def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog
     if max_rows:
         train_df = train_df.sample(min(max_rows, len(train_df)), random_state=seed)
         test_df = test_df.sample(min(max_rows, len(test_df)), random_state=seed)
+    return train_df, test_df, setting
+
+
+@torch.no_grad()
+def category_embeddings(model: DashCLIP, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Category names embedded by DashCLIP's text head and by the plain text tower (the baseline)."""
+    dev = next(model.parameters()).device
+    states, mask = text_states(model, [category_text(c) for c in classes])
+    states, mask = states.float().to(dev), mask.to(dev)
+    return model.embed_text(states, mask).cpu().numpy(), l2n(model.text_tower.pool(states, mask)).cpu().numpy()
+
+
+@torch.no_grad()
+def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog: str | Path | None = None,
+                      cache_dir: str | None = "runs/cache", max_rows: int | None = None, seed: int = 0,
+                      device: str | torch.device = "cpu") -> dict:
+    """Evaluate on the catalog's test split (or, with train_catalog, on every row of catalog);
+    the model runs on ``device`` in float32, the metrics on the host."""
+    model = DashCLIP.from_pretrained(checkpoint).to(device)
+    dev = torch.device(device)
+    train_df, test_df, setting = eval_split(catalog, train_catalog, max_rows, seed)
     both = pd.concat([train_df, test_df], ignore_index=True)
     cache = build_trunk_cache(model, both, cache_dir=cache_dir)
     n_tr = len(train_df)
@@ -130,10 +146,7 @@ def evaluate_products(checkpoint: str | Path, catalog: str | Path, train_catalog
     base = {k: baseline_features(model, cache, i) for k, i in (("tr", idx_tr), ("te", idx_te))}
 
     classes = sorted(set(y_tr) | set(y_te))
-    cls_states, cls_mask = text_states(model, [category_text(c) for c in classes])
-    cls_states, cls_mask = cls_states.float().to(dev), cls_mask.to(dev)
-    cls_dash = model.embed_text(cls_states, cls_mask).cpu().numpy()
-    cls_base = l2n(model.text_tower.pool(cls_states, cls_mask)).cpu().numpy()
+    cls_dash, cls_base = category_embeddings(model, classes)
 
     titles = test_df[C.TITLE].tolist()
     t_states, t_mask = text_states(model, titles)

@@ -32,13 +32,10 @@ import torch
 from dashclip import columns as C
 from dashclip.catalog import load_products
 from dashclip.config import TextTowerConfig
-from dashclip.data import product_channel_texts
-from dashclip.embed import text_channel_embeddings
+from dashclip.inference import cached_product_parts, query_parts, served
 from dashclip.metrics import auc, ndcg_at_k, recall_at_k, reciprocal_rank
 from dashclip.model import DashCLIP
 from dashclip.retrieval import BM25Index, product_search_text
-from dashclip.stage1 import embed_cached
-from dashclip.stage2 import encode_queries
 from dashclip.towers import build_text_tower, l2n
 from dashclip.trunk_cache import build_trunk_cache
 
@@ -125,13 +122,13 @@ def judgment_matrix(products: pd.DataFrame, judg: pd.DataFrame, queries: pd.Data
 def dashclip_embeddings(model: DashCLIP, products: pd.DataFrame, queries: list[str], cache_dir: str | None,
                         channel: bool) -> dict[str, torch.Tensor]:
     """Shared-space query and product embeddings (``q_shared``, ``p_shared``) and, with ``channel``,
-    their text channels (``q_chan``, ``p_chan``), the parts ``dashclip.embed`` serves."""
+    their text channels (``q_chan``, ``p_chan``): the parts ``dashclip.inference.served`` joins."""
     cache = build_trunk_cache(model, products, cache_dir=cache_dir)
-    out = {"p_shared": embed_cached(model, cache, torch.arange(len(products)))["product"],
-           "q_shared": torch.from_numpy(encode_queries(model, queries))}
+    p_shared, p_chan = cached_product_parts(model, cache, products, channel)
+    q_shared, q_chan = query_parts(model, queries, channel=channel)
+    out = {"p_shared": p_shared.cpu(), "q_shared": q_shared.cpu()}
     if channel:
-        out["p_chan"] = text_channel_embeddings(model, product_channel_texts(products)).cpu()
-        out["q_chan"] = text_channel_embeddings(model, queries).cpu()
+        out["p_chan"], out["q_chan"] = p_chan.cpu(), q_chan.cpu()  # the model may sit on a GPU
     return out
 
 
@@ -170,8 +167,8 @@ def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str
     systems = {"dashclip": (e["q_shared"] @ e["p_shared"].T).numpy()}
     if "q_chan" in e:  # what dashclip.embed serves: shared space + text channel
         systems["dashclip_shared"] = systems["dashclip"]
-        systems["dashclip"] = (model.with_text_channel(e["q_shared"], e["q_chan"])
-                               @ model.with_text_channel(e["p_shared"], e["p_chan"]).T).numpy()
+        q, p = served(model, e["q_shared"], e["q_chan"]), served(model, e["p_shared"], e["p_chan"])
+        systems["dashclip"] = (q @ p.T).numpy()
     systems.update(baseline_scores(products, queries, model.cfg.text))
 
     report = {"checkpoint": str(checkpoint), "model_version": model.model_version, "catalog": str(catalog),

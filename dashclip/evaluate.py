@@ -110,7 +110,7 @@ def _run(args) -> int:
     if args.cmd == "judgments":
         return _cmd_judgments(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from dashclip.embed import pick_device
+    from dashclip.inference import pick_device
 
     out = str(out_file(args.out, f"{args.cmd}.json", (".json",))) if args.out else None
     device = pick_device(args.device)

@@ -4,8 +4,9 @@
 plus the logit scale; it does not tokenise, sample negatives or read the schedule.
 
 Training works in the shared space (``embed_dim``). The embeddings served to the rest of the stack
-(``dashclip.embed``: Spark, the feature store, the ads server) can append the frozen text tower's
-sentence embedding (``text_channel``, see ``with_text_channel``); ``out_dim`` is their size.
+(``dashclip.inference``: the embed CLI, Spark, the feature store, the ads server) can append the
+frozen text tower's sentence embedding (``text_channel``, see ``with_text_channel``); ``out_dim``
+is their size.
 
 Checkpoints are Hugging Face style: ``config.json`` (the DashCLIPConfig), ``model.safetensors``,
 ``meta.json`` (model version, stage, whether a query tower is present, the training config),

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from dashclip import columns as C
+from dashclip.lexical import stem as _stem
 
 GENDER_WORDS = {
     "men": "men", "man": "men", "mens": "men", "men's": "men", "male": "men", "boys": "men", "boy": "men",
@@ -167,13 +168,6 @@ def _norm(s: str) -> str:
 
 def _plurals(term: str) -> list[str]:
     return [term + "s", term + "es"] if not term.endswith("s") else []
-
-
-def _stem(w: str) -> str:
-    for suf in ("es", "s"):
-        if len(w) > 4 and w.endswith(suf) and not w.endswith("ss"):
-            return w[: -len(suf)]
-    return w
 
 
 @dataclass

@@ -1,29 +1,14 @@
-"""Retrieval helpers shared by stage 2 and evaluation: BM25 over product text, dense top-k."""
+"""Retrieval helpers shared by stage 2 and evaluation: BM25 over product text (words from
+``dashclip.lexical``, as the annotator reads them), dense top-k."""
 
 from __future__ import annotations
-
-import re
 
 import bm25s
 import numpy as np
 import pandas as pd
 
 from dashclip import columns as C
-
-_TOKEN = re.compile(r"[a-z0-9]+")
-
-
-def _stem(w: str) -> str:
-    if len(w) > 4 and w.endswith("es") and not w.endswith("ss"):
-        return w[:-2] if w[-3] in "sxz" or w.endswith(("ches", "shes", "oes")) else w[:-1]
-    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
-        return w[:-1]
-    return w
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-case word tokens with light plural stemming (shirts -> shirt, tomatoes -> tomato)."""
-    return [_stem(w) for w in _TOKEN.findall(text.lower())]
+from dashclip.lexical import tokens
 
 
 def product_search_text(products: pd.DataFrame) -> list[str]:
@@ -35,12 +20,12 @@ def product_search_text(products: pd.DataFrame) -> list[str]:
 class BM25Index:
     def __init__(self, texts: list[str]):
         self.bm25 = bm25s.BM25()
-        corpus = [tokenize(t) or ["__empty__"] for t in texts]
+        corpus = [list(tokens(t)) or ["__empty__"] for t in texts]
         self.bm25.index(corpus, show_progress=False)
         self.n = len(texts)
 
     def scores(self, query: str) -> np.ndarray:
-        toks = tokenize(query)
+        toks = list(tokens(query))
         if not toks:
             return np.zeros(self.n, dtype=np.float32)
         return np.asarray(self.bm25.get_scores(toks), dtype=np.float32)

@@ -6,7 +6,7 @@ rows the empty text, so they train the embedding of products with an image and n
 image tower's embedding with ``text_less="image"``, or the fusion encoder over the empty text)
 in the same space; image dropout trains the text-only path.
 
-The catalog's category paths are text too: an optional category alignment (``w_category``)
+The catalog's category paths are text too: an optional category alignment (``weights.category``)
 pulls each product embedding towards the text embedding of its own category path, against all
 the catalog's other category paths (a contrastive loss over category texts, CLIP's zero-shot
 classifier used as a training signal). Image-only rows learn from it most: a photo's category
@@ -20,22 +20,24 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm import tqdm
 
 from dashclip import columns as C
 from dashclip.catalog import load_products
 from dashclip.config import load_model_config
 from dashclip.data import category_text
+from dashclip.inference import cache_batch, embed_cached, with_empty_text
 from dashclip.losses import grouped_targets, itc_loss, itm_loss, sample_hard_negatives
 from dashclip.model import DashCLIP
-from dashclip.momentum import WeightAverage
+from dashclip.training import LoopConfig, LossWeights, fit, length_grouped_batches, lr_lambda
 from dashclip.trunk_cache import TrunkCache, build_trunk_cache, text_states
+from dashclip.weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,17 @@ def default_catalog() -> str:
     working directory (the shipped data beside a checkout); --catalog overrides all three."""
     data = os.environ.get("DASHCLIP_DATA", str(Path("..") / "shared" / "data"))
     return os.environ.get("DASHCLIP_CATALOG", str(Path(data) / "catalog.csv"))
+
+
+class Stage1Weights(LossWeights):
+    """Weight of each stage-1 loss term in the total (0 turns a term off)."""
+
+    itc: float = 1.0  # image vs text
+    itm: float = 1.0  # image-text matching on hard negatives
+    align_text: float = 1.0  # product embedding vs text embedding
+    align_image: float = 1.0  # product embedding vs image embedding
+    category: float = 0.5  # product embedding vs its category path's text embedding
+    category_image: float = 0.0  # the image tower's own embedding vs category texts
 
 
 class Stage1Config(BaseModel):
@@ -64,16 +77,9 @@ class Stage1Config(BaseModel):
     image_dropout: float = Field(0.1, ge=0, le=1)
     itm_fraction: float = Field(0.25, ge=0, le=1)
     category_target_weight: float = Field(0.4, ge=0, lt=1)  # target mass shared with same-category items
-    w_itc: float = 1.0
-    w_itm: float = 1.0
-    w_align_text: float = 1.0
-    w_align_image: float = 1.0
-    w_category: float = 0.5  # product embedding vs its category path's text embedding (0: off)
-    w_category_image: float = 0.0  # the image tower's own embedding vs category texts (0: off)
+    weights: Stage1Weights = Stage1Weights()
     feature_flip: float = Field(0.0, ge=0, le=1)  # p of mirroring a row's cached image map (augmentation)
-    # exponential moving average of the weights, validated and saved in place of the last ones (0: off).
-    # Off: 0.99 over the default 6 epochs gave validation image-only probe 91.5 vs 91.6 without and a
-    # higher validation loss (the average lags; docs/results_history.md, 2026-12-01 third session)
+    # moving average of the weights, validated and saved in place of the last ones (0: off; it lags)
     weight_average: float = Field(0.0, ge=0, lt=1)
     patience: int = 2
     seed: int = 0
@@ -119,33 +125,13 @@ def category_loss(model: DashCLIP, product: torch.Tensor, rows_cat: torch.Tensor
     return torch.nn.functional.cross_entropy(logit_scale * product[keep] @ cat_emb.t(), rows_cat[keep])
 
 
-def lr_lambda(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up then cosine decay to 10%."""
-    if step < warmup:
-        return (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
-
-
-def length_bucketed_batches(idx: torch.Tensor, lengths: torch.Tensor, batch_size: int, gen: torch.Generator,
-                            chunk_batches: int = 8) -> list[torch.Tensor]:
-    """Shuffle, sort by text length within chunks of a few batches, shuffle the batches.
-
-    Batches then share similar lengths, so little compute is spent on padding."""
-    perm = idx[torch.randperm(len(idx), generator=gen)]
-    batches = []
-    for s in range(0, len(perm), batch_size * chunk_batches):
-        chunk = perm[s:s + batch_size * chunk_batches]
-        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    order = torch.randperm(len(batches), generator=gen).tolist()
-    return [batches[i] for i in order if len(batches[i]) >= 4]
-
-
-def _batch(cache: TrunkCache, idx: torch.Tensor):
-    m = cache.mask[idx]
-    t = int(m.sum(1).max())  # trim padding shared by the whole batch
-    return cache.image[idx].float(), cache.has_image[idx], cache.text[idx, :t].float(), m[:, :t]
+def train_batches(idx: torch.Tensor, lengths: torch.Tensor, batch_size: int, gen: torch.Generator
+                  ) -> list[torch.Tensor]:
+    """One epoch's batches of ``idx`` grouped by text length (8 batches per sorted window), so
+    little compute is spent on padding; batches under 4 rows are dropped."""
+    local = length_grouped_batches(lengths[idx].numpy(), batch_size, 8,
+                                   lambda n: torch.randperm(n, generator=gen).numpy(), min_size=4)
+    return [idx[torch.from_numpy(b)] for b in local]
 
 
 def flip_feature_maps(img: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
@@ -158,84 +144,116 @@ def flip_feature_maps(img: torch.Tensor, p: float, gen: torch.Generator) -> torc
     return torch.where(flip[:, None, None, None], img.flip(-1), img)
 
 
-def _with_empty_text(states, mask, rows, cache: TrunkCache):
-    """Replace the text of ``rows`` by the empty text's token states (image-grounded path)."""
-    states, mask = states.clone(), mask.clone()
-    t0 = len(cache.empty_mask)
-    if states.shape[1] < t0:
-        pad = t0 - states.shape[1]
-        states = torch.nn.functional.pad(states, (0, 0, 0, pad))
-        mask = torch.nn.functional.pad(mask, (0, pad))
-    states[rows] = 0
-    mask[rows] = False
-    states[rows, :t0] = cache.empty_text.float()
-    mask[rows, :t0] = True
-    return states, mask
+@dataclass
+class StepInputs:
+    """One batch as the model reads it: trunk outputs, the text the fusion encoder sees (the empty
+    text for text-dropped rows) and which rows dropped their text or image."""
+
+    img: torch.Tensor
+    has: torch.Tensor
+    txt: torch.Tensor
+    msk: torch.Tensor
+    fusion_txt: torch.Tensor
+    fusion_msk: torch.Tensor
+    drop_text: torch.Tensor
+    drop_img: torch.Tensor
 
 
-def step_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
-                gen: torch.Generator, train: bool = True, cats: CategoryTexts | None = None) -> dict[str, torch.Tensor]:
-    img, has, txt, msk = _batch(cache, idx)
-    if train:
-        img = flip_feature_maps(img, cfg.feature_flip, gen)
-    k, kc = keys[idx, 0], keys[idx, 1]
+def train_inputs(cache: TrunkCache, idx: torch.Tensor, cfg: Stage1Config, gen: torch.Generator) -> StepInputs:
+    """A training batch: mirrored feature maps, text dropout (image-grounded path) and image dropout."""
+    img, has, txt, msk = cache_batch(cache, idx)
+    img = flip_feature_maps(img, cfg.feature_flip, gen)
     B = len(idx)
-    drop_text = (torch.rand(B, generator=gen) < cfg.text_dropout) & has if train else torch.zeros(B, dtype=torch.bool)
-    drop_img = (torch.rand(B, generator=gen) < cfg.image_dropout) & ~drop_text if train else torch.zeros(B, dtype=torch.bool)
-    f_txt, f_msk = _with_empty_text(txt, msk, drop_text, cache) if drop_text.any() else (txt, msk)
-    out = model(img, has, txt, msk, fusion_states=f_txt, fusion_mask=f_msk, fusion_has_image=has & ~drop_img)
-    s = out["logit_scale"]
+    drop_text = (torch.rand(B, generator=gen) < cfg.text_dropout) & has
+    drop_img = (torch.rand(B, generator=gen) < cfg.image_dropout) & ~drop_text
+    f_txt, f_msk = with_empty_text(txt, msk, drop_text, cache) if drop_text.any() else (txt, msk)
+    return StepInputs(img, has, txt, msk, f_txt, f_msk, drop_text, drop_img)
+
+
+def eval_inputs(cache: TrunkCache, idx: torch.Tensor) -> StepInputs:
+    """A validation batch: every row with its own text and image."""
+    img, has, txt, msk = cache_batch(cache, idx)
+    none = torch.zeros(len(idx), dtype=torch.bool)
+    return StepInputs(img, has, txt, msk, txt, msk, none, none)
+
+
+def contrastive_terms(out: dict[str, torch.Tensor], x: StepInputs, k: torch.Tensor, kc: torch.Tensor,
+                      cfg: Stage1Config) -> dict[str, torch.Tensor]:
+    """ITC (image vs text) and the alignment of the product embedding with the text and the image."""
+    s, has = out["logit_scale"], x.has
     t_img = grouped_targets(k[has], kc[has], cfg.category_target_weight)
-    losses = {
+    return {
         "itc": itc_loss(out["image"][has], out["text"][has], s, targets=t_img),
         "align_text": itc_loss(out["product"], out["text"], s, k),
         "align_image": itc_loss(out["product"][has], out["image"][has], s, targets=t_img),
     }
-    # ITM on hard negatives, for rows whose fusion saw their own full text and image
-    sub = torch.nonzero(has & ~drop_text & ~drop_img).squeeze(1)[: max(2, int(cfg.itm_fraction * B))]
-    if train and cfg.w_itm > 0 and len(sub) >= 2 and len(torch.unique(k[sub])) > 1:
-        sim = out["text"][sub] @ out["image"][sub].t()  # (S, S) text -> image
-        neg_img = sample_hard_negatives(sim, k[sub], gen)
-        neg_txt = sample_hard_negatives(sim.t(), k[sub], gen)
-        ok1, ok2 = k[sub][neg_img] != k[sub], k[sub][neg_txt] != k[sub]
-        patches, ones = out["image_tokens"][sub], torch.ones(len(sub), dtype=torch.bool)
-        f1 = model.fuse(txt[sub], msk[sub], patches[neg_img], ones)[ok1]
-        f2 = model.fuse(txt[sub][neg_txt], msk[sub][neg_txt], patches, ones)[ok2]
-        losses["itm"] = itm_loss(model.itm_logits(out["fused"][sub]), model.itm_logits(torch.cat([f1, f2])))
-    if cats is not None and cats.states is not None and (cfg.w_category > 0 or cfg.w_category_image > 0):
-        cat_emb = model.embed_text(cats.states, cats.mask)  # once per step for both category terms
-        terms = {"category": (cfg.w_category, out["product"], cats.index[idx]),  # text-less embedding for text-dropped rows
-                 "category_image": (cfg.w_category_image, out["image"][has], cats.index[idx][has])}
-        for name, (w, emb, rows_cat) in terms.items():
-            loss = category_loss(model, emb, rows_cat, cats, s, cat_emb) if w > 0 else None
-            if loss is not None:
-                losses[name] = loss
-    weights = {"itc": cfg.w_itc, "align_text": cfg.w_align_text, "align_image": cfg.w_align_image, "itm": cfg.w_itm,
-               "category": cfg.w_category, "category_image": cfg.w_category_image}
-    losses["total"] = sum(weights[n] * v for n, v in losses.items())
-    return losses
 
 
-@torch.no_grad()
-def embed_cached(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, image_only: bool = False,
-                 batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Image, text and product embeddings (and the fused pooled states) of cached rows; the
-    product embedding comes from the empty text when image_only."""
-    model.eval()
-    dev = next(model.parameters()).device  # batches go to the model's device, embeddings come back to the host
-    outs: dict[str, list] = {"image": [], "text": [], "product": [], "fused": []}
-    for s in range(0, len(idx), batch_size):
-        b = idx[s:s + batch_size]
-        img, has, txt, msk = _batch(cache, b)
-        f_txt, f_msk = _with_empty_text(txt, msk, torch.ones(len(b), dtype=torch.bool), cache) if image_only else (txt, msk)
-        img, has, txt, msk, f_txt, f_msk = (x.to(dev) for x in (img, has, txt, msk, f_txt, f_msk))
-        out = model(img, has, txt, msk, fusion_states=f_txt, fusion_mask=f_msk)
-        for n in outs:
-            outs[n].append(out[n].cpu())
-    return {n: torch.cat(v) for n, v in outs.items()}
+def itm_term(model: DashCLIP, out: dict[str, torch.Tensor], x: StepInputs, k: torch.Tensor, cfg: Stage1Config,
+             gen: torch.Generator) -> torch.Tensor | None:
+    """ITM on hard negatives sampled from the batch's similarities, for rows whose fusion saw their
+    own full text and image (None when the batch has too few such rows or classes)."""
+    sub = torch.nonzero(x.has & ~x.drop_text & ~x.drop_img).squeeze(1)[: max(2, int(cfg.itm_fraction * len(k)))]
+    if cfg.weights.itm <= 0 or len(sub) < 2 or len(torch.unique(k[sub])) <= 1:
+        return None
+    sim = out["text"][sub] @ out["image"][sub].t()  # (S, S) text -> image
+    neg_img = sample_hard_negatives(sim, k[sub], gen)
+    neg_txt = sample_hard_negatives(sim.t(), k[sub], gen)
+    ok1, ok2 = k[sub][neg_img] != k[sub], k[sub][neg_txt] != k[sub]
+    patches, ones = out["image_tokens"][sub], torch.ones(len(sub), dtype=torch.bool)
+    txt, msk = x.txt[sub], x.msk[sub]
+    f1 = model.fuse(txt, msk, patches[neg_img], ones)[ok1]
+    f2 = model.fuse(txt[neg_txt], msk[neg_txt], patches, ones)[ok2]
+    return itm_loss(model.itm_logits(out["fused"][sub]), model.itm_logits(torch.cat([f1, f2])))
 
 
-def recall_at_k(q: torch.Tensor, d: torch.Tensor, q_keys: torch.Tensor, d_keys: torch.Tensor, k: int) -> float:
+def category_terms(model: DashCLIP, out: dict[str, torch.Tensor], x: StepInputs, rows_cat: torch.Tensor,
+                   cats: CategoryTexts | None, w: Stage1Weights) -> dict[str, torch.Tensor]:
+    """The product embedding (text-less for text-dropped rows) and the image embedding against the
+    category texts, for the terms with a weight."""
+    if cats is None or cats.states is None or (w.category <= 0 and w.category_image <= 0):
+        return {}
+    cat_emb = model.embed_text(cats.states, cats.mask)  # once per step for both category terms
+    terms = {"category": (w.category, out["product"], rows_cat),
+             "category_image": (w.category_image, out["image"][x.has], rows_cat[x.has])}
+    found = {}
+    for name, (weight, emb, rc) in terms.items():
+        loss = category_loss(model, emb, rc, cats, out["logit_scale"], cat_emb) if weight > 0 else None
+        if loss is not None:
+            found[name] = loss
+    return found
+
+
+def _forward(model: DashCLIP, x: StepInputs) -> dict[str, torch.Tensor]:
+    return model(x.img, x.has, x.txt, x.msk, fusion_states=x.fusion_txt, fusion_mask=x.fusion_msk,
+                 fusion_has_image=x.has & ~x.drop_img)
+
+
+def train_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
+                 gen: torch.Generator, cats: CategoryTexts | None = None) -> dict[str, torch.Tensor]:
+    """The named loss terms of one training batch and their weighted ``total``."""
+    x = train_inputs(cache, idx, cfg, gen)
+    out = _forward(model, x)
+    k, kc = keys[idx, 0], keys[idx, 1]
+    terms = contrastive_terms(out, x, k, kc, cfg)
+    itm = itm_term(model, out, x, k, cfg, gen)
+    if itm is not None:
+        terms["itm"] = itm
+    terms.update(category_terms(model, out, x, cats.index[idx] if cats is not None else None, cats, cfg.weights))
+    return {**terms, "total": cfg.weights.total(terms)}
+
+
+def eval_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
+                cats: CategoryTexts | None = None) -> dict[str, torch.Tensor]:
+    """The named loss terms of one validation batch (no augmentation, no ITM sampling) and their total."""
+    x = eval_inputs(cache, idx)
+    out = _forward(model, x)
+    terms = contrastive_terms(out, x, keys[idx, 0], keys[idx, 1], cfg)
+    terms.update(category_terms(model, out, x, cats.index[idx] if cats is not None else None, cats, cfg.weights))
+    return {**terms, "total": cfg.weights.total(terms)}
+
+
+def key_hit_rate_at_k(q: torch.Tensor, d: torch.Tensor, q_keys: torch.Tensor, d_keys: torch.Tensor, k: int) -> float:
     """Fraction of queries with a same-key item among the top k (by dot product)."""
     top = (q @ d.t()).topk(min(k, len(d)), dim=1).indices
     return float((d_keys[top] == q_keys[:, None]).any(1).float().mean())
@@ -245,21 +263,20 @@ def recall_at_k(q: torch.Tensor, d: torch.Tensor, q_keys: torch.Tensor, d_keys: 
 def validate(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
              cats: CategoryTexts | None = None) -> dict:
     model.eval()
-    gen = torch.Generator().manual_seed(123)
     tot, n = {}, 0
     for s in range(0, len(idx), cfg.batch_size):
         b = idx[s:s + cfg.batch_size]
         if len(b) < 4:
             continue
-        for name, v in step_losses(model, cache, b, keys, cfg, gen, train=False, cats=cats).items():
+        for name, v in eval_losses(model, cache, b, keys, cfg, cats).items():
             tot[name] = tot.get(name, 0.0) + float(v) * len(b)
         n += len(b)
     metrics = {f"val_{k}": v / max(n, 1) for k, v in tot.items()}
     full = embed_cached(model, cache, idx)
     img_only = embed_cached(model, cache, idx, image_only=True)
     kk = keys[idx, 0]
-    metrics["val_text_to_imageonly_R@10"] = recall_at_k(full["text"], img_only["product"], kk, kk, 10)
-    metrics["val_text_to_product_R@1"] = recall_at_k(full["text"], full["product"], kk, kk, 1)
+    metrics["val_text_to_imageonly_R@10"] = key_hit_rate_at_k(full["text"], img_only["product"], kk, kk, 10)
+    metrics["val_text_to_product_R@1"] = key_hit_rate_at_k(full["text"], full["product"], kk, kk, 1)
     return metrics
 
 
@@ -285,6 +302,31 @@ def plot_history(history: list[dict], path: Path, model_version: str = "", run_i
     save(fig, path)
 
 
+def split_rows(products: pd.DataFrame, cfg: Stage1Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training rows (at most ``max_train_rows``, a seeded sample) and validation rows (a slice of
+    the training rows when the catalog has under 4 validation products)."""
+    split = products[C.SPLIT].to_numpy()
+    train_idx = torch.as_tensor(np.nonzero(split == "train")[0])
+    val_idx = torch.as_tensor(np.nonzero(split == "val")[0])
+    if cfg.max_train_rows:
+        sample = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(cfg.seed))
+        train_idx = train_idx[sample[: cfg.max_train_rows]]
+    if len(val_idx) < 4:  # tiny catalogs: validate on a slice of train
+        val_idx = train_idx[: max(4, len(train_idx) // 5)]
+    return train_idx, val_idx
+
+
+def optimizer(model: DashCLIP, cfg: Stage1Config, steps: int):
+    """AdamW with the fine-tuned image blocks at ``lr_backbone`` and the new layers at ``lr``; warm-up
+    then cosine schedule over ``steps``."""
+    backbone = [p for p in model.image_tower.parameters() if p.requires_grad]
+    bb_ids = {id(p) for p in backbone}
+    new = [p for p in model.parameters() if p.requires_grad and id(p) not in bb_ids]
+    opt = torch.optim.AdamW([{"params": backbone, "lr": cfg.lr_backbone}, {"params": new, "lr": cfg.lr}],
+                            weight_decay=cfg.weight_decay)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.warmup_steps, steps))
+
+
 def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> dict:
     """Train, validate each epoch, stop early, save the best checkpoint + curve; returns the summary."""
     t_start = time.perf_counter()
@@ -299,64 +341,26 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
     cache = build_trunk_cache(model, products, cache_dir=cfg.cache_dir, progress=progress, workers=cfg.workers)
     t_cache = time.perf_counter() - t_start
     keys = class_keys(products)
-    split = products[C.SPLIT].to_numpy()
-    train_idx = torch.as_tensor(np.nonzero(split == "train")[0])
-    val_idx = torch.as_tensor(np.nonzero(split == "val")[0])
-    if cfg.max_train_rows:
-        train_idx = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.max_train_rows]]
-    if len(val_idx) < 4:  # tiny catalogs: validate on a slice of train
-        val_idx = train_idx[: max(4, len(train_idx) // 5)]
+    train_idx, val_idx = split_rows(products, cfg)
     log.info("stage 1: %d train, %d val products", len(train_idx), len(val_idx))
-    cats = CategoryTexts(model, products, train_idx.numpy()) if cfg.w_category > 0 or cfg.w_category_image > 0 else None
-
-    backbone = [p for p in model.image_tower.parameters() if p.requires_grad]
-    bb_ids = {id(p) for p in backbone}
-    new = [p for p in model.parameters() if p.requires_grad and id(p) not in bb_ids]
-    opt = torch.optim.AdamW([{"params": backbone, "lr": cfg.lr_backbone}, {"params": new, "lr": cfg.lr}],
-                            weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.warmup_steps, total))
+    w = cfg.weights
+    cats = CategoryTexts(model, products, train_idx.numpy()) if w.category > 0 or w.category_image > 0 else None
+    opt, sched = optimizer(model, cfg, math.ceil(len(train_idx) / cfg.batch_size) * cfg.epochs)
     gen = torch.Generator().manual_seed(cfg.seed)
     lengths = cache.mask.sum(1)
 
+    def step(b: torch.Tensor):
+        return train_losses(model, cache, b, keys, cfg, gen, cats=cats), len(b)
+
+    def validation() -> dict:
+        return {**validate(model, cache, val_idx, keys, cfg, cats), "temperature": (1 / model.logit_scale.exp()).item()}
+
+    loop = LoopConfig(name="stage1", epochs=cfg.epochs, monitor="val_total", mode="min", patience=cfg.patience)
     avg = WeightAverage(model, cfg.weight_average) if cfg.weight_average > 0 else None
-    history, best, best_state, bad = [], float("inf"), None, 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        sums, n = {}, 0
-        bar = tqdm(length_bucketed_batches(train_idx, lengths, cfg.batch_size, gen), desc=f"stage1 epoch {epoch}",
-                   disable=not progress)
-        for b in bar:
-            losses = step_losses(model, cache, b, keys, cfg, gen, cats=cats)
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            if avg is not None:
-                avg.update(model)
-            for name, v in losses.items():
-                sums[name] = sums.get(name, 0.0) + v.item() * len(b)
-            n += len(b)
-            bar.set_postfix(loss=f"{losses['total'].item():.3f}")
-        live = avg.swap(model) if avg is not None else None  # validate (and keep, if best) the average
-        rec = {"epoch": epoch, **{f"train_{k}": v / n for k, v in sums.items()}, **validate(model, cache, val_idx, keys, cfg, cats),
-               "temperature": (1 / model.logit_scale.exp()).item(), "elapsed_s": round(time.perf_counter() - t_start, 1)}
-        history.append(rec)
-        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in rec.items() if isinstance(v, float)})
-        if rec["val_total"] < best - 1e-4:
-            best, bad = rec["val_total"], 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-        if live is not None:
-            WeightAverage.restore(model, live)  # training goes on from the last weights
-        if bad >= cfg.patience:
-            log.info("early stopping after epoch %d", epoch)
-            break
-    model.load_state_dict(best_state)
-    summary = {"best_val_total": best, "epochs_run": len(history), "cache_s": round(t_cache, 1),
+    result = fit(model, opt, sched, lambda epoch: train_batches(train_idx, lengths, cfg.batch_size, gen), step, loop,
+                 validate=validation, average=avg, t_start=t_start, progress=progress)
+    history = result.history
+    summary = {"best_val_total": result.best, "epochs_run": len(history), "cache_s": round(t_cache, 1),
                "train_s": round(time.perf_counter() - t_start, 1), "train_rows": len(train_idx), "val_rows": len(val_idx)}
     version = model.save_pretrained(out, stage="stage1", extra_meta={"train_config": cfg.model_dump(),
                                                                       "summary": summary, "history": history})

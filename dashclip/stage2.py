@@ -20,19 +20,19 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm import tqdm
 
 from dashclip import columns as C
 from dashclip.catalog import load_products
-from dashclip.embed import pick_device, read_queries
+from dashclip.embed import read_queries
+from dashclip.inference import embed_cached, encode_queries, encode_texts, pick_device
 from dashclip.inputs import file_digests
 from dashclip.io import write_parquet_atomic
 from dashclip.losses import qcc_loss
@@ -41,9 +41,10 @@ from dashclip.model import DashCLIP
 from dashclip.queries import Annotator, generate_queries
 from dashclip.retrieval import BM25Index, dense_top_k, product_search_text
 from dashclip.seed import SIMULATED, heldout_queries, seed_from_judgments
-from dashclip.stage1 import default_catalog, embed_cached, lr_lambda
+from dashclip.stage1 import default_catalog
 from dashclip.teacher import (CrossEncoder, agreement, label_precision, pair_content_hash, save_teacher, teacher_labels,
                               teacher_product_text, train_teacher)
+from dashclip.training import LoopConfig, fit, lr_lambda
 from dashclip.trunk_cache import build_trunk_cache
 from dashclip.type_negatives import TypeNegativeMiner
 from dashclip.wise_ft import interpolate
@@ -64,44 +65,25 @@ class Stage2Config(BaseModel):
     llm_cache: str | None = None
     llm_budget_pairs: int | None = Field(None, ge=0)  # most pairs sent to the LLM per run
     llm_budget_requests: int | None = Field(None, ge=0)  # most HTTP requests per run (retries included)
-    # 20 per category path + one per training product (5,100 unique queries, ~86k mined pairs; was
-    # 10 + 0.5, 2,982 queries): validation nDCG@10 0.910 against 0.895 on the same stage-1 checkpoint
-    # and the same 5,000-pair seed (README, stage 2). The teacher labels the extra pairs.
-    queries_per_category: int = 20
+    queries_per_category: int = 20  # more queries, more teacher-labelled pairs: better validation nDCG
     queries_per_product: float = 1.0
     val_queries: int = 300
-    # annotated ("human") pairs. 5,000 with a 6-epoch teacher: validation nDCG@10 0.901 against
-    # 0.892 for 3,000 with 8 epochs, on the same stage-1 checkpoint (README, stage 2)
-    seed_budget: int = 5000
+    seed_budget: int = 5000  # annotated ("human") pairs the teacher learns from
     seed_heldout: float = 0.2  # share of seed queries kept to measure the teacher
     cand_bm25: int = 8
     cand_dense: int = 8
-    # random catalog products labelled per query. 0 labels ~20k fewer pairs (stage 2 ~14% faster):
-    # twice measured with no consistent quality difference (docs/results_history.md), an option for
-    # slower machines
-    cand_random: int = 4
-    # hard negatives by type per query (dashclip.type_negatives): products sharing a query word
-    # outside its type (the juice for "apples") and of its type without its modifier (the vanilla
-    # yoghurt for "natural yoghurt"). 2 adds ~9,000 pairs to label on the shipped catalog (~10%
-    # of the mined pairs); 0: off
+    cand_random: int = 4  # random catalog products labelled per query (0: ~14% faster, no clear loss)
+    # hard negatives by type per query (dashclip.type_negatives): the juice for "apples", the
+    # vanilla yoghurt for "natural yoghurt"; 0: off
     cand_type: int = Field(2, ge=0)
-    # teacher: at lr 1e-4 in length-grouped batches over the 3,000-pair seed, 8 epochs scored accuracy
-    # 0.859, macro-F1 0.791, AUC 0.970 on 3,600 annotated pairs of 200 non-seed training queries,
-    # against 0.853 / 0.781 / 0.960 for 5 epochs (0.851 / 0.777 / 0.968 in random batches, 1.5x
-    # slower) and 0.702 / 0.540 / 0.923 for the first setting, 2 epochs at 4e-5
-    # (bench/teacher_settings.py). Over the 5,000-pair seed, 6 epochs (~1.25x the updates of 8 over
-    # 3,000) keep stage 2 inside its 30 minutes (README, stage 2).
-    teacher_epochs: int = 6
+    teacher_epochs: int = 6  # fits stage 2 in its time budget over the default seed
     teacher_lr: float = 1e-4
     teacher_batch_size: int = 32
     teacher_max_length: int = 64
     teacher_length_group: int = Field(50, ge=1)  # batches per length-sorted window (1: random batches)
     # label the mined pairs under bfloat16 autocast where the hardware does bf16 (training stays float32)
     teacher_bf16: bool = True
-    # where bf16 is not used (CPUs without AVX512-BF16/AMX), label with the teacher's linear layers
-    # dynamically quantised to int8. Off: on this machine's AMD EPYC it labels 1.4x faster but moves
-    # the expected grade by 0.10-0.15 on average and changes 7-12% of argmax grades (two teachers;
-    # held-out accuracy -0.3 and -2.8 points; bench/results/teacher_precision.json)
+    # elsewhere, label with int8 dynamically quantised linear layers: faster, but it moves the grades
     teacher_int8: bool = False
     teacher_device: str = "auto"  # where the teacher labels the mined pairs: auto (CUDA when present) | cpu | cuda[:N]
     # a spark_jobs/label_pairs.py table: its labels replace the teacher's in-process labelling (no teacher is trained)
@@ -115,13 +97,9 @@ class Stage2Config(BaseModel):
     lr_product: float = 1e-4
     reuse_labels_from: str | None = None  # a stage-2 output folder whose labels.parquet to reuse
     lr_proj: float = 3e-4  # query projection and temperature
-    # random catalog negatives per QCC batch, taken as irrelevant. 1024 on the same labels: best
-    # validation nDCG@10 0.907 vs 0.913 (docs/results_history.md, 2026-12-01 fourth session)
-    random_negatives: int = 256
-    # random negatives in the leaf category of one of the query's candidates labelled at least this
-    # grade are left out of its softmax instead of counting as irrelevant (for broad queries, "men
-    # tshirts", a random product is often a match nobody labelled); 0: off. Off: at 2 it tied the
-    # default on the same labels (validation nDCG@10 0.9131 both; results history as above)
+    random_negatives: int = 256  # random catalog negatives per QCC batch, taken as irrelevant
+    # random negatives in the leaf category of a candidate labelled at least this grade are left out
+    # of the query's softmax instead of counting as irrelevant (broad queries); 0: off
     mask_category_negatives: float = Field(0.0, ge=0, le=3)
     # WiSE-FT: query encoder saved at (1 - a) * zero-shot + a * fine-tuned weights (dashclip.wise_ft);
     # 1.0 keeps the fine-tuned weights, which `python -m dashclip.wise_ft` needs to choose a on
@@ -194,17 +172,6 @@ def _pairs_frame(qids, queries, cands) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[C.QUERY_ID, C.QUERY, "row"])
 
 
-@torch.no_grad()
-def encode_queries(model: DashCLIP, queries: list[str], query_tower: bool = True, batch_size: int = 256) -> np.ndarray:
-    out = []
-    dev = next(model.parameters()).device
-    for s in range(0, len(queries), batch_size):
-        tok = {k: v.to(dev) for k, v in model.tokenize(queries[s:s + batch_size]).items()}
-        e = model.encode_queries(**tok) if query_tower else model.encode_texts(**tok)
-        out.append(e.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.cfg.embed_dim), np.float32)
-
-
 def val_ndcg(model: DashCLIP, queries: list[str], judgments: list[np.ndarray], p_val: np.ndarray) -> float:
     model.eval()
     q = encode_queries(model, queries)
@@ -219,7 +186,7 @@ def candidate_pairs(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     queries = training_queries(cfg, train_df)
     qtexts = queries[C.QUERY].tolist()
     bm25 = BM25Index(product_search_text(train_df))
-    cands = mine_candidates(qtexts, encode_queries(model, qtexts, query_tower=False), p_train, bm25, cfg, rng)
+    cands = mine_candidates(qtexts, encode_texts(model, qtexts), p_train, bm25, cfg, rng)
     if cfg.cand_type:  # its own generator: the other draws stay as they were
         by_type = TypeNegativeMiner(train_df).mine(qtexts, cfg.cand_type, seed=cfg.seed)
         cands = [np.union1d(c, t) for c, t in zip(cands, by_type)]
@@ -415,6 +382,77 @@ def reuse_label_set(src: Path, train_df: pd.DataFrame, out: Path) -> tuple[pd.Da
     return labelled, stats
 
 
+def qcc_optimizer(model: DashCLIP, cfg: Stage2Config, steps: int):
+    """AdamW over the query tower (``lr``), its projection and the temperature (``lr_proj``) and, for
+    ``product_tower="projection"``, the product projection (``lr_product``); the parameters to clip
+    and the warm-up + cosine schedule over ``steps``."""
+    model.logit_scale.requires_grad_(True)
+    groups = [{"params": list(model.query_tower.parameters()), "lr": cfg.lr},
+              {"params": list(model.query_proj.parameters()) + [model.logit_scale], "lr": cfg.lr_proj}]
+    if cfg.product_tower == "projection":
+        groups.append({"params": list(model.product_proj.parameters()), "lr": cfg.lr_product})
+    opt = torch.optim.AdamW(groups, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.warmup_steps, steps))
+    return opt, sched, [p for g in groups for p in g["params"]]
+
+
+@dataclass
+class ProductSide:
+    """The stage-1 product tower's outputs the QCC loss reads: fixed embeddings, or (joint) the
+    fused states the fine-tuned product projection embeds."""
+
+    model: DashCLIP
+    p_train: np.ndarray  # (N_train, E)
+    p_val: np.ndarray  # (N_val, E)
+    fused_train: torch.Tensor  # (N_train, H)
+    fused_val: torch.Tensor  # (N_val, H)
+    joint: bool
+
+    def train(self, rows: np.ndarray) -> torch.Tensor:
+        if self.joint:
+            return self.model.embed_fused(self.fused_train[torch.as_tensor(rows)])
+        return torch.from_numpy(self.p_train)[rows]
+
+    def val(self) -> np.ndarray:
+        if not self.joint:
+            return self.p_val
+        with torch.no_grad():
+            return self.model.embed_fused(self.fused_val).numpy()
+
+
+def fit_query_tower(cfg: Stage2Config, model: DashCLIP, labelled: pd.DataFrame, products: ProductSide,
+                    cat_codes: np.ndarray, val: tuple[list[str], list[np.ndarray]], t0: float, progress: bool):
+    """QCC training of the query tower (epoch 0: the stage-1 text tower as query tower)."""
+    groups = {qid: (g[C.QUERY].iloc[0], g["row"].to_numpy(), g[C.LABEL].to_numpy(dtype=np.float32))
+              for qid, g in labelled.groupby(C.QUERY_ID)}
+    qids = list(groups)
+    n_products = len(products.p_train)
+    opt, sched, params = qcc_optimizer(model, cfg, cfg.epochs * math.ceil(len(qids) / cfg.batch_size))
+    rng = np.random.default_rng(cfg.seed)
+
+    def epoch_batches(epoch: int) -> list[list]:
+        order = rng.permutation(len(qids))
+        return [[groups[qids[i]] for i in order[s:s + cfg.batch_size]] for s in range(0, len(order), cfg.batch_size)]
+
+    def step(batch: list):
+        rows = np.unique(np.concatenate([b[1] for b in batch] + [rng.integers(0, n_products, cfg.random_negatives)]))
+        labels, valid = qcc_targets(batch, rows, cat_codes, cfg.mask_category_negatives)
+        q = model.encode_queries(**model.tokenize([b[0] for b in batch]))
+        scale = model.logit_scale.exp().clamp(max=100.0)
+        return {"qcc": qcc_loss(q, products.train(rows), labels, scale, valid)}, len(batch)
+
+    def validation() -> dict:
+        return {"val_ndcg@10": val_ndcg(model, val[0], val[1], products.val()),
+                "temperature": (1 / model.logit_scale.exp()).item()}
+
+    history = [{"epoch": 0, "val_ndcg@10": val_ndcg(model, val[0], val[1], products.val())}]
+    log.info("stage 2 start: val nDCG@10 (stage-1 text tower as query tower) %.4f", history[0]["val_ndcg@10"])
+    loop = LoopConfig(name="stage2", epochs=cfg.epochs, objective="qcc", monitor="val_ndcg@10", mode="max",
+                      patience=cfg.patience)
+    return fit(model, opt, sched, epoch_batches, step, loop, validate=validation, params=params, history=history,
+               best=history[0]["val_ndcg@10"], t_start=t0, progress=progress)
+
+
 def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     out = Path(out)
@@ -433,86 +471,31 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     emb = embed_cached(model, cache, torch.arange(len(products)))
     p_all, fused_all = emb["product"].numpy(), emb["fused"]  # stage-1 product tower
     train_df, val_df = products.iloc[tr_idx].reset_index(drop=True), products.iloc[va_idx].reset_index(drop=True)
-    p_train, p_val = p_all[tr_idx], p_all[va_idx]
+    side = ProductSide(model, p_all[tr_idx], p_all[va_idx], fused_all[torch.as_tensor(tr_idx)],
+                       fused_all[torch.as_tensor(va_idx)], cfg.product_tower == "projection")
 
     if cfg.reuse_labels_from:
         labelled, stats = reuse_label_set(Path(cfg.reuse_labels_from), train_df, out)
     else:
-        labelled, stats = build_label_set(cfg, model, train_df, p_train, out, progress)
+        labelled, stats = build_label_set(cfg, model, train_df, side.p_train, out, progress)
     t_labels = time.perf_counter() - t0
-
     vq_texts, v_judg, val_on_train, val_source = validation_set(cfg, labelled, val_df, train_df, out)
-
-    groups = {qid: (g[C.QUERY].iloc[0], g["row"].to_numpy(), g[C.LABEL].to_numpy(dtype=np.float32))
-              for qid, g in labelled.groupby(C.QUERY_ID)}
-    qids = list(groups)
-    P = torch.from_numpy(p_train)
+    if val_on_train:  # held-out seed queries are judged over the training products
+        side = replace(side, p_val=side.p_train, fused_val=side.fused_train)
     cat_codes = pd.factorize(train_df[C.CATEGORY].fillna("").to_numpy())[0]
-    F_train = fused_all[torch.as_tensor(tr_idx)]
-    joint = cfg.product_tower == "projection"
-    params_tower = list(model.query_tower.parameters())
-    params_head = list(model.query_proj.parameters()) + [model.logit_scale]
-    model.logit_scale.requires_grad_(True)
-    groups_opt = [{"params": params_tower, "lr": cfg.lr}, {"params": params_head, "lr": cfg.lr_proj}]
-    if joint:
-        groups_opt.append({"params": list(model.product_proj.parameters()), "lr": cfg.lr_product})
-    opt = torch.optim.AdamW(groups_opt, weight_decay=0.01)
-
-    def product_emb(rows: np.ndarray) -> torch.Tensor:
-        return model.embed_fused(F_train[torch.as_tensor(rows)]) if joint else P[rows]
-
-    def val_products() -> np.ndarray:  # the products the validation judgments are over
-        if not joint:
-            return p_train if val_on_train else p_val
-        with torch.no_grad():
-            return model.embed_fused(fused_all[torch.as_tensor(tr_idx if val_on_train else va_idx)]).numpy()
-    steps = cfg.epochs * math.ceil(len(qids) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.warmup_steps, steps))
-    rng = np.random.default_rng(cfg.seed)
-    history = [{"epoch": 0, "val_ndcg@10": val_ndcg(model, vq_texts, v_judg, val_products())}]
-    log.info("stage 2 start: val nDCG@10 (stage-1 text tower as query tower) %.4f", history[0]["val_ndcg@10"])
-    best, best_state, bad = history[0]["val_ndcg@10"], None, 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = rng.permutation(len(qids))
-        tot, n = 0.0, 0
-        for s in tqdm(range(0, len(order), cfg.batch_size), desc=f"stage2 epoch {epoch}", disable=not progress):
-            batch = [groups[qids[i]] for i in order[s:s + cfg.batch_size]]
-            rows = np.unique(np.concatenate([b[1] for b in batch] + [rng.integers(0, len(P), cfg.random_negatives)]))
-            labels, valid = qcc_targets(batch, rows, cat_codes, cfg.mask_category_negatives)
-            tok = model.tokenize([b[0] for b in batch])
-            q = model.encode_queries(**tok)
-            loss = qcc_loss(q, product_emb(rows), labels, model.logit_scale.exp().clamp(max=100.0), valid)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in groups_opt for p in g["params"]], 1.0)
-            opt.step()
-            sched.step()
-            tot += loss.item() * len(batch)
-            n += len(batch)
-        rec = {"epoch": epoch, "train_qcc": tot / n, "val_ndcg@10": val_ndcg(model, vq_texts, v_judg, val_products()),
-               "temperature": (1 / model.logit_scale.exp()).item(), "elapsed_s": round(time.perf_counter() - t0, 1)}
-        history.append(rec)
-        log.info("stage 2 epoch %d: %s", epoch, rec)
-        if rec["val_ndcg@10"] > best + 1e-4:
-            best, bad = rec["val_ndcg@10"], 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    result = fit_query_tower(cfg, model, labelled, side, cat_codes, (vq_texts, v_judg), t0, progress)
+    history = result.history
     if cfg.wise_ft_alpha < 1.0:
         interpolate(model, cfg.wise_ft_alpha)
     summary = {**stats, "label_s": round(t_labels, 1), "train_s": round(time.perf_counter() - t0, 1),
-               "best_val_ndcg@10": best, "val_queries": len(vq_texts), "validation_judged_by": val_source,
+               "best_val_ndcg@10": result.best, "val_queries": len(vq_texts), "validation_judged_by": val_source,
                "epochs_run": len(history) - 1, "wise_ft_alpha": cfg.wise_ft_alpha}
+    stage1_version = json.loads((Path(stage1_dir) / "meta.json").read_text())["model_version"]
     version = model.save_pretrained(out, stage="stage2", extra_meta={"train_config": cfg.model_dump(), "summary": summary,
                                                                       "inputs": file_digests(cfg.queries_file, cfg.seed_judgments),
                                                                       "wise_ft_alpha": cfg.wise_ft_alpha,
                                                                       "history": history, "stage1": str(stage1_dir),
-                                                                      "stage1_version": json.loads((Path(stage1_dir) / "meta.json").read_text())["model_version"]})
+                                                                      "stage1_version": stage1_version})
     (out / "history.json").write_text(json.dumps(history, indent=2))
     summary["model_version"] = version
     (out / "stage2_summary.json").write_text(json.dumps(summary, indent=2, default=str))

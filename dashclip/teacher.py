@@ -26,6 +26,7 @@ from dashclip import columns as C
 from dashclip.config import TextTowerConfig
 from dashclip.metrics import auc
 from dashclip.towers import build_text_tower
+from dashclip.training import LoopConfig, fit, length_grouped_batches
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,10 @@ class CrossEncoder(nn.Module):
         Pairs are scored in order of text length so that a batch pads little (the cross-encoder's
         cost grows with the longest pair of the batch). ``bf16``: run the tower under bfloat16
         autocast where the hardware has bfloat16 arithmetic (``bf16_supported``), otherwise in
-        float32. On this machine's CPU (AVX512-BF16) that labels 1.8x faster; the grade
-        probabilities move by ~1e-3 (bench/results/teacher_bf16.json). ``int8``: where bfloat16 is
-        not used and the model is on the CPU, score with a copy whose linear layers are dynamically
-        quantised to int8 (CPUs without AVX512-BF16, e.g. an AMD EPYC: 1.4x faster than float32 but the
-        grades move, bench/results/teacher_precision.json; the model itself stays float32)."""
+        float32: faster, with grade probabilities moving by about 1e-3 (bench/results/teacher_bf16.json).
+        ``int8``: where bfloat16 is not used and the model is on the CPU, score with a copy whose linear
+        layers are dynamically quantised to int8: faster than float32 but the grades move
+        (bench/results/teacher_precision.json); the model itself stays float32."""
         self.eval()
         device = next(self.parameters()).device
         precision = label_precision(device, bf16, int8)
@@ -130,21 +130,6 @@ def bf16_supported(device: torch.device) -> bool:
     return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
-def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                           group: int = 50) -> list[np.ndarray]:
-    """One epoch's batches: a random permutation cut into windows of ``group`` batches, each window
-    sorted by length and cut into batches, the batches then shuffled. A batch pads to its longest
-    pair, so similar lengths together cost less (pairs average ~31 tokens; a random batch of 32 pads
-    to ~50); every pair is seen once per epoch and batch order stays random."""
-    perm = rng.permutation(len(lengths))
-    batches = []
-    for s in range(0, len(perm), batch_size * group):
-        window = perm[s:s + batch_size * group]
-        window = window[np.argsort(lengths[window], kind="stable")]
-        batches += [window[i:i + batch_size] for i in range(0, len(window), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 def train_teacher(model: CrossEncoder, queries: list[str], products: list[str], labels: np.ndarray,
                   epochs: int = 2, batch_size: int = 32, lr: float = 4e-5, seed: int = 0, progress: bool = True,
                   length_group: int = 50) -> list[float]:
@@ -160,23 +145,17 @@ def train_teacher(model: CrossEncoder, queries: list[str], products: list[str], 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * math.ceil(len(y) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps))
-    losses = []
-    for ep in range(epochs):
-        model.train()
-        tot = 0.0
-        for b in tqdm(length_grouped_batches(lengths, batch_size, rng, length_group), desc=f"teacher epoch {ep + 1}",
-                      disable=not progress):
-            b = b.tolist()
-            logits = model(**model.tokenize([queries[i] for i in b], [products[i] for i in b]))
-            loss = F.cross_entropy(logits, y[b], weight=weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            tot += loss.item() * len(b)
-        losses.append(tot / len(y))
-    return losses
+
+    def step(b: np.ndarray):
+        b = b.tolist()
+        logits = model(**model.tokenize([queries[i] for i in b], [products[i] for i in b]))
+        return {"ce": F.cross_entropy(logits, y[b], weight=weight)}, len(b)
+
+    loop = LoopConfig(name="teacher", epochs=epochs, objective="ce")
+    def epoch_batches(epoch: int) -> list[np.ndarray]:
+        return length_grouped_batches(lengths, batch_size, length_group, rng.permutation)
+
+    return fit(model, opt, sched, epoch_batches, step, loop, progress=progress).epoch_losses
 
 
 def agreement(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:

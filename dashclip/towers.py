@@ -61,9 +61,8 @@ class EfficientNetLiteTower(ImageTower):
 
     Weights and activations are kept channels-last, and the frozen trunk runs in micro-batches
     of ``TRUNK_MICRO_BATCH`` images: on CPU, depthwise convolutions over a large batch fall out
-    of cache, and both changes together make the trunk ~5-8x faster per image (measured on the
-    2-core machine: 112 ms/image at batch 64 contiguous, 14-21 ms in micro-batches of 2-4
-    channels-last). The outputs are the same to float rounding.
+    of cache, and both changes together make the trunk several times faster per image. The
+    outputs are the same to float rounding.
     """
 
     TRUNK_MICRO_BATCH = 4

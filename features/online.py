@@ -86,7 +86,7 @@ class QueryCache:
 
 def default_encoder(checkpoint_dir: str | Path) -> Encoder:
     """The trained query tower (imported lazily: the lookup itself needs no torch)."""
-    from dashclip.embed import QueryEmbedder
+    from dashclip.inference import QueryEmbedder
 
     return QueryEmbedder(checkpoint_dir).embed
 

@@ -151,18 +151,3 @@ def timestamp_nanos(blob: bytes | None) -> int:
     ts = Timestamp()
     ts.ParseFromString(blob)
     return ts.seconds * 1_000_000_000 + ts.nanos
-
-
-def decode_values(blobs: Sequence[bytes | None]) -> list:
-    """Scalar features (stats views): serialized ValueProto -> Python values, None where missing."""
-    from feast.type_map import feast_value_type_to_python_type
-
-    out = []
-    for b in blobs:
-        if not b:
-            out.append(None)
-            continue
-        v = ValueProto()
-        v.ParseFromString(b)
-        out.append(feast_value_type_to_python_type(v))
-    return out

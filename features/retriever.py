@@ -21,12 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dashclip.columns import EMBEDDING, MODEL_VERSION, PRODUCT_ID
 
 
 class RetrieverConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
     kind: Literal["flat", "hnsw", "ivf"] = "hnsw"
     hnsw_m: int = Field(32, ge=4)  # graph degree
     hnsw_ef_construction: int = Field(200, ge=8)
@@ -130,7 +132,7 @@ class FaissRetriever:
         return cls(index, ids, cfg)
 
 
-def recall_at_k(approx: np.ndarray, exact: np.ndarray, k: int = 10) -> float:
+def neighbour_recall_at_k(approx: np.ndarray, exact: np.ndarray, k: int = 10) -> float:
     """Mean fraction of the exact top-k found in the approximate top-k (row-aligned index arrays)."""
     hits = [len(set(a[:k].tolist()) & set(e[:k].tolist()) - {-1}) for a, e in zip(approx, exact)]
     return float(np.mean(hits) / k)

@@ -16,7 +16,7 @@ from typing import Sequence
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ranking import columns as R
 
@@ -26,6 +26,8 @@ class FeatureMismatch(ValueError):
 
 
 class LGBParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     learning_rate: float = 0.05
     num_leaves: int = 31
     min_data_in_leaf: int = 50
@@ -40,6 +42,8 @@ class LGBParams(BaseModel):
 
 
 class RankerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
     name: str  # with_embeddings | baseline
     features: list[str]
     model_version: str | None = None  # DashCLIP embeddings the features came from

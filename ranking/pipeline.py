@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from feast import FeatureStore, RepoConfig
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import log_loss, roc_auc_score
 
 from dashclip import columns as DC
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 
 class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     world: WorldConfig = WorldConfig()
     sim: SimConfig = SimConfig()
     params: LGBParams = LGBParams()

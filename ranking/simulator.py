@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dashclip import columns as DC
 from ranking import columns as R
@@ -43,6 +43,8 @@ _WORD = re.compile(r"[a-z0-9]+")
 
 
 class SimConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     seed: int = 0  # traffic seed (the world has its own, WorldConfig.seed)
     start: datetime | None = None  # first logged day, 00:00 UTC; None: the log ends today (ranking.pipeline)
     days: int = Field(28, ge=3)  # logged period

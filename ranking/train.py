@@ -19,22 +19,34 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from features import columns as FC
 
-FAST = {"world": {"n_consumers": 600, "queries_per_category": 3},
-        "sim": {"days": 14, "requests_per_day": 800}, "ab_requests": 2000, "ope_requests": 1500, "n_boot": 300}
+if TYPE_CHECKING:
+    from ranking.pipeline import TrainConfig
+
+FAST_CONFIG = Path(__file__).resolve().parent / "configs" / "fast.json"  # the --fast setting
+
+
+def overlay(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, nested sections merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = overlay(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def load_config(path: str | None, fast: bool):
+    """``--config`` (a TrainConfig JSON file) over the ``--fast`` file when given; unknown keys are
+    refused, naming the file, field and value."""
     from dashclip.cli import load_config as load
     from ranking.pipeline import TrainConfig
 
     if not fast:
         return load(TrainConfig, path)
-    data = json.loads(Path(path).read_text()) if path else {}
-    data = {**FAST, **data, "world": {**FAST["world"], **data.get("world", {})}, "sim": {**FAST["sim"], **data.get("sim", {})}}
-    return TrainConfig.model_validate(data)
+    user = load(TrainConfig, path).model_dump(exclude_unset=True) if path else {}
+    return load(TrainConfig, None, overlay(json.loads(FAST_CONFIG.read_text()), user))
 
 
 RENAMED = {"--products": "--catalog"}  # older spellings, still accepted

@@ -26,13 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dashclip import columns as DC
 from dashclip.queries import Annotator, generate_query
 
 
 class WorldConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     seed: int = 0
     n_consumers: int = Field(2000, ge=1)
     gender_pref: float = 1.5  # utility bonus (penalty) for the consumer's (other) gender

@@ -8,7 +8,7 @@ import pytest
 
 from dashclip.columns import MODEL_VERSION, PRODUCT_ID
 from features import columns as C
-from features.retriever import FaissRetriever, RetrieverConfig, recall_at_k
+from features.retriever import FaissRetriever, RetrieverConfig, neighbour_recall_at_k
 from features.synthetic import T0, product_table, unit_vectors, write_partition
 
 
@@ -43,7 +43,7 @@ def test_approximate_recall_at_10(data, kind):
     x, ids, q = data
     exact = FaissRetriever.build(x, ids, RetrieverConfig(kind="flat")).search_indices(q, 10)
     approx = FaissRetriever.build(x, ids, RetrieverConfig(kind=kind)).search_indices(q, 10)
-    assert recall_at_k(approx, exact, 10) >= 0.9
+    assert neighbour_recall_at_k(approx, exact, 10) >= 0.9
 
 
 def test_save_and_load_roundtrip(data, tmp_path):

@@ -240,7 +240,7 @@ def test_commit_rolls_forward_after_a_crash_inside_it(tmp_path, applied):
 
 
 def test_embed_queries_matches_query_tower(spark, ckpt, tmp_path):
-    from dashclip.embed import QueryEmbedder
+    from dashclip.inference import QueryEmbedder
 
     path = tmp_path / "queries.csv"
     pd.DataFrame({"Query_ID": ["q1", "q2", "q1", "q3", "", "q4"],

@@ -15,10 +15,10 @@ import torch
 from dashclip import columns as C
 from dashclip.catalog import ingest
 from dashclip.config import load_model_config
-from dashclip.embed import ProductEmbedder
+from dashclip.inference import ProductEmbedder
 from dashclip.model import DashCLIP
-from dashclip.stage1 import (CategoryTexts, Stage1Config, category_loss, class_keys, flip_feature_maps, step_losses,
-                             train_stage1)
+from dashclip.stage1 import (CategoryTexts, Stage1Config, Stage1Weights, category_loss, class_keys, eval_losses,
+                             flip_feature_maps, train_losses, train_stage1)
 from dashclip.tiny import make_tiny_checkpoint
 from dashclip.trunk_cache import build_trunk_cache
 from tests.hostile import jpeg_bytes, make_hostile_catalog
@@ -55,15 +55,15 @@ def test_a_few_training_steps_reduce_the_loss(tmp_path):
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     model.eval()
-    first = step_losses(model, cache, idx, keys, cfg, gen, train=False)["total"].item()
+    first = eval_losses(model, cache, idx, keys, cfg)["total"].item()
     model.train()
     for _ in range(40):
-        loss = step_losses(model, cache, idx, keys, cfg, gen)["total"]
+        loss = train_losses(model, cache, idx, keys, cfg, gen)["total"]
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
-    last = step_losses(model, cache, idx, keys, cfg, gen, train=False)["total"].item()
+    last = eval_losses(model, cache, idx, keys, cfg)["total"].item()
     assert last < 0.7 * first, (first, last)
 
 
@@ -231,11 +231,12 @@ def test_image_category_loss_adds_its_weighted_term(tmp_path):
     cache = build_trunk_cache(model, prods, progress=False)
     cats = CategoryTexts(model, prods, np.arange(len(prods)))
     keys, idx = class_keys(prods), torch.arange(len(prods))
-    common = dict(catalog="unused", model="tiny-random", text_dropout=0.0, image_dropout=0.0, w_itm=0.0)
+    common = dict(catalog="unused", model="tiny-random", text_dropout=0.0, image_dropout=0.0)
     with torch.no_grad():
-        l_off = step_losses(model, cache, idx, keys, Stage1Config(**common), torch.Generator().manual_seed(0), cats=cats)
-        l_on = step_losses(model, cache, idx, keys, Stage1Config(**common, w_category_image=0.7),
-                           torch.Generator().manual_seed(0), cats=cats)
+        l_off = train_losses(model, cache, idx, keys, Stage1Config(**common, weights=Stage1Weights(itm=0.0)),
+                             torch.Generator().manual_seed(0), cats=cats)
+        on = Stage1Config(**common, weights=Stage1Weights(itm=0.0, category_image=0.7))
+        l_on = train_losses(model, cache, idx, keys, on, torch.Generator().manual_seed(0), cats=cats)
         out = model(cache.image.float(), cache.has_image, cache.text.float(), cache.mask)
         expected = category_loss(model, out["image"], cats.index, cats, out["logit_scale"])
     assert "category_image" not in l_off and "category_image" in l_on
@@ -257,7 +258,7 @@ def test_feature_flip_mirrors_chosen_cnn_maps_only():
 
 
 def test_weight_average_is_a_bias_corrected_moving_average_and_restores():
-    from dashclip.momentum import WeightAverage
+    from dashclip.weight_average import WeightAverage
 
     m = torch.nn.BatchNorm1d(3)  # two parameters (one frozen here), float buffers and an integer buffer
     m.bias.requires_grad_(False)

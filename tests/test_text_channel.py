@@ -13,7 +13,7 @@ from dashclip import columns as C
 from dashclip.catalog import ingest
 from dashclip.config import load_model_config
 from dashclip.data import product_channel_texts
-from dashclip.embed import ProductEmbedder, QueryEmbedder, text_channel_embeddings
+from dashclip.inference import ProductEmbedder, QueryEmbedder, text_channel_embeddings
 from dashclip.evaluate import main as evaluate_main
 from dashclip.model import DashCLIP
 from tests.hostile import make_hostile_catalog

@@ -11,7 +11,8 @@ from dashclip.judge.grader import (ATTRIBUTES, EXACT, LETTER, SUBSTITUTE, Grader
                                    fields_read, final_grades)
 from dashclip.judge.products import FACT_FIELDS, product_tokens
 from dashclip.judge.reading import Reading, read
-from dashclip.judge.text import phrase_key, tokens
+from dashclip.judge.text import phrase_key
+from dashclip.lexical import tokens
 
 _SYNONYMS = {phrase_key(w)[0]: tuple(phrase_key(x)[0] for x in group) for group in L.KEYWORD_SYNONYMS for w in group}
 _IMPLIED = {phrase_key(w)[0]: types for w, types in L.KEYWORD_IMPLIED.items()}

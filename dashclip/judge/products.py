@@ -16,7 +16,8 @@ import pandas as pd
 from dashclip import columns as C
 from dashclip.judge import lexicon as L
 from dashclip.judge.reading import Reading, read
-from dashclip.judge.text import Phrases, Taxonomy, normalise, tokens
+from dashclip.judge.text import Phrases, Taxonomy
+from dashclip.lexical import normalise, tokens
 
 # juice names its fruit in the description when the title does not ("Tropicana Juice Smooth")
 _FLAVOUR_FROM_DESCRIPTION = ("juice", "smoothie")

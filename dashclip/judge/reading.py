@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dashclip.judge.text import Span, Taxonomy, tokens
+from dashclip.judge.text import Span, Taxonomy
+from dashclip.lexical import tokens
 
 GROCERY_ROLES = ("base", "plain", "flavour", "fat", "organic", "lactose", "pulp")
 FASHION_ROLES = ("gender", "usage")

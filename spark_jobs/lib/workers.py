@@ -45,7 +45,7 @@ def embedder(tower: str, cfg: InferenceConfig):
     device = task_device(cfg.device)
     key = (tower, os.path.realpath(cfg.checkpoint), device)
     if key not in _MODELS:
-        from dashclip.embed import ProductEmbedder, QueryEmbedder
+        from dashclip.inference import ProductEmbedder, QueryEmbedder
 
         cls = ProductEmbedder if tower == "product" else QueryEmbedder
         gpu = device.startswith("cuda")

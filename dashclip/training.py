@@ -1,0 +1,149 @@
+"""The training loop shared by stage 1, stage 2 and the teacher, and its small pure helpers: the
+learning-rate schedule and length-grouped batching."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from tqdm import tqdm
+
+from dashclip.weight_average import WeightAverage
+
+log = logging.getLogger(__name__)
+
+
+def lr_lambda(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up then cosine decay to 10%."""
+    if step < warmup:
+        return (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, group: int, permutation: Callable[[int], np.ndarray],
+                           min_size: int = 1) -> list[np.ndarray]:
+    """One epoch's batches of positions into ``lengths``: a random permutation cut into windows of
+    ``group`` batches, each window sorted by length (stable) and cut into batches, the batches then
+    shuffled; batches smaller than ``min_size`` are dropped. A batch pads to its longest row, so
+    similar lengths together cost less padding, while every row is seen once per epoch and the batch
+    order stays random. ``permutation(n)`` draws the random orders (a numpy or torch generator, so a
+    caller keeps its own random stream)."""
+    perm = np.asarray(permutation(len(lengths)))
+    batches = []
+    for s in range(0, len(perm), batch_size * group):
+        window = perm[s:s + batch_size * group]
+        window = window[np.argsort(lengths[window], kind="stable")]
+        batches += [window[i:i + batch_size] for i in range(0, len(window), batch_size)]
+    return [batches[i] for i in np.asarray(permutation(len(batches))).tolist() if len(batches[i]) >= min_size]
+
+
+class LossWeights(BaseModel):
+    """Weights of named loss terms (a subclass declares one float field per term); the total is
+    the weighted sum of the terms a step computed, in the order it computed them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(getattr(self, name) * value for name, value in terms.items())
+
+
+class LoopConfig(BaseModel):
+    """How ``fit`` runs: epochs, gradient clipping, and (with a validation) early stopping on one
+    validation metric, keeping the best weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str  # progress bars and log lines
+    epochs: int = Field(ge=1)
+    objective: str = "total"  # the step's loss term that is minimised
+    monitor: str | None = None  # validation metric deciding the best epoch (None: no validation)
+    mode: Literal["min", "max"] = "min"
+    min_delta: float = 1e-4  # an improvement smaller than this does not count
+    patience: int | None = None  # epochs without improvement before stopping (None: never stop early)
+    clip_norm: float = 1.0
+
+
+@dataclass
+class FitResult:
+    history: list[dict]
+    best: float | None  # the monitored metric's best value (None without validation)
+    epoch_losses: list[float] = field(default_factory=list)  # the objective's mean per epoch
+
+
+def _improves(value: float, best: float, cfg: LoopConfig) -> bool:
+    return value < best - cfg.min_delta if cfg.mode == "min" else value > best + cfg.min_delta
+
+
+def _train_epoch(model: nn.Module, opt, sched, batches: Iterable, step: Callable, params: list, cfg: LoopConfig,
+                 desc: str, progress: bool, average: WeightAverage | None) -> dict[str, float]:
+    """One pass over ``batches``; the size-weighted mean of every loss term the steps returned."""
+    model.train()
+    sums: dict[str, float] = {}
+    n = 0
+    bar = tqdm(batches, desc=desc, disable=not progress)
+    for batch in bar:
+        losses, size = step(batch)
+        opt.zero_grad(set_to_none=True)
+        losses[cfg.objective].backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+        opt.step()
+        sched.step()
+        if average is not None:
+            average.update(model)
+        for name, v in losses.items():
+            sums[name] = sums.get(name, 0.0) + v.item() * size
+        n += size
+        bar.set_postfix(loss=f"{losses[cfg.objective].item():.3f}")
+    return {name: v / n for name, v in sums.items()}
+
+
+def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, epoch_batches: Callable[[int], Iterable],
+        step: Callable[[object], tuple[dict[str, torch.Tensor], int]], cfg: LoopConfig,
+        validate: Callable[[], dict] | None = None, params: list | None = None, history: list[dict] | None = None,
+        best: float | None = None, average: WeightAverage | None = None, t_start: float | None = None,
+        progress: bool = True) -> FitResult:
+    """Train ``model``: per epoch, ``step(batch) -> (named losses, batch size)`` over
+    ``epoch_batches(epoch)`` (zero grad, backward of ``cfg.objective``, clip ``params``, optimiser and
+    schedule steps), then ``validate()``. With a validation the weights of the best epoch (by
+    ``cfg.monitor``) are loaded at the end and ``cfg.patience`` epochs without improvement stop
+    early; ``history``/``best`` carry a baseline measured before training. ``average`` (a
+    ``WeightAverage``) is updated every step and validated (and kept, when best) in place of the
+    last weights, which training then goes on from."""
+    t_start = time.perf_counter() if t_start is None else t_start
+    params = list(model.parameters()) if params is None else params
+    history = [] if history is None else history
+    if best is None and validate is not None:
+        best = float("inf") if cfg.mode == "min" else float("-inf")
+    best_state, bad, epoch_losses = None, 0, []
+    for epoch in range(1, cfg.epochs + 1):
+        train = _train_epoch(model, opt, sched, epoch_batches(epoch), step, params, cfg, f"{cfg.name} epoch {epoch}",
+                             progress, average)
+        epoch_losses.append(train[cfg.objective])
+        if validate is None:
+            continue
+        live = average.swap(model) if average is not None else None
+        rec = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()}, **validate(),
+               "elapsed_s": round(time.perf_counter() - t_start, 1)}
+        history.append(rec)
+        log.info("%s epoch %d: %s", cfg.name, epoch, {k: round(v, 4) for k, v in rec.items() if isinstance(v, float)})
+        if _improves(rec[cfg.monitor], best, cfg):
+            best, bad = rec[cfg.monitor], 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+        if live is not None:
+            WeightAverage.restore(model, live)
+        if cfg.patience is not None and bad >= cfg.patience:
+            log.info("%s: early stopping after epoch %d", cfg.name, epoch)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(history, best, epoch_losses)

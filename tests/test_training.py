@@ -1,0 +1,84 @@
+"""The shared training loop (``dashclip.training.fit``) trains stage 1, stage 2 and the teacher exactly
+as their own loops did: the loss sequences of small seeded runs, recorded from those loops before
+they were replaced, come out again.
+
+Tolerance: relative 1e-5. The runs are single-threaded and seeded, so on one machine they repeat
+bit for bit; the margin absorbs float rounding that another CPU's kernels may order differently."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dashclip import columns as C
+from dashclip.config import load_model_config
+from dashclip.queries import Annotator, generate_queries
+from dashclip.stage1 import Stage1Config, Stage1Weights, train_stage1
+from dashclip.stage2 import Stage2Config, train_stage2
+from dashclip.teacher import CrossEncoder, teacher_product_text, train_teacher
+from dashclip.tiny import make_tiny_checkpoint
+from dashclip.training import LoopConfig, length_grouped_batches
+from tests.test_stage1 import small_catalog
+from tests.test_stage2 import fashion_products
+
+REL = 1e-5
+
+
+def history(folder) -> list[dict]:
+    return json.loads((folder / "history.json").read_text())
+
+
+def test_stage1_losses_are_those_of_the_former_loop(tmp_path):
+    torch.set_num_threads(1)
+    cat = small_catalog(tmp_path / "cat", n=40)
+    cfg = Stage1Config(catalog=str(cat), model="tiny-random", epochs=2, batch_size=8, cache_dir=None, warmup_steps=2,
+                       workers=0, weights=Stage1Weights(category_image=0.3), feature_flip=0.5, weight_average=0.8)
+    train_stage1(cfg, tmp_path / "s1", progress=False)
+    h = history(tmp_path / "s1")
+    assert [r["train_total"] for r in h] == pytest.approx([13.45112419128418, 12.130221843719482], rel=REL)
+    assert [r["train_itm"] for r in h] == pytest.approx([0.7220151126384735, 0.7113324403762817], rel=REL)
+    assert [r["val_total"] for r in h] == pytest.approx([9.978358268737793, 9.294905662536621], rel=REL)
+
+
+def test_stage2_and_its_teacher_losses_are_those_of_the_former_loops(tmp_path):
+    torch.set_num_threads(1)
+    cat = small_catalog(tmp_path / "cat", n=60)
+    ck1 = make_tiny_checkpoint(tmp_path / "ck1", with_query_tower=False)
+    cfg = Stage2Config(catalog=str(cat), queries_per_category=4, queries_per_product=0.5, seed_budget=60, epochs=2,
+                       batch_size=8, random_negatives=8, val_queries=10, cache_dir=None, teacher_epochs=2, cand_bm25=3,
+                       cand_dense=3, cand_random=2, patience=5)
+    summary = train_stage2(cfg, ck1, tmp_path / "s2", progress=False)
+    assert summary["teacher_train_loss"] == pytest.approx([1.9649579524993896, 1.8266146183013916], rel=REL)
+    h = history(tmp_path / "s2")
+    assert [r.get("train_qcc") for r in h[1:]] == pytest.approx([2.0209197998046875, 2.166379451751709], rel=REL)
+    assert h[0]["val_ndcg@10"] == pytest.approx(0.9197207891481876, rel=REL)
+    joint = cfg.model_copy(update={"product_tower": "projection", "reuse_labels_from": str(tmp_path / "s2")})
+    train_stage2(joint, ck1, tmp_path / "s3", progress=False)
+    h = history(tmp_path / "s3")
+    assert [r.get("train_qcc") for r in h[1:]] == pytest.approx([2.074596881866455, 2.1149983406066895], rel=REL)
+
+
+def test_teacher_losses_are_those_of_the_former_loop():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    p = fashion_products()
+    ann = Annotator(p)
+    queries = generate_queries(p, per_category=4, per_product=1.0, seed=0)[C.QUERY].tolist()
+    rng = np.random.default_rng(0)
+    pairs = [(q, int(r)) for q in queries for r in rng.choice(len(p), 4, replace=False)]
+    labels = np.array(ann.grade_pairs([q for q, _ in pairs], [r for _, r in pairs]))
+    texts = [teacher_product_text(r) for r in p.to_dict("records")]
+    teacher = CrossEncoder(load_model_config("tiny-random").text, max_length=32)
+    losses = train_teacher(teacher, [q for q, _ in pairs], [texts[r] for _, r in pairs], labels, epochs=3,
+                           batch_size=16, lr=2e-3, progress=False, length_group=2)
+    assert losses == pytest.approx([1.3706393089700253, 1.4007207459591804, 1.3847346001483025], rel=REL)
+
+
+def test_loop_config_and_batches_refuse_what_they_do_not_know():
+    with pytest.raises(ValueError, match="monitr"):
+        LoopConfig(name="x", epochs=1, monitr="val_total")
+    batches = length_grouped_batches(np.arange(10), 4, 1, np.random.default_rng(0).permutation, min_size=4)
+    assert all(len(b) == 4 for b in batches) and len(batches) == 2  # the 2-row remainder is dropped

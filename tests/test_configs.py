@@ -50,8 +50,11 @@ def test_ranker_train_config_file_typos_are_refused(tmp_path):
 
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"sim": {"dayz": 5}}))
-    with pytest.raises(ValidationError, match="dayz"):
-        load_config(str(cfg), fast=False)
+    from dashclip.cli import CliError
+
+    for fast in (False, True):  # one line naming the file, the field and its value
+        with pytest.raises(CliError, match=r"cfg\.json: sim\.dayz: Extra inputs are not permitted \(value 5\)"):
+            load_config(str(cfg), fast=fast)
 
 
 def test_fast_ranker_setting_is_a_file_a_config_overlays(tmp_path):

@@ -42,27 +42,6 @@ def test_annotator_rules_on_hand_checked_cases():
     assert g["Acme Men Red Casual Shoes"] == 0
 
 
-# Grades of every toy product (in ``fashion_products`` order) recorded from the per-pair grader that
-# the vectorised annotator replaced, so the one grader left keeps its rules.
-PER_PAIR_GRADES = {
-    "red t-shirts for men": "31212121211111110000000010000000",
-    "sneakers": "00000000000000003333333300000000",
-    "blue jeans women": "00010000000100000000000012131212",
-    "acme shirt": "22222222333333330000000011111111",
-    "green": "11111133111111331111113311111133",
-    "mens tshirts": "31313131212121210000000000000000",
-    "black shoes": "00000000000000002222332200000000",
-    "casual shirts": "22222222333333330000000011111111",
-    "womens red jeans denim": "01000000010000000000000013121212",
-}
-
-
-def test_annotator_gives_the_per_pair_grades():
-    ann = Annotator(fashion_products())
-    for q, want in PER_PAIR_GRADES.items():
-        assert "".join(map(str, ann.grade_all(q).tolist())) == want, q
-
-
 def test_head_noun_rule_and_synonyms():
     p = fashion_products()
     ann = Annotator(p)

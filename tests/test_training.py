@@ -51,14 +51,16 @@ def test_stage2_and_its_teacher_losses_are_those_of_the_former_loops(tmp_path):
                        batch_size=8, random_negatives=8, val_queries=10, cache_dir=None, teacher_epochs=2, cand_bm25=3,
                        cand_dense=3, cand_random=2, patience=5)
     summary = train_stage2(cfg, ck1, tmp_path / "s2", progress=False)
-    assert summary["teacher_train_loss"] == pytest.approx([1.9649579524993896, 1.8266146183013916], rel=REL)
+    # stage 2's figures also follow its labels: a change to the annotator's rules, the mining or
+    # the seed's hold-out re-records them (the loop itself was checked against the former one)
+    assert summary["teacher_train_loss"] == pytest.approx([1.9699240922927856, 1.8723633289337158], rel=REL)
     h = history(tmp_path / "s2")
-    assert [r.get("train_qcc") for r in h[1:]] == pytest.approx([2.0209197998046875, 2.166379451751709], rel=REL)
-    assert h[0]["val_ndcg@10"] == pytest.approx(0.9197207891481876, rel=REL)
+    assert [r.get("train_qcc") for r in h[1:]] == pytest.approx([2.1971986293792725, 2.3629491329193115], rel=REL)
+    assert h[0]["val_ndcg@10"] == pytest.approx(1.0, rel=REL)
     joint = cfg.model_copy(update={"product_tower": "projection", "reuse_labels_from": str(tmp_path / "s2")})
     train_stage2(joint, ck1, tmp_path / "s3", progress=False)
     h = history(tmp_path / "s3")
-    assert [r.get("train_qcc") for r in h[1:]] == pytest.approx([2.074596881866455, 2.1149983406066895], rel=REL)
+    assert [r.get("train_qcc") for r in h[1:]] == pytest.approx([2.197254180908203, 2.3500256538391113], rel=REL)
 
 
 def test_teacher_losses_are_those_of_the_former_loop():
@@ -74,7 +76,8 @@ def test_teacher_losses_are_those_of_the_former_loop():
     teacher = CrossEncoder(load_model_config("tiny-random").text, max_length=32)
     losses = train_teacher(teacher, [q for q, _ in pairs], [texts[r] for _, r in pairs], labels, epochs=3,
                            batch_size=16, lr=2e-3, progress=False, length_group=2)
-    assert losses == pytest.approx([1.3706393089700253, 1.4007207459591804, 1.3847346001483025], rel=REL)
+    # the labels come from the annotator: a change to its rules re-records these
+    assert losses == pytest.approx([1.1805680888764403, 1.0651675855859797, 1.0697198142396642], rel=REL)
 
 
 def test_loop_config_and_batches_refuse_what_they_do_not_know():

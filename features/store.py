@@ -2,16 +2,29 @@
 
 Feast wants its Redis as `host:port,db=0,password=...,ssl=true` in `feature_store.yaml`
 (`connection_string: ${FEAST_REDIS_CONNECTION}`); the rest of the project speaks `REDIS_URL`
-(`redis://[:password@]host:port/db`, `rediss://` for TLS). `feast_connection_string()` converts
-one into the other, and `python -m features.store env` prints the export line for a shell.
+(`redis://[:password@]host:port/db`, `rediss://` for TLS, `?ssl_ca_certs=..&ssl_cert_reqs=..`).
+`feast_connection_string()` converts one into the other (string values JSON-quoted with every
+non-alphanumeric character escaped, so a password with `,` `=` `$` or `#` survives Feast's parser
+and the YAML around it), and `python -m features.store env` prints the shell-quoted export line.
+URLs and connection strings only reach logs and errors through `mask_url` / `describe`.
+
+Reads on the request path go through `roundtrip(..., deadline=)`, which never waits past the
+deadline and never retries a timeout, behind a `CircuitBreaker` that fails calls at once while
+Redis is sick. `marker_key` names the key materialization writes per feature view, so a Redis
+that lost its data is told apart from one that never had an entity.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import sys
+import threading
+import time
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import Callable, TypeVar
+from urllib.parse import parse_qs, unquote, urlparse
 
 import redis
 from feast import FeatureStore, RepoConfig
@@ -26,26 +39,73 @@ REPO_DIR = Path("feature_repo")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 
 
+T = TypeVar("T")
+# TLS options a REDIS_URL may carry in its query string (redis-py's names)
+URL_TLS_OPTIONS = ("ssl_ca_certs", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile", "ssl_ca_path", "ssl_check_hostname")
+
+
 class OnlineStoreUnavailable(ConnectionError):
     """Redis (the online store) did not answer; raised fast, the next call retries."""
 
+    detail = "online feature store unavailable"
+
+
+class CircuitOpen(OnlineStoreUnavailable):
+    """Redis failed repeatedly; calls fail at once until a probe succeeds."""
+
+
+class StoreEmpty(OnlineStoreUnavailable):
+    """Redis answers but holds no materialization marker for the model version (lost its data)."""
+
+    def __init__(self, message: str, version: str):
+        super().__init__(message)
+        self.detail = f"store empty for version {version}"
+
+
+def mask_url(url: str) -> str:
+    """A Redis URL or Feast connection string with its password replaced by `***` (for logs)."""
+    if "://" in url:
+        u = urlparse(url)
+        if u.password is None:
+            return url
+        netloc = f"{u.username or ''}:***@{u.hostname}" + (f":{u.port}" if u.port else "")
+        return u._replace(netloc=netloc).geturl()
+    return ",".join("password=***" if p.startswith("password=") else p for p in url.split(","))
+
+
+def _feast_value(v: str) -> str:
+    """A string Feast's parser reads back unchanged: JSON with every non-alphanumeric char escaped.
+
+    Feast splits its connection string on `,`, splits each option on the first `=` and json-decodes
+    the value; the whole YAML file is `os.path.expandvars`-ed and YAML-parsed. Escaping leaves only
+    letters, digits, `\\u` escapes and the two quotes, which pass all three untouched.
+    """
+    return '"' + "".join(c if c.isascii() and c.isalnum() else f"\\u{ord(c):04x}" if ord(c) < 0x10000
+                         else json.dumps(c)[1:-1] for c in v) + '"'
+
 
 def feast_connection_string(redis_url: str | None = None) -> str:
-    """`redis://user:pw@host:port/3` -> `host:port,db=3,username=user,password=pw` (Feast's format)."""
+    """`redis://user:pw@host:port/3` -> `host:port,db=3,username="user",password="pw"` (Feast's format)."""
     url = redis_url or os.environ.get(C.ENV_REDIS_URL) or DEFAULT_REDIS_URL
     u = urlparse(url)
     if u.scheme not in ("redis", "rediss"):
-        raise ValueError(f"{C.ENV_REDIS_URL}={url!r}: expected a redis:// or rediss:// URL")
+        raise ValueError(f"{C.ENV_REDIS_URL}={mask_url(url)!r}: expected a redis:// or rediss:// URL")
     parts = [f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"]
     db = (u.path or "/").strip("/")
     if db:
         parts.append(f"db={int(db)}")
     if u.username:
-        parts.append(f"username={unquote(u.username)}")
+        parts.append(f"username={_feast_value(unquote(u.username))}")
     if u.password:
-        parts.append(f"password={unquote(u.password)}")
+        parts.append(f"password={_feast_value(unquote(u.password))}")
     if u.scheme == "rediss":
         parts.append("ssl=true")
+    for name, values in parse_qs(u.query).items():
+        if name not in URL_TLS_OPTIONS:
+            raise ValueError(f"{C.ENV_REDIS_URL}={mask_url(url)!r}: unknown option {name!r} "
+                             f"(known: {', '.join(URL_TLS_OPTIONS)})")
+        value = values[-1]
+        parts.append(f"{name}={value.lower()}" if name == "ssl_check_hostname" else f"{name}={_feast_value(value)}")
     return ",".join(parts)
 
 
@@ -68,8 +128,8 @@ def open_store(repo_dir: Path | str = REPO_DIR) -> FeatureStore:
 def redis_client(config: RepoConfig, *, connect_timeout: float = 0.5, timeout: float = 2.0) -> redis.Redis:
     """A redis-py client on the same Redis as the store's online store, set up to fail fast.
 
-    One retry (no backoff) lets a call survive a Redis restart between calls (the pooled socket
-    is dead, a fresh one works); a Redis that is down fails in ~connect_timeout.
+    redis-py itself never retries: `roundtrip` resends a batch once when the pooled socket turned
+    out dead (Redis restarted between calls) and never after a timeout (a stalled Redis).
     """
     osc = config.online_store
     if not isinstance(osc, RedisOnlineStoreConfig):
@@ -79,13 +139,12 @@ def redis_client(config: RepoConfig, *, connect_timeout: float = 0.5, timeout: f
     nodes, kwargs = RedisOnlineStore._parse_connection_string(osc.connection_string)
     if not nodes or "$" in nodes[0].get("host", "$"):
         raise ValueError(
-            f"online_store.connection_string {osc.connection_string!r} is not host:port[,..]; "
+            f"online_store.connection_string {mask_url(osc.connection_string)!r} is not host:port[,..]; "
             f"set ${C.ENV_FEAST_REDIS} (or ${C.ENV_REDIS_URL}) before opening the store"
         )
     kwargs.setdefault("socket_connect_timeout", connect_timeout)
     kwargs.setdefault("socket_timeout", timeout)
-    kwargs["retry"] = Retry(NoBackoff(), 1)
-    kwargs["retry_on_error"] = [redis.ConnectionError, redis.TimeoutError]
+    kwargs["retry"] = Retry(NoBackoff(), 0)
     return redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **kwargs)
 
 
@@ -97,36 +156,129 @@ def pack_command(*args: bytes) -> bytes:
     return b"".join(parts)
 
 
-def roundtrip(client: redis.Redis, commands: list[bytes]) -> list:
+def roundtrip(client: redis.Redis, commands: list[bytes], *, deadline: float | None = None,
+              errors: str = "raise") -> list:
     """Send pre-packed commands in one write and read every reply: a pipeline without its overhead.
 
     A dead pooled socket (Redis restarted since the last call) is dropped and the batch sent once
-    more on a fresh connection; callers only send idempotent commands (reads, whole-row HSETs).
-    Connection failures propagate as redis.ConnectionError / TimeoutError.
+    more on a fresh connection, if the deadline (a `time.monotonic()` instant) allows; callers only
+    send idempotent commands (reads, whole-row HSETs). A timeout is never retried: the socket waits
+    at most until the deadline. Connection failures propagate as redis.ConnectionError /
+    TimeoutError. A command's error reply (e.g. WRONGTYPE) is raised, or with errors="keep" left in
+    its place as a redis.ResponseError so the other replies stay usable.
     """
     payload = [b"".join(commands)]
     for attempt in (0, 1):
         conn = client.connection_pool.get_connection()
         try:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise redis.TimeoutError(f"request deadline passed before {describe(client)} was asked")
+                conn._sock.settimeout(left)  # redis-py reads with the socket's own timeout
             conn.send_packed_command(payload)
-            replies = [conn.read_response() for _ in range(len(commands))]
+            replies = _read_replies(conn, len(commands))
             break
-        except (redis.ConnectionError, redis.TimeoutError):
+        except redis.TimeoutError:
             conn.disconnect()  # a half-read socket must not go back to the pool
-            if attempt:
+            raise
+        except redis.ConnectionError:
+            conn.disconnect()
+            if attempt or (deadline is not None and time.monotonic() >= deadline):
                 raise
         except BaseException:
             conn.disconnect()
             raise
         finally:
+            if deadline is not None and conn._sock is not None:
+                conn._sock.settimeout(conn.socket_timeout)
             client.connection_pool.release(conn)
-    for r in replies:
-        if isinstance(r, redis.ResponseError):
-            raise r
+    if errors == "raise":
+        for r in replies:
+            if isinstance(r, redis.ResponseError):
+                raise r
     return replies
 
 
+def _read_replies(conn, n: int) -> list:
+    out = []
+    for _ in range(n):
+        try:
+            out.append(conn.read_response())
+        except redis.ResponseError as e:  # an error reply; the connection stays in step
+            out.append(e)
+    return out
+
+
+class CircuitBreaker:
+    """Fails calls at once while Redis is sick, instead of each request waiting out its deadline.
+
+    Closed: calls go through. After `failures` consecutive connection failures or timeouts it
+    opens: calls raise `CircuitOpen` without touching Redis. `reset_s` after opening, one call
+    (the probe) goes through: success closes the circuit, failure opens it for another `reset_s`.
+    """
+
+    def __init__(self, failures: int = 5, reset_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.failures, self.reset_s, self.clock = failures, reset_s, clock
+        self._lock = threading.Lock()
+        self._count, self._opened_at, self._probing = 0, None, False
+        self.last_error, self.times_opened = "", 0
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            if self._opened_at is None:
+                return "closed"
+            return "half-open" if self._probing or self.clock() - self._opened_at >= self.reset_s else "open"
+
+    def check(self) -> None:
+        """Raise `CircuitOpen` when open (no probe due), without admitting a call."""
+        with self._lock:
+            self._refuse_if_open(self.clock())
+
+    def _refuse_if_open(self, now: float) -> None:
+        if self._opened_at is None:
+            return
+        wait = self._opened_at + self.reset_s - now
+        if self._probing or wait > 0:
+            raise CircuitOpen(f"online store unavailable: circuit open after {self._count} consecutive failures "
+                              f"(last: {self.last_error}); next probe in {max(wait, 0):.2f}s")
+
+    def call(self, fn: Callable[[], T]) -> T:
+        with self._lock:
+            self._refuse_if_open(self.clock())
+            probe = self._opened_at is not None
+            self._probing = self._probing or probe
+        try:
+            out = fn()
+        except (redis.ConnectionError, redis.TimeoutError, OnlineStoreUnavailable) as e:
+            with self._lock:
+                self._count += 1
+                self.last_error = str(e)
+                self._probing = False if probe else self._probing
+                if probe or self._count >= self.failures:
+                    self.times_opened += self._opened_at is None
+                    self._opened_at = self.clock()
+            raise
+        except BaseException:
+            if probe:
+                with self._lock:
+                    self._probing = False
+            raise
+        with self._lock:
+            self._count, self._opened_at = 0, None
+            self._probing = False if probe else self._probing
+        return out
+
+
+def marker_key(view: str, project: str) -> bytes:
+    """Key of the marker materialization sets for a (versioned) feature view; ends with the project
+    like Feast's own keys, which start with a binary entity key and so never collide with it."""
+    return f"_dashclip_materialized:{view}:{project}".encode()
+
+
 def describe(client: redis.Redis) -> str:
+    """Where a client points, for errors and logs: host, port and db, never the password."""
     kw = client.connection_pool.connection_kwargs
     return f"redis at {kw.get('host')}:{kw.get('port')} db={kw.get('db', 0)}"
 
@@ -134,7 +286,7 @@ def describe(client: redis.Redis) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["env"]:
-        print(f"export {C.ENV_FEAST_REDIS}='{feast_connection_string()}'")
+        print(f"export {C.ENV_FEAST_REDIS}={shlex.quote(feast_connection_string())}")
         return 0
     print("usage: python -m features.store env   # prints the export line for feature_store.yaml", file=sys.stderr)
     return 2

@@ -23,16 +23,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
 import redis
-from feast import FeatureStore, RepoConfig
-from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig, RedisType
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from features import columns as C
+
+if TYPE_CHECKING:  # feast is imported where it is used: `python -m features.store env` needs none of it
+    from feast import FeatureStore, RepoConfig
 
 # the default feature repo folder, relative to the working directory (`python -m features.repo init` makes it)
 REPO_DIR = Path("feature_repo")
@@ -121,6 +122,8 @@ def open_store(repo_dir: Path | str = REPO_DIR) -> FeatureStore:
     if not (Path(repo_dir) / "feature_store.yaml").is_file():
         raise FileNotFoundError(f"feature repo {repo_dir}: no feature_store.yaml "
                                 f"(create it with `python -m features.repo init {repo_dir}`)")
+    from feast import FeatureStore
+
     ensure_connection_env()
     return FeatureStore(repo_path=str(repo_dir))
 
@@ -131,6 +134,8 @@ def redis_client(config: RepoConfig, *, connect_timeout: float = 0.5, timeout: f
     redis-py itself never retries: `roundtrip` resends a batch once when the pooled socket turned
     out dead (Redis restarted between calls) and never after a timeout (a stalled Redis).
     """
+    from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig, RedisType
+
     osc = config.online_store
     if not isinstance(osc, RedisOnlineStoreConfig):
         raise ValueError(f"online_store.type is {getattr(osc, 'type', osc)!r}; the fast path needs 'redis'")

@@ -21,10 +21,10 @@ sets an EXPIRE. A chunk's HSET writes all of a row's fields and its `_ts` in one
 interrupted run leaves whole rows only, and a rerun completes the store.
 
 After a view is written, a marker key (`store.marker_key`) records it; the ads server refuses
-to serve a model version whose markers are gone. A run that finds a view's marker missing (Redis
-restarted empty, or was flushed) ignores the window Feast planned and reloads the view's whole
-history up to the window's end, so `feast materialize-incremental` repairs a Redis that lost
-its data instead of writing nothing.
+to serve a model version whose markers are gone. A run on a view the registry says was
+materialized before, but whose marker is missing (Redis restarted empty, or was flushed), ignores
+the window Feast planned and reloads the view's whole history up to the window's end, so
+`feast materialize-incremental` repairs a Redis that lost its data instead of writing nothing.
 """
 
 from __future__ import annotations
@@ -92,9 +92,9 @@ class RedisBulkComputeEngine(LocalComputeEngine):
         try:
             client = redis_client(self.repo_config, timeout=30.0)
             start = task.start_time
-            if start is not None and not is_marked(client, self.repo_config, fv):
-                log.warning("view %s: no materialization marker in %s (it lost its data, or this is the first run "
-                            "with markers): reloading its whole history up to %s", fv.name, describe(client), task.end_time)
+            if start is not None and fv.materialization_intervals and not is_marked(client, self.repo_config, fv):
+                log.warning("view %s: materialized before (registry) but %s holds no marker for it (it lost its data): "
+                            "reloading its whole history up to %s", fv.name, describe(client), task.end_time)
                 start = None
             report = materialize_view(self.repo_config, fv, start, task.end_time, chunk_rows=self.chunk_rows,
                                       tqdm_builder=task.tqdm_builder, client=client)

@@ -177,13 +177,18 @@ class OnlineLookup:
         try:
             mat, found = F.decode_float_lists(blobs, self.dim)
         except (ValueError, TypeError, DecodeError):  # an error reply or an undecodable blob among them
-            mat, found = self._decode_skipping_corrupt(blobs, spans)
+            mat, found = self._decode_skipping_corrupt(blobs, spans, requests)
         if self.dim is None and found.any():
             self.dim = mat.shape[1]
         return [(mat[a:b], found[a:b]) for _, a, b in spans]
 
-    def _decode_skipping_corrupt(self, blobs: list, spans) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_skipping_corrupt(self, blobs: list, spans, requests) -> tuple[np.ndarray, np.ndarray]:
         """Decode row by row; rows that do not decode at the common dimension count as missing."""
+
+        def ids_of(i: int) -> str:
+            k = next(j for j, (_, a, b) in enumerate(spans) if a <= i < b)
+            return repr(requests[k][1][i - spans[k][1]])
+
         clean, dims = list(blobs), {}
         for i, b in enumerate(blobs):
             if b is None or b == b"":
@@ -199,8 +204,10 @@ class OnlineLookup:
                 clean[i] = None
                 entity = next(e for e, a, b in spans if a <= i < b)
                 self.counters[f"corrupt_{entity}"] += 1
-                log.warning("corrupt %s value in the online store (row %d of the request): %s", entity, i,
-                            blobs[i] if isinstance(blobs[i], Exception) else f"{len(blobs[i])} bytes")
+                if self.counters[f"corrupt_{entity}"] % 1000 == 1:  # the first, then every 1000th: no log flood
+                    log.warning("corrupt %s embedding in the online store (%d so far; id %s): %s", entity,
+                                self.counters[f"corrupt_{entity}"], ids_of(i),
+                                blobs[i] if isinstance(blobs[i], Exception) else f"{len(blobs[i])} bytes")
         return F.decode_float_lists(clean, dim)
 
     def lookup(self, consumer_id: str | None, product_ids: Sequence[str], *, query_id: str | None = None,

@@ -96,8 +96,10 @@ class StatsLookup:
                         raise Corrupt(str(r))
                     vals[i] = [_scalar(x) for x in r]
                 except Corrupt as e:
-                    self.lookup.counters[f"corrupt_{entity}"] += 1
-                    log.warning("corrupt %s stats value in the online store (row %d of the request): %s", entity, i, e)
+                    n = self.lookup.counters[f"corrupt_{entity}"] = self.lookup.counters[f"corrupt_{entity}"] + 1
+                    if n % 1000 == 1:  # the first, then every 1000th: no log flood
+                        log.warning("corrupt %s stats value in the online store (%d so far; id %r): %s", entity, n,
+                                    requests[[s[0] for s in spans].index(entity)][1][i], e)
                     if corrupt is not None:
                         corrupt.setdefault(entity, set()).add(i)
             for j, f in enumerate(feats):

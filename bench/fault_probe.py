@@ -156,7 +156,7 @@ class Load:
 
     def __init__(self, url: str, payloads: list[bytes], concurrency: int, corrupt_pid: str):
         self.url, self.payloads, self.concurrency, self.corrupt_pid = url, payloads, concurrency, corrupt_pid
-        self.rank: list[tuple[float, float, int, bool]] = []  # start, end, status, corrupt candidate flagged unknown
+        self.rank: list[tuple] = []  # start, end, status, corrupt candidate flagged unknown, why not 200
         self.health: list[tuple[float, float, int]] = []
         self.running = True
 
@@ -167,11 +167,12 @@ class Load:
             try:
                 r = await client.post("/rank", content=self.payloads[i % len(self.payloads)],
                                       headers={"content-type": "application/json"})
-                status = r.status_code
-                flagged = status == 200 and self.corrupt_pid in r.json()["unknown"].get("product", [])
-            except httpx.HTTPError:
-                status, flagged = 0, False  # no answer at all
-            self.rank.append((t, time.monotonic(), status, flagged))
+                status, out = r.status_code, r.json()
+                flagged = status == 200 and self.corrupt_pid in out["unknown"].get("product", [])
+                why = "" if status == 200 else out.get("detail", "") if status != 503 else _why(out)
+            except httpx.HTTPError as e:
+                status, flagged, why = 0, False, type(e).__name__  # no answer at all
+            self.rank.append((t, time.monotonic(), status, flagged, why))
             i += self.concurrency
 
     async def _health(self, client: httpx.AsyncClient) -> None:
@@ -190,6 +191,16 @@ class Load:
             await asyncio.gather(self._health(client), *[self._client(client, k) for k in range(self.concurrency)])
 
 
+def _why(out: dict) -> str:
+    """A 503's cause in a few words: store empty, circuit open, timeout, refused."""
+    reason = out.get("reason", "")
+    for key, label in (("store empty", "store empty"), ("circuit open", "circuit open"), ("Timeout", "timeout"),
+                       ("deadline", "timeout"), ("refused", "connection refused"), ("did not answer", "connection error")):
+        if key in reason:
+            return label
+    return reason[:60]
+
+
 def pct(x: list[float], q: float) -> float | None:
     return round(float(np.percentile(x, q)) * 1000, 2) if x else None
 
@@ -199,14 +210,17 @@ def summarize(load: Load, start: float, cleared: float, end: float) -> dict:
     after = [r for r in load.rank if r[0] >= cleared and r[0] < end]
     first_ok = min((r[1] for r in after if r[2] == 200), default=None)
     counts: dict[str, int] = {}
+    causes: dict[str, int] = {}
     for r in during:
         counts[str(r[2])] = counts.get(str(r[2]), 0) + 1
+        if r[4]:
+            causes[r[4]] = causes.get(r[4], 0) + 1
     health = [h for h in load.health if start <= h[0] < cleared]
     hcounts: dict[str, int] = {}
     for h in health:
         hcounts[str(h[2])] = hcounts.get(str(h[2]), 0) + 1
     return {
-        "requests": len(during), "status_counts": counts,
+        "requests": len(during), "status_counts": counts, "not_200_causes": causes,
         "p50_ms": pct([r[1] - r[0] for r in during], 50), "p99_ms": pct([r[1] - r[0] for r in during], 99),
         "max_ms": pct([r[1] - r[0] for r in during], 100),
         "health": {"requests": len(health), "status_counts": hcounts,

@@ -109,6 +109,7 @@ def _supported(config: RepoConfig, fv) -> bool:
         type(fv) is FeatureView
         and isinstance(fv.batch_source, FileSource)
         and isinstance(config.online_store, RedisOnlineStoreConfig)
+        and config.online_store.redis_type.value in ("redis", "redis_cluster")  # sentinel: Feast's own path
         and len(fv.entity_columns) == 1
         and fv.entity_columns[0].dtype.to_value_type().name == "STRING"
     )
@@ -221,7 +222,7 @@ def materialize_view(config: RepoConfig, fv: FeatureView, start, end, *, chunk_r
     return report
 
 
-def is_marked(client: redis.Redis, config: RepoConfig, fv: FeatureView) -> bool:
+def is_marked(client: redis.Redis | redis.RedisCluster, config: RepoConfig, fv: FeatureView) -> bool:
     try:
         return bool(client.exists(marker_key(_versioned_fv_name(fv, config), config.project)))
     except (redis.ConnectionError, redis.TimeoutError) as e:
@@ -234,7 +235,8 @@ def mark_materialized(client: redis.Redis, config: RepoConfig, fv: FeatureView, 
     value = json.dumps({"view": fv.name, "end": end.isoformat() if end is not None else None,
                         "rows_written": report.rows_written, "at": datetime.now(timezone.utc).isoformat()})
     try:
-        roundtrip(client, [pack_command(b"SET", marker_key(_versioned_fv_name(fv, config), config.project), value.encode())])
+        key = marker_key(_versioned_fv_name(fv, config), config.project)
+        roundtrip(client, [pack_command(b"SET", key, value.encode())], keys=[key])
     except (redis.ConnectionError, redis.TimeoutError) as e:
         raise OnlineStoreUnavailable(f"materializing {fv.name}: {describe(client)} is unavailable ({e}); "
                                      "rerun the same command when it is back, completed rows are kept") from e
@@ -247,7 +249,7 @@ def _write_chunk(client: redis.Redis, config: RepoConfig, fv: FeatureView, view:
     ts_blobs = F.encode_timestamps(ts_us)
     tsf = F.ts_field(view)
     try:
-        prev = roundtrip(client, [pack_command(b"HGET", k, tsf) for k in keys])
+        prev = roundtrip(client, [pack_command(b"HGET", k, tsf) for k in keys], keys=keys)
         write = np.ones(len(keys), dtype=bool)
         for i, p in enumerate(prev):
             if p is not None and (p == ts_blobs[i] or F.timestamp_nanos(p) >= int(ts_us[i]) * 1000):
@@ -256,15 +258,17 @@ def _write_chunk(client: redis.Redis, config: RepoConfig, fv: FeatureView, view:
         if idx.size:
             fields = encode_features(fv, chunk.take(pa.array(idx)) if idx.size < len(keys) else chunk)
             ttl = config.online_store.key_ttl_seconds
-            cmds = []
+            cmds, cmd_keys = [], []
             for j, i in enumerate(idx.tolist()):
                 args = [b"HSET", keys[i], tsf, ts_blobs[i]]
                 for fname, vals in fields:
                     args += (fname, vals[j])
                 cmds.append(pack_command(*args))
+                cmd_keys.append(keys[i])
                 if ttl:
                     cmds.append(pack_command(b"EXPIRE", keys[i], str(int(ttl)).encode()))
-            roundtrip(client, cmds)
+                    cmd_keys.append(keys[i])
+            roundtrip(client, cmds, keys=cmd_keys)
     except (redis.ConnectionError, redis.TimeoutError) as e:
         raise OnlineStoreUnavailable(f"materializing {fv.name}: {describe(client)} is unavailable ({e}); "
                                      "rerun the same command when it is back, completed rows are kept") from e

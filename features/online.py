@@ -112,7 +112,7 @@ class OnlineLookup:
         self.store, self.model_version, self.timeout = store, model_version, timeout
         config = store.config
         self.project = config.project
-        self.client: redis.Redis = redis_client(config, connect_timeout=min(connect_timeout, timeout), timeout=timeout)
+        self.client: redis.Redis | redis.RedisCluster = redis_client(config, connect_timeout=min(connect_timeout, timeout), timeout=timeout)
         self.breaker = breaker or CircuitBreaker()
         self._field: dict[str, bytes] = {}
         views = []
@@ -135,13 +135,15 @@ class OnlineLookup:
         """The `time.monotonic()` instant by which a call started now must be answered."""
         return time.monotonic() + self.timeout
 
-    def read(self, commands: list[bytes], deadline: float | None = None) -> list:
+    def read(self, commands: list[bytes], deadline: float | None = None, keys: list[bytes | None] | None = None) -> list:
         """Pre-packed read commands -> replies (error replies left in place), through the circuit
-        breaker, within the deadline and after the marker check (marker replies dropped)."""
+        breaker, within the deadline and after the marker check (marker replies dropped). `keys`:
+        each command's key, which a Redis Cluster needs to route it."""
         markers = [pack_command(b"EXISTS", *self._markers)] if self._markers else []
         cmds = markers + commands
+        keys = (self._markers[:1] if markers else []) + (keys if keys is not None else [None] * len(commands))
         try:
-            replies = self.breaker.call(lambda: roundtrip(self.client, cmds, deadline=deadline or self.deadline(),
+            replies = self.breaker.call(lambda: roundtrip(self.client, cmds, keys=keys, deadline=deadline or self.deadline(),
                                                           errors="keep")) if cmds else []
         except OnlineStoreUnavailable:
             self.counters["redis_errors"] += 1
@@ -167,13 +169,14 @@ class OnlineLookup:
     def fetch(self, requests: Sequence[tuple[str, Sequence[str]]],
               deadline: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """[(entity, ids), ...] -> [((n, d) embeddings, (n,) found), ...] in one round trip."""
-        cmds, spans = [], []
+        cmds, spans, keys = [], [], []
         for entity, ids in requests:
             fld = self._field[entity]
             start = len(cmds)
-            cmds += [pack_command(b"HGET", k, fld) for k in self._keys(entity, ids)]
+            keys += self._keys(entity, ids)
+            cmds += [pack_command(b"HGET", k, fld) for k in keys[start:]]
             spans.append((entity, start, len(cmds)))
-        blobs = self.read(cmds, deadline)
+        blobs = self.read(cmds, deadline, keys)
         try:
             mat, found = F.decode_float_lists(blobs, self.dim)
         except (ValueError, TypeError, DecodeError):  # an error reply or an undecodable blob among them

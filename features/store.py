@@ -139,8 +139,9 @@ def redis_client(config: RepoConfig, *, connect_timeout: float = 0.5, timeout: f
     osc = config.online_store
     if not isinstance(osc, RedisOnlineStoreConfig):
         raise ValueError(f"online_store.type is {getattr(osc, 'type', osc)!r}; the fast path needs 'redis'")
-    if osc.redis_type != RedisType.redis:
-        raise ValueError(f"redis_type {osc.redis_type.value!r} is not supported by the fast path; use plain 'redis'")
+    if osc.redis_type not in (RedisType.redis, RedisType.redis_cluster):
+        raise ValueError(f"redis_type {osc.redis_type.value!r} is not supported by the fast path; "
+                         "use 'redis' or 'redis_cluster'")
     nodes, kwargs = RedisOnlineStore._parse_connection_string(osc.connection_string)
     if not nodes or "$" in nodes[0].get("host", "$"):
         raise ValueError(
@@ -150,6 +151,10 @@ def redis_client(config: RepoConfig, *, connect_timeout: float = 0.5, timeout: f
     kwargs.setdefault("socket_connect_timeout", connect_timeout)
     kwargs.setdefault("socket_timeout", timeout)
     kwargs["retry"] = Retry(NoBackoff(), 0)
+    if osc.redis_type == RedisType.redis_cluster:
+        from redis.cluster import ClusterNode
+
+        return redis.RedisCluster(startup_nodes=[ClusterNode(n["host"], int(n["port"])) for n in nodes], **kwargs)
     return redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **kwargs)
 
 
@@ -161,8 +166,8 @@ def pack_command(*args: bytes) -> bytes:
     return b"".join(parts)
 
 
-def roundtrip(client: redis.Redis, commands: list[bytes], *, deadline: float | None = None,
-              errors: str = "raise") -> list:
+def roundtrip(client: redis.Redis | redis.RedisCluster, commands: list[bytes], *, keys: list[bytes | None] | None = None,
+              deadline: float | None = None, errors: str = "raise") -> list:
     """Send pre-packed commands in one write and read every reply: a pipeline without its overhead.
 
     A dead pooled socket (Redis restarted since the last call) is dropped and the batch sent once
@@ -171,7 +176,12 @@ def roundtrip(client: redis.Redis, commands: list[bytes], *, deadline: float | N
     at most until the deadline. Connection failures propagate as redis.ConnectionError /
     TimeoutError. A command's error reply (e.g. WRONGTYPE) is raised, or with errors="keep" left in
     its place as a redis.ResponseError so the other replies stay usable.
+
+    On a Redis Cluster `keys` (the key of each command; None: any node) routes every command to
+    the node that owns its hash slot, one such batch per node.
     """
+    if isinstance(client, redis.RedisCluster):
+        return _cluster_roundtrip(client, commands, keys, deadline, errors)
     payload = [b"".join(commands)]
     for attempt in (0, 1):
         conn = client.connection_pool.get_connection()
@@ -203,6 +213,29 @@ def roundtrip(client: redis.Redis, commands: list[bytes], *, deadline: float | N
             if isinstance(r, redis.ResponseError):
                 raise r
     return replies
+
+
+def _cluster_roundtrip(client: redis.RedisCluster, commands: list[bytes], keys, deadline, errors: str) -> list:
+    if keys is None or len(keys) != len(commands):
+        raise ValueError("a Redis Cluster round trip needs the key of every command")
+    groups: dict[str, tuple] = {}  # node name -> (node, command positions)
+    slots = client.nodes_manager
+    for i, k in enumerate(keys):
+        node = client.get_default_node() if k is None else slots.get_node_from_slot(client.keyslot(k))
+        groups.setdefault(node.name, (node, []))[1].append(i)
+    out: list = [None] * len(commands)
+    for node, idx in groups.values():
+        replies = roundtrip(node.redis_connection, [commands[i] for i in idx], deadline=deadline, errors="keep")
+        for i, r in zip(idx, replies):
+            out[i] = r
+    if any(isinstance(r, redis.exceptions.AskError) for r in out):  # MOVED / ASK: slots changed hands
+        slots.initialize()
+        raise redis.ConnectionError(f"{describe(client)}: slots moved during the call; the next call uses the new layout")
+    if errors == "raise":
+        for r in out:
+            if isinstance(r, redis.ResponseError):
+                raise r
+    return out
 
 
 def _read_replies(conn, n: int) -> list:
@@ -278,12 +311,15 @@ class CircuitBreaker:
 
 def marker_key(view: str, project: str) -> bytes:
     """Key of the marker materialization sets for a (versioned) feature view; ends with the project
-    like Feast's own keys, which start with a binary entity key and so never collide with it."""
-    return f"_dashclip_materialized:{view}:{project}".encode()
+    like Feast's own keys, which start with a binary entity key and so never collide with it. The
+    `{markers}` hash tag keeps all markers in one Redis Cluster slot (one EXISTS checks them all)."""
+    return f"_dashclip_materialized:{{markers}}:{view}:{project}".encode()
 
 
-def describe(client: redis.Redis) -> str:
+def describe(client: redis.Redis | redis.RedisCluster) -> str:
     """Where a client points, for errors and logs: host, port and db, never the password."""
+    if isinstance(client, redis.RedisCluster):
+        return "redis cluster at " + ",".join(sorted(n.name for n in client.get_nodes()))
     kw = client.connection_pool.connection_kwargs
     return f"redis at {kw.get('host')}:{kw.get('port')} db={kw.get('db', 0)}"
 

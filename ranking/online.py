@@ -79,13 +79,14 @@ class StatsLookup:
         Rows whose stored values do not decode (or whose key has the wrong Redis type) are NaN and
         their positions are added to `corrupt[entity]`.
         """
-        cmds, spans = [], []
+        cmds, spans, keys = [], [], []
         for entity, ids in requests:
             key, _, _ = STATS_VIEWS[entity]
             start = len(cmds)
-            cmds += [pack_command(b"HMGET", k, *self.fields[entity]) for k in F.entity_keys(key, ids, self.project)]
+            keys += F.entity_keys(key, ids, self.project)
+            cmds += [pack_command(b"HMGET", k, *self.fields[entity]) for k in keys[start:]]
             spans.append((entity, start, len(cmds)))
-        replies = self.lookup.read(cmds, deadline) if cmds else []
+        replies = self.lookup.read(cmds, deadline, keys) if cmds else []
         out = {}
         for entity, a, b in spans:
             _, view, feats = STATS_VIEWS[entity]

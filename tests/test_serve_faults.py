@@ -92,7 +92,8 @@ def test_frozen_redis_gets_503_by_the_deadline_then_the_circuit_opens(tmp_path, 
     h = c.get("/health")
     assert h.status_code == 200 and h.json()["circuit"] == "closed"
     text = c.get("/metrics").text
-    assert 'ads_requests_total{route="/rank",status="503"} 6.0' in text and "ads_redis_circuit_open 0.0" in text
+    assert 'ads_requests_total{route="/rank",status="503"} 6.0' in text, text
+    assert "ads_redis_circuit_open 0.0" in text, text
 
 
 def test_redis_back_empty_is_503_until_incremental_materialize_reloads_it(tmp_path, redis_server):  # noqa: F811

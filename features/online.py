@@ -64,6 +64,7 @@ class RequestEmbeddings:
     query_found: bool
     query_source: str  # store | cache | encoded | missing
     missing: dict[str, list[str]] = field(default_factory=dict)  # entity -> ids not found
+    extra_replies: list = field(default_factory=list)  # replies to `lookup(extra=...)` commands
 
 
 class QueryCache:
@@ -169,6 +170,11 @@ class OnlineLookup:
     def fetch(self, requests: Sequence[tuple[str, Sequence[str]]],
               deadline: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """[(entity, ids), ...] -> [((n, d) embeddings, (n,) found), ...] in one round trip."""
+        return self._fetch(requests, deadline)[0]
+
+    def _fetch(self, requests, deadline=None, extra=None) -> tuple[list[tuple[np.ndarray, np.ndarray]], list]:
+        """`fetch`, plus the replies of `extra` = (pre-packed commands, their keys) sent in the same round trip."""
+        extra_cmds, extra_keys = extra or ([], [])
         cmds, spans, keys = [], [], []
         for entity, ids in requests:
             fld = self._field[entity]
@@ -176,14 +182,15 @@ class OnlineLookup:
             keys += self._keys(entity, ids)
             cmds += [pack_command(b"HGET", k, fld) for k in keys[start:]]
             spans.append((entity, start, len(cmds)))
-        blobs = self.read(cmds, deadline, keys)
+        replies = self.read(cmds + list(extra_cmds), deadline, keys + list(extra_keys))
+        blobs, extra_replies = replies[: len(cmds)], replies[len(cmds) :]
         try:
             mat, found = F.decode_float_lists(blobs, self.dim)
         except (ValueError, TypeError, DecodeError):  # an error reply or an undecodable blob among them
             mat, found = self._decode_skipping_corrupt(blobs, spans, requests)
         if self.dim is None and found.any():
             self.dim = mat.shape[1]
-        return [(mat[a:b], found[a:b]) for _, a, b in spans]
+        return [(mat[a:b], found[a:b]) for _, a, b in spans], extra_replies
 
     def _decode_skipping_corrupt(self, blobs: list, spans, requests) -> tuple[np.ndarray, np.ndarray]:
         """Decode row by row; rows that do not decode at the common dimension count as missing."""
@@ -193,8 +200,12 @@ class OnlineLookup:
             return repr(requests[k][1][i - spans[k][1]])
 
         clean, dims = list(blobs), {}
+        head = F.float_list_header(self.dim) if self.dim else None
         for i, b in enumerate(blobs):
             if b is None or b == b"":
+                continue
+            if head is not None and isinstance(b, bytes) and len(b) == len(head) + 4 * self.dim and b.startswith(head):
+                dims[i] = self.dim  # the usual row, in the canonical layout: no need to parse it
                 continue
             try:
                 dims[i] = len(F.decode_float_lists([b])[0][0]) if isinstance(b, bytes) else None
@@ -214,15 +225,17 @@ class OnlineLookup:
         return F.decode_float_lists(clean, dim)
 
     def lookup(self, consumer_id: str | None, product_ids: Sequence[str], *, query_id: str | None = None,
-               query_text: str | None = None, deadline: float | None = None) -> RequestEmbeddings:
-        """Embeddings for one request; missing entities are reported, not raised."""
+               query_text: str | None = None, deadline: float | None = None, extra=None) -> RequestEmbeddings:
+        """Embeddings for one request; missing entities are reported, not raised. `extra`: (pre-packed
+        commands, their keys) to send in the same round trip; their replies come in `extra_replies`."""
         product_ids = [str(p) for p in product_ids]
         reqs = [(C.PRODUCT_ENTITY, product_ids)]
         if consumer_id is not None:
             reqs.append((C.CONSUMER_ENTITY, [str(consumer_id)]))
         if query_id is not None:
             reqs.append((C.QUERY_ENTITY, [str(query_id)]))
-        got = dict(zip([r[0] for r in reqs], self.fetch(reqs, deadline)))
+        fetched, extra_replies = self._fetch(reqs, deadline, extra)
+        got = dict(zip([r[0] for r in reqs], fetched))
         products, pfound = got[C.PRODUCT_ENTITY]
         d = products.shape[1] if self.dim is None else self.dim
         zero = np.zeros(d, dtype=np.float32)
@@ -244,7 +257,8 @@ class OnlineLookup:
         if not qfound and (query_id is not None or query_text):
             missing[C.QUERY_ENTITY] = [str(query_id if query_id is not None else query_text)]
         self._count(missing, qsource)
-        return RequestEmbeddings(product_ids, products, pfound, consumer, cfound, query, qfound, qsource, missing)
+        return RequestEmbeddings(product_ids, products, pfound, consumer, cfound, query, qfound, qsource, missing,
+                                 extra_replies)
 
     def _count(self, missing: dict[str, list[str]], qsource: str) -> None:
         c = self.counters

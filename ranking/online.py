@@ -1,7 +1,7 @@
 """Online scoring of one ads request: features from Redis, then the LightGBM ranker.
 
-`RankService.rank(...)` reads the embeddings with `features.online.OnlineLookup` (one round trip)
-and the stats views with one pipelined HMGET per entity (`StatsLookup`, Feast's Redis layout),
+`RankService.rank(...)` reads the embeddings with `features.online.OnlineLookup` and the stats
+views with one HMGET per entity (`StatsLookup`, Feast's Redis layout), all in one round trip,
 computes the similarity features with the same function as the training frames, assembles the
 ranker's features in its stored order and scores. Unknown products, consumers and queries are
 scored with missing values (LightGBM's default branch) and flagged in the answer; so is a
@@ -74,11 +74,12 @@ class StatsLookup:
 
     def fetch(self, requests: Sequence[tuple[str, Sequence[str]]], deadline: float | None = None,
               corrupt: dict[str, set[int]] | None = None) -> dict[str, np.ndarray]:
-        """[(entity, ids)] -> {"<view>__<feature>": (n_ids,) float}, NaN where missing.
+        """[(entity, ids)] -> {"<view>__<feature>": (n_ids,) float}, NaN where missing, in one round trip."""
+        cmds, keys, spans = self.commands(requests)
+        return self.decode(self.lookup.read(cmds, deadline, keys) if cmds else [], spans, requests, corrupt)
 
-        Rows whose stored values do not decode (or whose key has the wrong Redis type) are NaN and
-        their positions are added to `corrupt[entity]`.
-        """
+    def commands(self, requests: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[bytes], list[bytes], list]:
+        """The HMGETs of `requests`: (pre-packed commands, their keys, spans for `decode`)."""
         cmds, spans, keys = [], [], []
         for entity, ids in requests:
             key, _, _ = STATS_VIEWS[entity]
@@ -86,7 +87,11 @@ class StatsLookup:
             keys += F.entity_keys(key, ids, self.project)
             cmds += [pack_command(b"HMGET", k, *self.fields[entity]) for k in keys[start:]]
             spans.append((entity, start, len(cmds)))
-        replies = self.lookup.read(cmds, deadline, keys) if cmds else []
+        return cmds, keys, spans
+
+    def decode(self, replies: list, spans: list, requests, corrupt: dict[str, set[int]] | None = None) -> dict[str, np.ndarray]:
+        """HMGET replies -> features. Rows whose stored values do not decode (or whose key has the
+        wrong Redis type) are NaN and their positions are added to `corrupt[entity]`."""
         out = {}
         for entity, a, b in spans:
             _, view, feats = STATS_VIEWS[entity]
@@ -157,12 +162,14 @@ class RankService:
         if not candidate_ids:
             candidate_ids, retrieval = self._retrieve(query_id, query, deadline), "faiss"
         pids = list(dict.fromkeys(candidate_ids))  # duplicates scored once, first position kept
-        req = self.lookup.lookup(consumer_id, pids, query_id=query_id, query_text=query, deadline=deadline)
         cats = [self.categories.get(p, "") for p in pids]
         uniq_cats = sorted(set(cats))
+        stats_reqs = [(FC.PRODUCT_ENTITY, pids), (FC.CONSUMER_ENTITY, [consumer_id]), (FC.CATEGORY_ENTITY, uniq_cats)]
+        cmds, keys, spans = self.stats.commands(stats_reqs)  # sent with the embedding reads: one round trip
+        req = self.lookup.lookup(consumer_id, pids, query_id=query_id, query_text=query, deadline=deadline,
+                                 extra=(cmds, keys))
         corrupt: dict[str, set[int]] = {}
-        stats = self.stats.fetch([(FC.PRODUCT_ENTITY, pids), (FC.CONSUMER_ENTITY, [consumer_id]),
-                                  (FC.CATEGORY_ENTITY, uniq_cats)], deadline, corrupt)
+        stats = self.stats.decode(req.extra_replies, spans, stats_reqs, corrupt)
         bad = sorted(i for i in corrupt.get(FC.PRODUCT_ENTITY, ()) if req.product_found[i])
         if bad:  # a product with an unreadable stats value is scored as unknown, like a missing one
             req.product_found[bad] = False

@@ -113,7 +113,8 @@ class OnlineLookup:
         self.store, self.model_version, self.timeout = store, model_version, timeout
         config = store.config
         self.project = config.project
-        self.client: redis.Redis | redis.RedisCluster = redis_client(config, connect_timeout=min(connect_timeout, timeout), timeout=timeout)
+        self.client: redis.Redis | redis.RedisCluster = redis_client(
+            config, connect_timeout=min(connect_timeout, timeout), timeout=timeout)
         self.breaker = breaker or CircuitBreaker()
         self._field: dict[str, bytes] = {}
         views = []
@@ -136,7 +137,8 @@ class OnlineLookup:
         """The `time.monotonic()` instant by which a call started now must be answered."""
         return time.monotonic() + self.timeout
 
-    def read(self, commands: list[bytes], deadline: float | None = None, keys: list[bytes | None] | None = None) -> list:
+    def read(self, commands: list[bytes], deadline: float | None = None,
+             keys: list[bytes | None] | None = None) -> list:
         """Pre-packed read commands -> replies (error replies left in place), through the circuit
         breaker, within the deadline and after the marker check (marker replies dropped). `keys`:
         each command's key, which a Redis Cluster needs to route it."""
@@ -144,8 +146,8 @@ class OnlineLookup:
         cmds = markers + commands
         keys = (self._markers[:1] if markers else []) + (keys if keys is not None else [None] * len(commands))
         try:
-            replies = self.breaker.call(lambda: roundtrip(self.client, cmds, keys=keys, deadline=deadline or self.deadline(),
-                                                          errors="keep")) if cmds else []
+            replies = self.breaker.call(lambda: roundtrip(
+                self.client, cmds, keys=keys, deadline=deadline or self.deadline(), errors="keep")) if cmds else []
         except OnlineStoreUnavailable:
             self.counters["redis_errors"] += 1
             raise

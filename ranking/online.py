@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import logging
-import time
 from typing import Sequence
 
 import numpy as np
@@ -89,7 +88,8 @@ class StatsLookup:
             spans.append((entity, start, len(cmds)))
         return cmds, keys, spans
 
-    def decode(self, replies: list, spans: list, requests, corrupt: dict[str, set[int]] | None = None) -> dict[str, np.ndarray]:
+    def decode(self, replies: list, spans: list, requests,
+               corrupt: dict[str, set[int]] | None = None) -> dict[str, np.ndarray]:
         """HMGET replies -> features. Rows whose stored values do not decode (or whose key has the
         wrong Redis type) are NaN and their positions are added to `corrupt[entity]`."""
         out = {}
@@ -164,7 +164,8 @@ class RankService:
         pids = list(dict.fromkeys(candidate_ids))  # duplicates scored once, first position kept
         cats = [self.categories.get(p, "") for p in pids]
         uniq_cats = sorted(set(cats))
-        stats_reqs = [(FC.PRODUCT_ENTITY, pids), (FC.CONSUMER_ENTITY, [consumer_id]), (FC.CATEGORY_ENTITY, uniq_cats)]
+        stats_reqs = [(FC.PRODUCT_ENTITY, pids), (FC.CONSUMER_ENTITY, [consumer_id]),
+                      (FC.CATEGORY_ENTITY, uniq_cats)]
         cmds, keys, spans = self.stats.commands(stats_reqs)  # sent with the embedding reads: one round trip
         req = self.lookup.lookup(consumer_id, pids, query_id=query_id, query_text=query, deadline=deadline,
                                  extra=(cmds, keys))

@@ -19,10 +19,17 @@ Semantics kept from Feast's RedisOnlineStore.online_write_batch: a row whose eve
 not newer than the one already stored for that entity and view is skipped; `key_ttl_seconds`
 sets an EXPIRE. A chunk's HSET writes all of a row's fields and its `_ts` in one command, so an
 interrupted run leaves whole rows only, and a rerun completes the store.
+
+After a view is written, a marker key (`store.marker_key`) records it; the ads server refuses
+to serve a model version whose markers are gone. A run on a view the registry says was
+materialized before, but whose marker is missing (Redis restarted empty, or was flushed), ignores
+the window Feast planned and reloads the view's whole history up to the window's end, so
+`feast materialize-incremental` repairs a Redis that lost its data instead of writing nothing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -45,7 +52,7 @@ from feast.types import Array, Float32
 from feast.utils import _columns_to_proto_values
 
 from features import redis_format as F
-from features.store import OnlineStoreUnavailable, describe, pack_command, redis_client, roundtrip
+from features.store import OnlineStoreUnavailable, describe, marker_key, pack_command, redis_client, roundtrip
 
 log = logging.getLogger(__name__)
 ENGINE_TYPE = "features.materialize.RedisBulkComputeEngine"
@@ -83,8 +90,14 @@ class RedisBulkComputeEngine(LocalComputeEngine):
             return super()._materialize_one(registry, task, **kwargs)
         job_id = f"{fv.name}-{task.start_time}-{task.end_time}"
         try:
-            report = materialize_view(self.repo_config, fv, task.start_time, task.end_time,
-                                      chunk_rows=self.chunk_rows, tqdm_builder=task.tqdm_builder)
+            client = redis_client(self.repo_config, timeout=30.0)
+            start = task.start_time
+            if start is not None and fv.materialization_intervals and not is_marked(client, self.repo_config, fv):
+                log.warning("view %s: materialized before (registry) but %s holds no marker for it (it lost its data): "
+                            "reloading its whole history up to %s", fv.name, describe(client), task.end_time)
+                start = None
+            report = materialize_view(self.repo_config, fv, start, task.end_time, chunk_rows=self.chunk_rows,
+                                      tqdm_builder=task.tqdm_builder, client=client)
             self.reports.append(report)
             return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
         except Exception as e:  # Feast re-raises the job's error to the caller
@@ -96,6 +109,7 @@ def _supported(config: RepoConfig, fv) -> bool:
         type(fv) is FeatureView
         and isinstance(fv.batch_source, FileSource)
         and isinstance(config.online_store, RedisOnlineStoreConfig)
+        and config.online_store.redis_type.value in ("redis", "redis_cluster")  # sentinel: Feast's own path
         and len(fv.entity_columns) == 1
         and fv.entity_columns[0].dtype.to_value_type().name == "STRING"
     )
@@ -202,9 +216,30 @@ def materialize_view(config: RepoConfig, fv: FeatureView, start, end, *, chunk_r
     if bar is not None:
         bar.close()
     report = MaterializeReport(fv.name, rows_in, table.num_rows, written, skipped, time.perf_counter() - t0)
+    mark_materialized(client, config, fv, end, report)
     log.info("materialized %s: %d rows in window, %d latest, %d written, %d skipped (not newer) in %.2fs",
              fv.name, rows_in, table.num_rows, written, skipped, report.seconds)
     return report
+
+
+def is_marked(client: redis.Redis | redis.RedisCluster, config: RepoConfig, fv: FeatureView) -> bool:
+    try:
+        return bool(client.exists(marker_key(_versioned_fv_name(fv, config), config.project)))
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        raise OnlineStoreUnavailable(f"materializing {fv.name}: {describe(client)} is unavailable ({e}); "
+                                     "rerun the same command when it is back, completed rows are kept") from e
+
+
+def mark_materialized(client: redis.Redis, config: RepoConfig, fv: FeatureView, end, report: MaterializeReport) -> None:
+    """Set the view's marker: this Redis holds the view's rows up to `end`."""
+    value = json.dumps({"view": fv.name, "end": end.isoformat() if end is not None else None,
+                        "rows_written": report.rows_written, "at": datetime.now(timezone.utc).isoformat()})
+    try:
+        key = marker_key(_versioned_fv_name(fv, config), config.project)
+        roundtrip(client, [pack_command(b"SET", key, value.encode())], keys=[key])
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        raise OnlineStoreUnavailable(f"materializing {fv.name}: {describe(client)} is unavailable ({e}); "
+                                     "rerun the same command when it is back, completed rows are kept") from e
 
 
 def _write_chunk(client: redis.Redis, config: RepoConfig, fv: FeatureView, view: str, chunk: pa.Table) -> tuple[int, int]:
@@ -214,7 +249,7 @@ def _write_chunk(client: redis.Redis, config: RepoConfig, fv: FeatureView, view:
     ts_blobs = F.encode_timestamps(ts_us)
     tsf = F.ts_field(view)
     try:
-        prev = roundtrip(client, [pack_command(b"HGET", k, tsf) for k in keys])
+        prev = roundtrip(client, [pack_command(b"HGET", k, tsf) for k in keys], keys=keys)
         write = np.ones(len(keys), dtype=bool)
         for i, p in enumerate(prev):
             if p is not None and (p == ts_blobs[i] or F.timestamp_nanos(p) >= int(ts_us[i]) * 1000):
@@ -223,15 +258,17 @@ def _write_chunk(client: redis.Redis, config: RepoConfig, fv: FeatureView, view:
         if idx.size:
             fields = encode_features(fv, chunk.take(pa.array(idx)) if idx.size < len(keys) else chunk)
             ttl = config.online_store.key_ttl_seconds
-            cmds = []
+            cmds, cmd_keys = [], []
             for j, i in enumerate(idx.tolist()):
                 args = [b"HSET", keys[i], tsf, ts_blobs[i]]
                 for fname, vals in fields:
                     args += (fname, vals[j])
                 cmds.append(pack_command(*args))
+                cmd_keys.append(keys[i])
                 if ttl:
                     cmds.append(pack_command(b"EXPIRE", keys[i], str(int(ttl)).encode()))
-            roundtrip(client, cmds)
+                    cmd_keys.append(keys[i])
+            roundtrip(client, cmds, keys=cmd_keys)
     except (redis.ConnectionError, redis.TimeoutError) as e:
         raise OnlineStoreUnavailable(f"materializing {fv.name}: {describe(client)} is unavailable ({e}); "
                                      "rerun the same command when it is back, completed rows are kept") from e

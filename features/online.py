@@ -12,16 +12,23 @@ protobuf objects and response assembly cost milliseconds. Instead:
 - the embedding blobs are decoded together with numpy (`redis_format.decode_float_lists`).
 
 Tests check the result equals `get_online_features` for the same entities, missing ones included.
-Missing entities are reported in the result and counted in `OnlineLookup.counters`, never raised.
-A query that is not in the store (or given only as text) is embedded by the query encoder, with
-an LRU cache. Redis down: `OnlineStoreUnavailable` within about the connect timeout; the next
-call reconnects by itself once Redis is back.
+Missing entities are reported in the result and counted in `OnlineLookup.counters`, never raised;
+a stored value that does not decode (wrong Redis type, truncated blob) makes only its entity
+missing (counted as `corrupt_<entity>`). A query that is not in the store (or given only as text)
+is embedded by the query encoder, with an LRU cache.
+
+Faults: every call has a deadline (`timeout`, or one the caller shares across its lookups) and
+goes through a `CircuitBreaker`; Redis down or stalled gives `OnlineStoreUnavailable` by the
+deadline (at once while the circuit is open), and calls recover by themselves once Redis is back.
+The same round trip checks the materialization markers of the model version's views: a Redis
+that lost its data gives `StoreEmpty` instead of answering every entity as unknown.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +37,14 @@ from typing import Callable, Sequence
 import numpy as np
 import redis
 from feast import FeatureStore
+from google.protobuf.message import DecodeError
 from feast.infra.online_stores.redis import _versioned_fv_name
 
 from dashclip.columns import EMBEDDING
 from features import columns as C
 from features import redis_format as F
-from features.store import OnlineStoreUnavailable, describe, pack_command, redis_client, roundtrip
+from features.store import (CircuitBreaker, OnlineStoreUnavailable, StoreEmpty, describe, marker_key, pack_command,
+                            redis_client, roundtrip)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +64,7 @@ class RequestEmbeddings:
     query_found: bool
     query_source: str  # store | cache | encoded | missing
     missing: dict[str, list[str]] = field(default_factory=dict)  # entity -> ids not found
+    extra_replies: list = field(default_factory=list)  # replies to `lookup(extra=...)` commands
 
 
 class QueryCache:
@@ -96,15 +106,24 @@ class OnlineLookup:
 
     def __init__(self, store: FeatureStore, model_version: str, *, encode: Encoder | None = None,
                  query_checkpoint: str | Path | None = None, cache_size: int = 10_000,
-                 connect_timeout: float = 0.5, timeout: float = 1.0, dim: int | None = None):
-        self.store, self.model_version = store, model_version
+                 connect_timeout: float = 0.5, timeout: float = 1.0, dim: int | None = None,
+                 breaker: CircuitBreaker | None = None, require_marker: bool = True):
+        """`timeout`: seconds a call may take in all (its deadline); `require_marker`: refuse to
+        answer (StoreEmpty) when the views of the version carry no materialization marker."""
+        self.store, self.model_version, self.timeout = store, model_version, timeout
         config = store.config
         self.project = config.project
-        self.client: redis.Redis = redis_client(config, connect_timeout=connect_timeout, timeout=timeout)
+        self.client: redis.Redis | redis.RedisCluster = redis_client(
+            config, connect_timeout=min(connect_timeout, timeout), timeout=timeout)
+        self.breaker = breaker or CircuitBreaker()
         self._field: dict[str, bytes] = {}
+        views = []
         for entity in (C.PRODUCT_ENTITY, C.QUERY_ENTITY, C.CONSUMER_ENTITY):
             fv = store.get_feature_view(C.embedding_view_name(entity, model_version))
-            self._field[entity] = F.feature_field(_versioned_fv_name(fv, config), EMBEDDING)
+            views.append(_versioned_fv_name(fv, config))
+            self._field[entity] = F.feature_field(views[-1], EMBEDDING)
+        self._markers = [marker_key(v, self.project) for v in views] if require_marker else []
+        self._marker_views = views
         if encode is None and query_checkpoint is not None:
             encode = default_encoder(query_checkpoint)
         self.queries = QueryCache(encode, cache_size)
@@ -114,36 +133,111 @@ class OnlineLookup:
     def _keys(self, entity: str, ids: Sequence[str]) -> list[bytes]:
         return F.entity_keys(C.JOIN_KEYS[entity], ids, self.project)
 
-    def fetch(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """[(entity, ids), ...] -> [((n, d) embeddings, (n,) found), ...] in one round trip."""
-        cmds, spans = [], []
-        for entity, ids in requests:
-            fld = self._field[entity]
-            start = len(cmds)
-            cmds += [pack_command(b"HGET", k, fld) for k in self._keys(entity, ids)]
-            spans.append((start, len(cmds)))
+    def deadline(self) -> float:
+        """The `time.monotonic()` instant by which a call started now must be answered."""
+        return time.monotonic() + self.timeout
+
+    def read(self, commands: list[bytes], deadline: float | None = None,
+             keys: list[bytes | None] | None = None) -> list:
+        """Pre-packed read commands -> replies (error replies left in place), through the circuit
+        breaker, within the deadline and after the marker check (marker replies dropped). `keys`:
+        each command's key, which a Redis Cluster needs to route it."""
+        markers = [pack_command(b"EXISTS", *self._markers)] if self._markers else []
+        cmds = markers + commands
+        keys = (self._markers[:1] if markers else []) + (keys if keys is not None else [None] * len(commands))
         try:
-            blobs = roundtrip(self.client, cmds) if cmds else []
+            replies = self.breaker.call(lambda: roundtrip(
+                self.client, cmds, keys=keys, deadline=deadline or self.deadline(), errors="keep")) if cmds else []
+        except OnlineStoreUnavailable:
+            self.counters["redis_errors"] += 1
+            raise
         except (redis.ConnectionError, redis.TimeoutError) as e:
             self.counters["redis_errors"] += 1
             raise OnlineStoreUnavailable(
                 f"online store unavailable: {describe(self.client)} did not answer ({e}); "
                 "the lookup failed fast and the next call retries") from e
-        mat, found = F.decode_float_lists(blobs, self.dim)
+        if markers:
+            if replies[0] != len(self._markers):
+                self.counters["store_empty"] += 1
+                raise StoreEmpty(f"store empty for version {self.model_version}: {describe(self.client)} holds no "
+                                 f"materialization marker for {', '.join(self._marker_views)} (it lost its data or was "
+                                 "never materialized); run `feast materialize-incremental`", self.model_version)
+            replies = replies[1:]
+        return replies
+
+    def ping(self, deadline: float | None = None) -> None:
+        """Raise OnlineStoreUnavailable / StoreEmpty unless Redis answers and holds the version."""
+        self.read([pack_command(b"PING")], deadline)
+
+    def fetch(self, requests: Sequence[tuple[str, Sequence[str]]],
+              deadline: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """[(entity, ids), ...] -> [((n, d) embeddings, (n,) found), ...] in one round trip."""
+        return self._fetch(requests, deadline)[0]
+
+    def _fetch(self, requests, deadline=None, extra=None) -> tuple[list[tuple[np.ndarray, np.ndarray]], list]:
+        """`fetch`, plus the replies of `extra` = (pre-packed commands, their keys) sent in the same round trip."""
+        extra_cmds, extra_keys = extra or ([], [])
+        cmds, spans, keys = [], [], []
+        for entity, ids in requests:
+            fld = self._field[entity]
+            start = len(cmds)
+            keys += self._keys(entity, ids)
+            cmds += [pack_command(b"HGET", k, fld) for k in keys[start:]]
+            spans.append((entity, start, len(cmds)))
+        replies = self.read(cmds + list(extra_cmds), deadline, keys + list(extra_keys))
+        blobs, extra_replies = replies[: len(cmds)], replies[len(cmds) :]
+        try:
+            mat, found = F.decode_float_lists(blobs, self.dim)
+        except (ValueError, TypeError, DecodeError):  # an error reply or an undecodable blob among them
+            mat, found = self._decode_skipping_corrupt(blobs, spans, requests)
         if self.dim is None and found.any():
             self.dim = mat.shape[1]
-        return [(mat[a:b], found[a:b]) for a, b in spans]
+        return [(mat[a:b], found[a:b]) for _, a, b in spans], extra_replies
+
+    def _decode_skipping_corrupt(self, blobs: list, spans, requests) -> tuple[np.ndarray, np.ndarray]:
+        """Decode row by row; rows that do not decode at the common dimension count as missing."""
+
+        def ids_of(i: int) -> str:
+            k = next(j for j, (_, a, b) in enumerate(spans) if a <= i < b)
+            return repr(requests[k][1][i - spans[k][1]])
+
+        clean, dims = list(blobs), {}
+        head = F.float_list_header(self.dim) if self.dim else None
+        for i, b in enumerate(blobs):
+            if b is None or b == b"":
+                continue
+            if head is not None and isinstance(b, bytes) and len(b) == len(head) + 4 * self.dim and b.startswith(head):
+                dims[i] = self.dim  # the usual row, in the canonical layout: no need to parse it
+                continue
+            try:
+                dims[i] = len(F.decode_float_lists([b])[0][0]) if isinstance(b, bytes) else None
+            except Exception:  # noqa: BLE001 (protobuf raises its own DecodeError)
+                dims[i] = None
+        good = [d for d in dims.values() if d]
+        dim = self.dim or (max(set(good), key=good.count) if good else None)
+        for i, d in dims.items():
+            if d is None or d != dim:
+                clean[i] = None
+                entity = next(e for e, a, b in spans if a <= i < b)
+                self.counters[f"corrupt_{entity}"] += 1
+                if self.counters[f"corrupt_{entity}"] % 1000 == 1:  # the first, then every 1000th: no log flood
+                    log.warning("corrupt %s embedding in the online store (%d so far; id %s): %s", entity,
+                                self.counters[f"corrupt_{entity}"], ids_of(i),
+                                blobs[i] if isinstance(blobs[i], Exception) else f"{len(blobs[i])} bytes")
+        return F.decode_float_lists(clean, dim)
 
     def lookup(self, consumer_id: str | None, product_ids: Sequence[str], *, query_id: str | None = None,
-               query_text: str | None = None) -> RequestEmbeddings:
-        """Embeddings for one request; missing entities are reported, not raised."""
+               query_text: str | None = None, deadline: float | None = None, extra=None) -> RequestEmbeddings:
+        """Embeddings for one request; missing entities are reported, not raised. `extra`: (pre-packed
+        commands, their keys) to send in the same round trip; their replies come in `extra_replies`."""
         product_ids = [str(p) for p in product_ids]
         reqs = [(C.PRODUCT_ENTITY, product_ids)]
         if consumer_id is not None:
             reqs.append((C.CONSUMER_ENTITY, [str(consumer_id)]))
         if query_id is not None:
             reqs.append((C.QUERY_ENTITY, [str(query_id)]))
-        got = dict(zip([r[0] for r in reqs], self.fetch(reqs)))
+        fetched, extra_replies = self._fetch(reqs, deadline, extra)
+        got = dict(zip([r[0] for r in reqs], fetched))
         products, pfound = got[C.PRODUCT_ENTITY]
         d = products.shape[1] if self.dim is None else self.dim
         zero = np.zeros(d, dtype=np.float32)
@@ -165,7 +259,8 @@ class OnlineLookup:
         if not qfound and (query_id is not None or query_text):
             missing[C.QUERY_ENTITY] = [str(query_id if query_id is not None else query_text)]
         self._count(missing, qsource)
-        return RequestEmbeddings(product_ids, products, pfound, consumer, cfound, query, qfound, qsource, missing)
+        return RequestEmbeddings(product_ids, products, pfound, consumer, cfound, query, qfound, qsource, missing,
+                                 extra_replies)
 
     def _count(self, missing: dict[str, list[str]], qsource: str) -> None:
         c = self.counters

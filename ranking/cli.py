@@ -19,6 +19,7 @@ from dashclip.cli import CliError, lazy, parser, run_main
 
 ENV_PREFIX = "DASHCLIP_SERVE_"
 MAX_BODY_BYTES = 256 * 1024  # the same as ranking.serve.MAX_BODY_BYTES
+LOOKUP_TIMEOUT_MS = 50.0  # the same as ranking.serve.LOOKUP_TIMEOUT_MS
 RENAMED = {"--models": "--ranker", "--repo": "--feature-repo", "--products": "--catalog"}  # older spellings
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -46,6 +47,14 @@ def serve_parser():
     add("--retrieve-k", "100", "candidates retrieved by faiss when a request names none", type=int)
     add("--retriever", "flat", "faiss index kind", choices=["flat", "hnsw", "ivf"])
     add("--max-body-bytes", str(MAX_BODY_BYTES), "larger request bodies get 413", type=int)
+    add("--lookup-timeout-ms", str(LOOKUP_TIMEOUT_MS),
+        "deadline for all Redis reads of one request (ms); past it the request gets 503", type=float)
+    add("--breaker-failures", "5", "consecutive Redis failures that open the circuit", type=int)
+    add("--breaker-reset-s", "1.0", "seconds between probes while the circuit is open", type=float)
+    ap.add_argument("--no-store-marker", action="store_true",
+                    default=os.environ.get(env_name("--no-store-marker"), "").lower() in ("1", "true", "yes"),
+                    help="serve without materialization markers (a store filled by an engine that writes none) "
+                         f"[${env_name('--no-store-marker')}=1]")
     add("--log-level", "info", "log level of the server's own lines (third-party loggers: warnings only)",
         choices=LOG_LEVELS)
     return ap

@@ -10,11 +10,18 @@ On start-up it logs one line: the address, the model version, the ranker and the
   and score (pCTR × pCVR). Without candidate_ids the faiss index over the model version's
   product embeddings retrieves `--retrieve-k` candidates. Unknown products / consumer / query
   are scored with missing features and flagged (`unknown`, per-ad `known`).
-- `GET /health`: 200 when Redis answers, else 503 with the reason.
-- `GET /metrics`: Prometheus text: request counts by route and status, latency histogram,
-  unknown entities, Redis errors.
-- Malformed requests: 422 naming the field (pydantic); bodies over `--max-body-bytes`: 413;
-  Redis down: 503 with the reason, and the next request after Redis is back succeeds.
+- `GET /health`: 200 when Redis answers and holds the model version's materialization markers,
+  else 503 with the reason; answers at once while the circuit breaker is open.
+- `GET /metrics`: Prometheus text: request counts by route and status (500s included), latency
+  histogram, unknown entities, Redis errors, circuit state, corrupt stored values.
+- Malformed requests (bad types, NaN, text that is not UTF-8): 422 naming the field; bodies over
+  `--max-body-bytes`: 413, decided while the body streams in (chunked or not).
+- Redis down or stalled: 503 with the reason within `--lookup-timeout-ms` (all Redis reads of a
+  request share that deadline; no retry outlives it); after `--breaker-failures` consecutive
+  failures the circuit opens and requests get 503 at once until a probe every `--breaker-reset-s`
+  finds Redis back. Redis back but empty (no marker for the model version): 503 "store empty for
+  version X" until materialization refills it. One corrupt stored value: that candidate is scored
+  as unknown, the others are served.
 """
 
 from __future__ import annotations
@@ -25,15 +32,18 @@ if __name__ == "__main__":  # the command line lives in ranking.cli: parsed (and
     raise SystemExit(serve_main())
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from starlette.concurrency import run_in_threadpool
 
 from dashclip import columns as DC
 from features import columns as FC
@@ -44,13 +54,25 @@ log = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 1000
 MAX_BODY_BYTES = 256 * 1024
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+LOOKUP_TIMEOUT_MS = 50.0
+
+
+def _utf8(text: str) -> str:
+    """JSON may carry lone surrogates (`\\ud800`); they cannot become Redis keys or response text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"not UTF-8 text: lone surrogate at position {e.start}") from None
+    return text
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_utf8)]
 
 
 class RankRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     consumer_id: Id
-    query: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    query: Annotated[str, StringConstraints(min_length=1, max_length=512), AfterValidator(_utf8)]
     query_id: Id | None = None
     candidate_ids: list[Id] | None = Field(None, max_length=MAX_CANDIDATES)
     k: int = Field(10, ge=1, le=MAX_CANDIDATES)
@@ -82,6 +104,96 @@ class Metrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
         self.unknown = Counter("ads_unknown_entities_total", "entities scored with defaults", ["entity"], registry=self.registry)
         self.redis_errors = Counter("ads_redis_unavailable_total", "requests refused because Redis was down", registry=self.registry)
+        self.circuit_open = Gauge("ads_redis_circuit_open", "1 while the Redis circuit breaker refuses calls", registry=self.registry)
+        self.corrupt = Gauge("ads_corrupt_values", "stored values that did not decode, by entity (since start)", ["entity"],
+                             registry=self.registry)
+
+
+class BodyLimit:
+    """ASGI middleware: a POST body over `max_bytes` gets 413 as soon as the bytes read so far pass
+    the cap (a declared Content-Length at once), so a huge or endless chunked body is never read
+    in full. Bodies under the cap are buffered and handed on unchanged."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        size = dict(scope["headers"]).get(b"content-length")
+        if size is not None and (not size.isdigit() or int(size) > self.max_bytes):
+            return await self._refuse(scope, receive, send)
+        chunks, total = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return None
+            chunks.append(message.get("body", b""))
+            total += len(chunks[-1])
+            if total > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay():
+            return pending.pop() if pending else await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send):
+        await JSONResponse(status_code=413, content={"detail": f"request body over {self.max_bytes} bytes"})(scope, receive, send)
+
+
+def _printable(x):
+    """Validation details echo the input; NaN and lone surrogates must not break the JSON answer."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, str):
+        return x.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(x, dict):
+        return {_printable(k): _printable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_printable(v) for v in x]
+    return x
+
+
+def _install_fault_handling(app: FastAPI, service: RankService, metrics: Metrics, max_body_bytes: int) -> None:
+    """Body cap, 500s counted, 422 for any malformed body, 503 for a sick store (with the reason)."""
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+    @app.middleware("http")
+    async def count_and_time(request: Request, call_next):
+        t = time.perf_counter()
+        route = request.url.path if request.url.path in ("/rank", "/health", "/metrics") else "other"
+        try:
+            response = await call_next(request)
+        except Exception:  # noqa: BLE001 (an unexpected error: answered and counted, not lost)
+            log.exception("%s %s failed", request.method, route)
+            response = JSONResponse(status_code=500, content={"detail": "internal server error"})
+        metrics.latency.labels(route).observe(time.perf_counter() - t)
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        return JSONResponse(status_code=422, content={"detail": _printable(jsonable_encoder(exc.errors()))})
+
+    @app.exception_handler(OnlineStoreUnavailable)
+    async def redis_down(request: Request, exc: OnlineStoreUnavailable):
+        metrics.redis_errors.inc()
+        return JSONResponse(status_code=503, content={"detail": exc.detail, "reason": str(exc)})
+
+    @app.get("/health")
+    async def health():
+        try:
+            service.lookup.breaker.check()  # open circuit: answer now, not after a thread frees up
+            await run_in_threadpool(service.ping)
+        except OnlineStoreUnavailable as e:
+            return JSONResponse(status_code=503, content={"status": "unavailable", "detail": e.detail, "reason": str(e),
+                                                          "circuit": service.lookup.breaker.state})
+        return {"status": "ok", "model_version": service.model_version, "ranker": service.ranker.config.name,
+                "features": service.ranker.features, "circuit": service.lookup.breaker.state}
 
 
 def create_app(service: RankService | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
@@ -92,27 +204,7 @@ def create_app(service: RankService | None = None, max_body_bytes: int = MAX_BOD
     app = FastAPI(title="DashCLIP ads ranker")
     metrics = Metrics()
     app.state.service, app.state.metrics = service, metrics
-
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):
-        t = time.perf_counter()
-        route = request.url.path if request.url.path in ("/rank", "/health", "/metrics") else "other"
-        size = request.headers.get("content-length")
-        if request.method == "POST" and (size is None or int(size) > max_body_bytes):
-            body = await request.body() if size is None else b""
-            if size is not None or len(body) > max_body_bytes:
-                response = JSONResponse(status_code=413, content={"detail": f"request body over {max_body_bytes} bytes"})
-                metrics.requests.labels(route, "413").inc()
-                return response
-        response = await call_next(request)
-        metrics.latency.labels(route).observe(time.perf_counter() - t)
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        return response
-
-    @app.exception_handler(OnlineStoreUnavailable)
-    async def redis_down(request: Request, exc: OnlineStoreUnavailable):
-        metrics.redis_errors.inc()
-        return JSONResponse(status_code=503, content={"detail": "online feature store unavailable", "reason": str(exc)})
+    _install_fault_handling(app, service, metrics, max_body_bytes)
 
     @app.post("/rank", response_model=RankResponse)
     def rank(req: RankRequest) -> RankResponse:
@@ -127,29 +219,26 @@ def create_app(service: RankService | None = None, max_body_bytes: int = MAX_BOD
                             unknown={k: v for k, v in r.missing.items() if v}, query_source=r.query_source,
                             latency_ms=round(1000 * (time.perf_counter() - t), 3))
 
-    @app.get("/health")
-    def health():
-        try:
-            service.ping()
-        except OnlineStoreUnavailable as e:
-            return JSONResponse(status_code=503, content={"status": "unavailable", "reason": str(e)})
-        return {"status": "ok", "model_version": service.model_version, "ranker": service.ranker.config.name,
-                "features": service.ranker.features}
-
     @app.get("/metrics")
     def prometheus():
+        metrics.circuit_open.set(float(service.lookup.breaker.state == "open"))
+        for key, n in list(service.lookup.counters.items()):
+            if key.startswith("corrupt_"):
+                metrics.corrupt.labels(key.removeprefix("corrupt_")).set(n)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
 
 def build_service(models: str | Path, repo: str | Path, products: str | Path | None, checkpoint: str | Path | None,
-                  retrieve_k: int = 100, retriever_kind: str = "flat") -> RankService:
+                  retrieve_k: int = 100, retriever_kind: str = "flat", lookup_timeout_ms: float = LOOKUP_TIMEOUT_MS,
+                  breaker_failures: int = 5, breaker_reset_s: float = 1.0, require_marker: bool = True) -> RankService:
     from dashclip.catalog import load_products
     from features.definitions import default_data_dir
     from features.online import default_encoder
     from features.retriever import FaissRetriever, RetrieverConfig
-    from features.store import open_store
+    from features.online import OnlineLookup
+    from features.store import CircuitBreaker, open_store
     from ranking.model import Ranker
 
     ranker = Ranker.load(models)
@@ -164,7 +253,15 @@ def build_service(models: str | Path, repo: str | Path, products: str | Path | N
     if table.exists():
         retriever = FaissRetriever.from_table(table, model_version=version, config=RetrieverConfig(kind=retriever_kind))
     encode = default_encoder(checkpoint) if checkpoint else None
-    return RankService(store, ranker, version, cats, encode=encode, retriever=retriever, retrieve_k=retrieve_k)
+    lookup = OnlineLookup(store, version, encode=encode, timeout=lookup_timeout_ms / 1000, require_marker=require_marker,
+                          breaker=CircuitBreaker(breaker_failures, breaker_reset_s))
+    return RankService(store, ranker, version, cats, retriever=retriever, retrieve_k=retrieve_k, lookup=lookup)
+
+
+def service_from_args(args) -> RankService:
+    """The service the parsed server settings (``ranking.cli.serve_parser``) describe."""
+    return build_service(args.ranker, args.feature_repo, args.catalog, args.checkpoint, args.retrieve_k, args.retriever,
+                         args.lookup_timeout_ms, args.breaker_failures, args.breaker_reset_s, not args.no_store_marker)
 
 
 def service_from_settings(args=None) -> tuple[RankService, int]:
@@ -177,8 +274,7 @@ def service_from_settings(args=None) -> tuple[RankService, int]:
         args = settings()
         configure_logging(args.log_level)
     check_paths(args)
-    service = build_service(args.ranker, args.feature_repo, args.catalog, args.checkpoint, args.retrieve_k,
-                            args.retriever)
+    service = service_from_args(args)
     log.info(startup_line(service))  # one per worker
     return service, args.max_body_bytes
 
@@ -208,8 +304,7 @@ def run_cli(args) -> int:
         uvicorn.run("ranking.serve:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                     log_level="warning", access_log=False)
         return 0
-    service = build_service(args.ranker, args.feature_repo, args.catalog, args.checkpoint, args.retrieve_k,
-                            args.retriever)
+    service = service_from_args(args)
     app = create_app(service, args.max_body_bytes)
     log.info(startup_line(service, f"http://{args.host}:{args.port}"))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)

@@ -27,7 +27,7 @@ from features.offline import training_frame
 from features.online import OnlineLookup
 from features.repo import TEMPLATE_FILES, init_repo
 from features.similarity import request_features
-from features.store import OnlineStoreUnavailable, feast_connection_string
+from features.store import OnlineStoreUnavailable, StoreEmpty, feast_connection_string
 from features.synthetic import T0, product_table, unit_vectors, write_partition, write_stats, write_tables
 from tests.redis_fixture import db_url, delete_project_keys, redis_server, redis_url, unique_project  # noqa: F401
 
@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = M.ENGINE_TYPE
 START, END = T0 - timedelta(days=2), T0 + timedelta(days=5)
 D = 32
+MARKER_PREFIX = b"_dashclip_materialized:"
 
 
 def make_store(root: Path, url: str, project: str, data_dir: Path, versions, engine: str = FAST) -> FeatureStore:
@@ -78,9 +79,11 @@ def env(tmp_path_factory, redis_url):  # noqa: F811
 
 
 def _hashes(url: str, project: str) -> dict[bytes, dict]:
+    """Feast's hashes of a project (materialization markers left out)."""
     r = redis.Redis.from_url(url)
     suffix = project.encode()
-    return {k[: -len(suffix)]: r.hgetall(k) for k in r.scan_iter(match=b"*" + suffix, count=1000)}
+    return {k[: -len(suffix)]: r.hgetall(k) for k in r.scan_iter(match=b"*" + suffix, count=1000)
+            if not k.startswith(MARKER_PREFIX)}
 
 
 def test_fast_materialize_writes_exactly_what_feast_writes(env):
@@ -235,9 +238,10 @@ def test_redis_down_fails_fast_and_recovers(env, redis_server):  # noqa: F811
     with pytest.raises(OnlineStoreUnavailable, match="rerun"):
         store.materialize(START, END)
 
-    redis_server.start()  # back, but say it lost its data: a materialize rerun refills it
+    redis_server.start()  # back, but say it lost its data: refused as empty, a materialize rerun refills it
     redis.Redis.from_url(redis_server.url).flushall()
-    assert not lk.lookup("c1", ["p1"]).product_found.any()
+    with pytest.raises(StoreEmpty, match="store empty for version v1"):
+        lk.lookup("c1", ["p1"])
     store.materialize(START, END)
     req = lk.lookup("c1", ["p1", "p2"], query_id="q1")
     assert req.product_found.all() and req.consumer_found and req.query_found

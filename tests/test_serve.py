@@ -14,6 +14,7 @@ from feast import FeatureStore, RepoConfig
 
 from features import columns as FC
 from features.definitions import build_definitions
+from features.materialize import ENGINE_TYPE
 from features.retriever import FaissRetriever, RetrieverConfig
 from features.store import feast_connection_string
 from features.synthetic import T0, unit_vectors, write_stats, write_tables
@@ -41,20 +42,23 @@ def toy_ranker() -> Ranker:
                   RankerConfig(name="with_embeddings", features=feats, model_version="v1", params=p))
 
 
-def make_service(root, url: str, project: str) -> tuple[RankService, dict]:
+def make_service(root, url: str, project: str, **kw) -> tuple[RankService, dict]:
     data = root / "data"
     if not data.exists():
         tables = write_tables(data, versions=("v1",), n_products=150, n_queries=10, n_consumers=6, d=D)
         write_stats(data, tables.product_ids, tables.consumer_ids, categories=("A", "B"))
     cfg = RepoConfig(project=project, provider="local", registry=str(root / f"registry_{project}.db"),
                      online_store={"type": "redis", "connection_string": feast_connection_string(url)},
-                     offline_store={"type": "file"}, entity_key_serialization_version=3)
+                     offline_store={"type": "file"}, batch_engine={"type": ENGINE_TYPE},
+                     entity_key_serialization_version=3)
     store = FeatureStore(config=cfg)
     store.apply(build_definitions(data, ("v1",)).objects())
     store.materialize(T0 - timedelta(days=2), T0 + timedelta(days=5))
     cats = {f"p{i}": "AB"[i % 2] for i in range(150)}
     retriever = FaissRetriever.from_table(data / FC.PRODUCT_EMBEDDINGS_TABLE, "v1", RetrieverConfig(kind="flat"))
-    return RankService(store, toy_ranker(), "v1", cats, encode=encoder, retriever=retriever, retrieve_k=50), {"data": data}
+    kw.setdefault("lookup_timeout", 1.0)  # a shared test Redis may be busy; the fault tests set their own
+    service = RankService(store, toy_ranker(), "v1", cats, encode=encoder, retriever=retriever, retrieve_k=50, **kw)
+    return service, {"data": data, "store": store}
 
 
 @pytest.fixture(scope="module")

@@ -45,9 +45,11 @@ def built(service, monkeypatch):
             monkeypatch.delenv(env_name(action.option_strings[0]), raising=False)
     calls = []
 
-    def build(ranker, repo, catalog, checkpoint, retrieve_k, retriever):
+    def build(ranker, repo, catalog, checkpoint, retrieve_k, retriever, lookup_timeout_ms, breaker_failures,
+              breaker_reset_s, require_marker):
         calls.append(dict(ranker=ranker, repo=repo, catalog=catalog, checkpoint=checkpoint, retrieve_k=retrieve_k,
-                          retriever=retriever))
+                          retriever=retriever, lookup_timeout_ms=lookup_timeout_ms, breaker_failures=breaker_failures,
+                          breaker_reset_s=breaker_reset_s, require_marker=require_marker))
         return service
 
     monkeypatch.setattr(serve, "build_service", build)
@@ -60,10 +62,13 @@ def test_create_app_with_no_arguments_reads_the_environment(built, folders, monk
     monkeypatch.setenv("DASHCLIP_SERVE_CATALOG", folders["ingest"])
     monkeypatch.setenv("DASHCLIP_SERVE_RETRIEVE_K", "50")
     monkeypatch.setenv("DASHCLIP_SERVE_MAX_BODY_BYTES", "1200")  # body() is ~800 bytes
+    monkeypatch.setenv("DASHCLIP_SERVE_LOOKUP_TIMEOUT_MS", "25")
+    monkeypatch.setenv("DASHCLIP_SERVE_NO_STORE_MARKER", "1")
     with caplog.at_level(logging.INFO, logger="ranking.serve"):
         app = serve.create_app()
     assert built == [dict(ranker=folders["ranker"], repo=folders["repo"], catalog=folders["ingest"], checkpoint=None,
-                          retrieve_k=50, retriever="flat")]
+                          retrieve_k=50, retriever="flat", lookup_timeout_ms=25.0, breaker_failures=5,
+                          breaker_reset_s=1.0, require_marker=False)]
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ads server")]
     assert len(lines) == 1
     assert "model version v1" in lines[0] and "ranker with_embeddings" in lines[0] and "store redis at " in lines[0]

@@ -109,6 +109,10 @@ class FaissRetriever:
         index = faiss.index_factory(d, cfg.factory(n, d), faiss.METRIC_INNER_PRODUCT)
         if cfg.kind == "hnsw":
             index.hnsw.efConstruction = cfg.hnsw_ef_construction
+        if cfg.kind == "ivfpq" and cfg.pq_nbits == 8:
+            # index_factory asks for polysemous training (a slow code permutation search that only
+            # polysemous Hamming filtering uses, which this index never does)
+            faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = False
         if not index.is_trained:
             index.train(x)
         index.add(x)
@@ -125,10 +129,11 @@ class FaissRetriever:
 
     def _apply_search_params(self) -> None:
         ps, c = faiss.ParameterSpace(), self.config
-        params = {"hnsw": {"efSearch": c.hnsw_ef_search}, "ivf": {"nprobe": c.ivf_nprobe},
-                  "ivfpq": {"nprobe": c.ivf_nprobe, **({"k_factor": c.refine_k_factor} if c.refine != "none" else {})}}
+        params = {"hnsw": {"efSearch": c.hnsw_ef_search}, "ivf": {"nprobe": c.ivf_nprobe}, "ivfpq": {"nprobe": c.ivf_nprobe}}
         for name, value in params.get(c.kind, {}).items():
-            ps.set_index_parameter(self.index, name, value)
+            ps.set_index_parameter(self.index, name, value)  # reaches through refine wrappers
+        if isinstance(self.index, faiss.IndexRefine):
+            self.index.k_factor = float(c.refine_k_factor)
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """(m, d) or (d,) query embeddings -> ((m, k) product ids, (m, k) cosine); None/-inf pad."""

@@ -136,7 +136,7 @@ def _latency(r: FaissRetriever, q: np.ndarray, k: int = 10) -> dict:
 
 
 SWEEP = {"hnsw": ("hnsw_ef_search", (64, 128, 256)), "ivf": ("ivf_nprobe", (8, 16, 32, 64)),
-         "ivfpq": ("ivf_nprobe", (8, 16, 32, 64))}
+         "ivfpq": ("refine_k_factor", (10, 20, 40))}
 
 
 def _sweep(r: FaissRetriever, x: np.ndarray, q: np.ndarray, scores: np.ndarray, k: int) -> list[dict]:
@@ -223,8 +223,10 @@ def main() -> None:
     ap.add_argument("--synthetic-n", type=int, default=1_000_000)
     ap.add_argument("--nlist", type=int, default=1024, help="ivfpq lists at the synthetic size")
     ap.add_argument("--nprobe", type=int, default=16)
-    ap.add_argument("--pq-m", type=int, default=80)
-    ap.add_argument("--k-factor", type=int, default=8)
+    ap.add_argument("--pq-m", type=int, default=160)
+    ap.add_argument("--pq-nbits", type=int, default=4, choices=[4, 8])
+    ap.add_argument("--refine", default="sq8", choices=["sq8", "fp16", "flat"])
+    ap.add_argument("--k-factor", type=int, default=20)
     ap.add_argument("--build-threads", type=int, default=2)
     ap.add_argument("--hnsw-at-scale", action="store_true", help="also build HNSW at the synthetic size (slow)")
     ap.add_argument("--work", default=None, help="folder for the catalog embedding table (default: a temporary one)")
@@ -244,7 +246,7 @@ def main() -> None:
         x, q = clustered(args.synthetic_n, args.dim, args.queries)
         gen_s = time.perf_counter() - t
         cfgs = {"ivfpq": RetrieverConfig(kind="ivfpq", ivf_nlist=args.nlist, ivf_nprobe=args.nprobe, pq_m=args.pq_m,
-                                         refine="sq8", refine_k_factor=args.k_factor)}
+                                         pq_nbits=args.pq_nbits, refine=args.refine, refine_k_factor=args.k_factor)}
         if args.hnsw_at_scale:
             cfgs["hnsw"] = RetrieverConfig(kind="hnsw")
         res["clustered"] = {**compare(x, q, cfgs, args.build_threads), "generate_s": round(gen_s, 1)}

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pq-m", type=int, default=None, help="PQ sub-quantisers (default dim/8)")
     ap.add_argument("--pq-nbits", type=int, default=8, choices=[4, 8])
     ap.add_argument("--refine", default="sq8", choices=["none", "sq8", "fp16", "flat"])
-    ap.add_argument("--k-factor", type=int, default=4)
+    ap.add_argument("--k-factor", type=int, default=8, help="ivfpq: re-rank k * factor candidates")
     ap.add_argument("--threads", type=int, default=0, help="faiss build threads (0: faiss default)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)

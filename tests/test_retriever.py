@@ -39,7 +39,7 @@ def test_exact_equals_brute_force(data):
 
 
 @pytest.mark.parametrize("cfg", [RetrieverConfig(kind="hnsw"), RetrieverConfig(kind="ivf"),
-                                 RetrieverConfig(kind="ivfpq", ivf_nlist=16, ivf_nprobe=8, pq_m=8)])
+                                 RetrieverConfig(kind="ivfpq", ivf_nlist=16, ivf_nprobe=8, pq_m=8, refine="fp16")])
 def test_approximate_recall_at_10(data, cfg):
     x, ids, q = data
     exact = FaissRetriever.build(x, ids, RetrieverConfig(kind="flat"))

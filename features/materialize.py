@@ -55,6 +55,8 @@ class RedisBulkComputeEngineConfig(FeastConfigBaseModel):
     type: Literal["features.materialize.RedisBulkComputeEngine"] = ENGINE_TYPE
     chunk_rows: int = 5000
     """Rows per pipelined round trip to Redis."""
+    vector_dtype: Literal["float32", "float16", "int8"] = "float32"
+    """How embedding columns are stored: Feast's float32 list, or a compact vector (redis_format)."""
 
 
 @dataclass
@@ -70,10 +72,10 @@ class MaterializeReport:
 class RedisBulkComputeEngine(LocalComputeEngine):
     """LocalComputeEngine whose materialization writes Redis directly (other work unchanged)."""
 
-    def __init__(self, *, chunk_rows: int = 5000, **kwargs):
+    def __init__(self, *, chunk_rows: int = 5000, vector_dtype: str = "float32", **kwargs):
         kwargs.pop("type", None)
         super().__init__(**kwargs)
-        self.chunk_rows = chunk_rows
+        self.chunk_rows, self.vector_dtype = chunk_rows, vector_dtype
         self.reports: list[MaterializeReport] = []
 
     def _materialize_one(self, registry, task: MaterializationTask, **kwargs):
@@ -84,7 +86,8 @@ class RedisBulkComputeEngine(LocalComputeEngine):
         job_id = f"{fv.name}-{task.start_time}-{task.end_time}"
         try:
             report = materialize_view(self.repo_config, fv, task.start_time, task.end_time,
-                                      chunk_rows=self.chunk_rows, tqdm_builder=task.tqdm_builder)
+                                      chunk_rows=self.chunk_rows, tqdm_builder=task.tqdm_builder,
+                                      vector_dtype=self.vector_dtype)
             self.reports.append(report)
             return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
         except Exception as e:  # Feast re-raises the job's error to the caller
@@ -159,8 +162,9 @@ def _dt_micros(d: datetime) -> int:
     return int(round(d.timestamp() * 1_000_000))
 
 
-def encode_features(fv: FeatureView, table: pa.Table) -> list[tuple[bytes, list[bytes]]]:
-    """(hash field, serialized values per row) for every feature of `fv`, as Feast serialises them."""
+def encode_features(fv: FeatureView, table: pa.Table, vector_dtype: str = "float32") -> list[tuple[bytes, list[bytes]]]:
+    """(hash field, serialized values per row) for every feature of `fv`, as Feast serialises them
+    (embedding columns as compact vectors when `vector_dtype` is not float32)."""
     view = fv.name
     out = []
     batch = None
@@ -169,7 +173,7 @@ def encode_features(fv: FeatureView, table: pa.Table) -> list[tuple[bytes, list[
         if f.dtype == Array(Float32) and col.null_count == 0 and _uniform_list(col):
             flat = pc.list_flatten(col.combine_chunks()).to_numpy(zero_copy_only=False)
             mat = flat.astype(np.float32, copy=False).reshape(table.num_rows, -1)  # (n, d)
-            out.append((F.feature_field(view, f.name), F.encode_float_lists(mat)))
+            out.append((F.feature_field(view, f.name), F.encode_vectors(mat, vector_dtype)))
             continue
         if batch is None:
             batch = table.combine_chunks().to_batches()[0] if table.num_rows else None
@@ -185,7 +189,7 @@ def _uniform_list(col: pa.ChunkedArray) -> bool:
 
 
 def materialize_view(config: RepoConfig, fv: FeatureView, start, end, *, chunk_rows: int = 5000,
-                     tqdm_builder=None, client: redis.Redis | None = None) -> MaterializeReport:
+                     tqdm_builder=None, client: redis.Redis | None = None, vector_dtype: str = "float32") -> MaterializeReport:
     """Write the latest row per entity of `fv` in [start, end] to Redis in Feast's format."""
     t0 = time.perf_counter()
     table, rows_in = read_latest(config, fv, start, end)
@@ -195,7 +199,7 @@ def materialize_view(config: RepoConfig, fv: FeatureView, start, end, *, chunk_r
     bar = tqdm_builder(table.num_rows) if tqdm_builder else None
     for off in range(0, table.num_rows, chunk_rows):
         chunk = table.slice(off, chunk_rows)
-        w, s = _write_chunk(client, config, fv, view, chunk)
+        w, s = _write_chunk(client, config, fv, view, chunk, vector_dtype)
         written, skipped = written + w, skipped + s
         if bar is not None:
             bar.update(chunk.num_rows)
@@ -207,7 +211,8 @@ def materialize_view(config: RepoConfig, fv: FeatureView, start, end, *, chunk_r
     return report
 
 
-def _write_chunk(client: redis.Redis, config: RepoConfig, fv: FeatureView, view: str, chunk: pa.Table) -> tuple[int, int]:
+def _write_chunk(client: redis.Redis, config: RepoConfig, fv: FeatureView, view: str, chunk: pa.Table,
+                 vector_dtype: str = "float32") -> tuple[int, int]:
     join_key = fv.entity_columns[0].name
     keys = F.entity_keys(join_key, chunk.column(join_key).to_pylist(), config.project)
     ts_us = chunk.column("__ts_us").to_numpy()
@@ -221,7 +226,7 @@ def _write_chunk(client: redis.Redis, config: RepoConfig, fv: FeatureView, view:
                 write[i] = False  # Feast skips rows that are not newer than what is stored
         idx = np.flatnonzero(write)
         if idx.size:
-            fields = encode_features(fv, chunk.take(pa.array(idx)) if idx.size < len(keys) else chunk)
+            fields = encode_features(fv, chunk.take(pa.array(idx)) if idx.size < len(keys) else chunk, vector_dtype)
             ttl = config.online_store.key_ttl_seconds
             cmds = []
             for j, i in enumerate(idx.tolist()):

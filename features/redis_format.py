@@ -209,6 +209,38 @@ def _parse_floats(blob: bytes) -> np.ndarray:
     return np.asarray(v.float_list_val.val, dtype=np.float32)
 
 
+@lru_cache(maxsize=1)
+def _string_tag() -> bytes:
+    blob = ValueProto(string_val="a").SerializeToString()  # tag, length 1, "a"
+    return blob[:-2]
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def encode_strings(values: Sequence[str]) -> list[bytes]:
+    """Non-null strings -> serialized ValueProto(string_val=...), as Feast writes them."""
+    tag, out = _string_tag(), []
+    for v in values:
+        b = v.encode()
+        out.append(tag + (bytes((len(b),)) if len(b) < 128 else _varint(len(b))) + b)
+    return out
+
+
+def encode_bools(values: np.ndarray) -> list[bytes]:
+    """Non-null booleans -> serialized ValueProto(bool_val=...)."""
+    true, false = ValueProto(bool_val=True).SerializeToString(), ValueProto(bool_val=False).SerializeToString()
+    return [true if v else false for v in np.asarray(values, dtype=bool).tolist()]
+
+
 def encode_timestamps(micros: np.ndarray) -> list[bytes]:
     """int64 microseconds since the epoch (UTC) -> serialized protobuf Timestamps, as Feast writes."""
     uniq, inverse = np.unique(np.asarray(micros, dtype=np.int64), return_inverse=True)

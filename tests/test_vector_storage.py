@@ -93,3 +93,9 @@ def test_float16_materialize_and_online_lookup(tmp_path, redis_url):  # noqa: F8
     finally:
         for p in projects.values():
             delete_project_keys(url, p)
+
+
+def test_scalar_fast_paths_match_protobuf():
+    strings = ["", "a", "é" * 70, "x" * 300, "z" * 20000]  # 1-, 2- and 3-byte length varints
+    assert F.encode_strings(strings) == [ValueProto(string_val=s).SerializeToString() for s in strings]
+    assert F.encode_bools(np.array([True, False])) == [ValueProto(bool_val=b).SerializeToString() for b in (True, False)]

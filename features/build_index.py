@@ -102,6 +102,22 @@ def load_index(table: str | Path, model_version: str, mmap: bool = True) -> Fais
     return FaissRetriever.load(root / name, mmap=mmap)
 
 
+def open_retriever(table: str | Path, model_version: str, fallback: RetrieverConfig | None = None) -> FaissRetriever:
+    """What a server loads at start-up: the published index of `model_version`, memory-mapped;
+    when there is none, or it is stale, an index built in memory from the table (`fallback`)."""
+    try:
+        found = load_index(table, model_version)
+        if found is not None:
+            log.info("retrieval index %s (%s, %d products) mapped", index_root(table, model_version), found.config.kind,
+                     found.config.count)
+            return found
+        log.warning("no published retrieval index for model_version=%s under %s; building one in memory "
+                    "(python -m features.build_index publishes one)", model_version, table)
+    except StaleIndex as e:
+        log.warning("%s; building one in memory", e)
+    return FaissRetriever.from_table(table, model_version, fallback)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m features.build_index", description=__doc__.split("\n")[0])
     ap.add_argument("--table", required=True, help="the product embedding table folder (model_version=V/ partitions)")

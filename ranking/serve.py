@@ -137,7 +137,8 @@ def build_service(models: str | Path, repo: str | Path, products: str | Path | N
     from dashclip.catalog import load_products
     from features.definitions import default_data_dir
     from features.online import default_encoder
-    from features.retriever import FaissRetriever, RetrieverConfig
+    from features.build_index import open_retriever
+    from features.retriever import RetrieverConfig
     from features.store import open_store
     from ranking.model import Ranker
 
@@ -151,7 +152,7 @@ def build_service(models: str | Path, repo: str | Path, products: str | Path | N
     table = default_data_dir(Path(repo)) / FC.PRODUCT_EMBEDDINGS_TABLE
     retriever = None
     if table.exists():
-        retriever = FaissRetriever.from_table(table, model_version=version, config=RetrieverConfig(kind=retriever_kind))
+        retriever = open_retriever(table, version, RetrieverConfig(kind=retriever_kind))  # mapped, else built
     encode = default_encoder(checkpoint) if checkpoint else None
     return RankService(store, ranker, version, cats, encode=encode, retriever=retriever, retrieve_k=retrieve_k)
 
@@ -165,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--retrieve-k", type=int, default=100)
-    ap.add_argument("--retriever", default="flat", choices=["flat", "hnsw", "ivf"])
+    ap.add_argument("--retriever", default="flat", choices=["flat", "hnsw", "ivf", "ivfpq"],
+                    help="kind built in memory when no index is published (python -m features.build_index)")
     ap.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)

@@ -86,3 +86,13 @@ def test_cli_builds_and_reports(table, capsys):
     out = capsys.readouterr().out
     assert '"model_version": "v2"' in out and '"kind": "ivf"' in out
     assert B.load_index(table, "v2").config.ivf_nlist == 4
+
+
+def test_a_server_maps_the_published_index_and_builds_one_without_it(table, caplog):
+    built = B.open_retriever(table, "v2", RetrieverConfig(kind="flat"))  # nothing published: built in memory
+    assert built.config.kind == "flat" and built.config.count == 300 and "no published retrieval index" in caplog.text
+    B.build_index(table, "v2", RetrieverConfig(kind="hnsw"))
+    mapped = B.open_retriever(table, "v2", RetrieverConfig(kind="flat"))
+    assert mapped.config.kind == "hnsw" and mapped.config.source_run == "run-v2-a"
+    (table / partition("v2") / RUN_MARKER).write_text("run-v2-b")  # recommitted: the published index is stale
+    assert B.open_retriever(table, "v2", RetrieverConfig(kind="flat")).config.kind == "flat"

@@ -5,7 +5,8 @@
 On the catalog embedding table of bench/retrieval.py (deterministic stand-in embeddings at the
 served dimension): requests of one text query, one consumer profile (mean of 5 products) and 100
 candidates (the query's exact top 100 over the catalog: the slate the server ranks). Each product
-vector goes through the Redis round trip (`redis_format.encode_vectors` / `decode_float_lists`);
+vector goes through the Redis encoding (`redis_format.encode_vectors` / `decode_float_lists`), and so do the query and
+consumer vectors;
 the similarity features the ranker reads are recomputed and compared with float32's:
 - feature drift: max and mean absolute change of every similarity feature;
 - ranking: top-10 overlap and nDCG@10 of the order by cos_query_product against float32's order
@@ -54,9 +55,12 @@ def main() -> None:
     found = np.ones(n * k, bool)
     stored = {d: F.decode_float_lists(F.encode_vectors(x, d))[0] for d in F.VECTOR_DTYPES}  # what a lookup returns
 
-    def feats(mat):
-        return similarity_features(mat[slates.ravel()], found, np.repeat(q, k, 0), found,
-                                   np.repeat(F.decode_float_lists(F.encode_vectors(buyers, d_now))[0], k, 0), found, group)
+    def stored_as(v, d):
+        return F.decode_float_lists(F.encode_vectors(v, d))[0]
+
+    def feats(mat):  # query and consumer vectors come from the store too
+        return similarity_features(mat[slates.ravel()], found, np.repeat(stored_as(q, d_now), k, 0), found,
+                                   np.repeat(stored_as(buyers, d_now), k, 0), found, group)
 
     d_now = "float32"
     ref = feats(stored["float32"])

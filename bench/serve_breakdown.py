@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/serve_breakdown.py` from the root
-from bench.common import drop_project, machine, redis_url, scratch_store, write  # noqa: E402
+from bench.common import drop_project, machine, scratch_store, write  # noqa: E402
 from features import columns as FC  # noqa: E402
 from features.materialize import ENGINE_TYPE  # noqa: E402
 from features.retriever import FaissRetriever, RetrieverConfig  # noqa: E402

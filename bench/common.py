@@ -46,8 +46,9 @@ def drop_project(project: str) -> None:
 
 
 def machine(note: str = "") -> dict:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
     return {
-        "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+        "cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
         "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "redis": redis.Redis.from_url(redis_url()).info("server")["redis_version"] + " on loopback",
         "note": note or os.environ.get("BENCH_NOTE", ""),

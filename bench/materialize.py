@@ -1,17 +1,25 @@
 """Materialization throughput into Redis: our engine vs Feast's stock local engine, same run.
 
     python bench/materialize.py [--sizes catalog,200000] [--dim 256]
+    python bench/materialize.py --served-rows 200000 --served-dim 640   # served vectors only
 
 Tables: the shipped catalog's product ids (embeddings from the Spark job's table when
 `--embeddings` points at one, else random unit vectors of the same shape) and a 200k-row table.
 Each engine materializes the product embedding view into a fresh Feast project; the time is the
 wall clock of `FeatureStore.materialize` (what `feast materialize` runs). A sample of keys is
-compared byte for byte between the two. Writes bench/results/materialize.json.
+compared byte for byte between the two.
+
+Served vectors (`--served-rows`, on a private redis-server this script starts and flushes): the
+product embedding view at the served dimension, written by our engine (`materialize_view`, the
+write path of `feast materialize` without Feast's planning) beside a raw redis-py pipeline sending
+the same HSETs (same keys, fields and bytes: the practical limit), for float32, float16 and int8
+storage, with Redis `MEMORY USAGE` per product. Writes bench/results/materialize.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -23,7 +31,7 @@ import pyarrow.parquet as pq
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/materialize.py` from the root
-from bench.common import WINDOW, DATA_CSV, drop_project, machine, redis_url, scratch_store, write
+from bench.common import RESULTS, WINDOW, DATA_CSV, drop_project, machine, redis_url, scratch_store, write
 from features import columns as C
 from features.definitions import build_definitions
 from features.materialize import ENGINE_TYPE
@@ -73,13 +81,111 @@ def bench_size(name: str, ids: list[str], dim: int, embeddings: Path | None) -> 
     return res
 
 
+def _private_redis(workdir: Path):
+    import shutil
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            return proc, port
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    proc.terminate()
+    raise RuntimeError(f"redis-server did not answer on port {port}")
+
+
+def bench_served(rows: int, dim: int, chunk_rows: int) -> dict:
+    """Our engine vs a raw redis-py pipeline writing the same HSETs, per storage dtype."""
+    from feast import FeatureStore, RepoConfig
+
+    from features import redis_format as F
+    from features.materialize import encode_features, materialize_view, read_latest
+    from features.store import feast_connection_string
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        proc, port = _private_redis(root)
+        try:
+            ids = [f"p{i}" for i in range(rows)]
+            mat = unit_vectors(np.random.default_rng(0), rows, dim)
+            write_partition(root / "data", C.PRODUCT_EMBEDDINGS_TABLE, "v1", product_table(ids, mat, T0))
+            cfg = RepoConfig(project="bench", provider="local", registry=str(root / "reg.db"),
+                             online_store={"type": "redis", "connection_string": feast_connection_string(f"redis://127.0.0.1:{port}")},
+                             offline_store={"type": "file"}, entity_key_serialization_version=3)
+            store = FeatureStore(config=cfg)
+            defs = build_definitions(root / "data", ("v1",))
+            store.apply(list(defs.entities.values()) + [defs.views[VIEW]])
+            fv = store.get_feature_view(VIEW)
+            client = redis.Redis(port=port)
+            keys = F.entity_keys(C.PRODUCT_ID, ids, "bench")
+            tsf, embf = F.ts_field(VIEW), F.feature_field(VIEW, "embedding")
+            ts_blob = F.encode_timestamps(np.array([int(T0.timestamp() * 1e6)]))[0]
+            out = {"rows": rows, "dim": dim, "chunk_rows": chunk_rows, "redis": f"private redis-server "
+                   f"{client.info('server')['redis_version']} on loopback", "dtypes": {}}
+            table, _ = read_latest(cfg, fv, T0 - WINDOW, T0 + WINDOW)
+            for dtype in ("float32", "float16", "int8"):
+                fields = encode_features(fv, table, dtype)  # the bytes both paths write, encoded beforehand for raw
+                flat = [[x for name, vals in fields for x in (name, vals[i])] for i in range(rows)]
+                client.flushdb()
+                t = time.perf_counter()
+                for off in range(0, rows, chunk_rows):
+                    with client.pipeline(transaction=False) as pipe:
+                        for i in range(off, min(rows, off + chunk_rows)):
+                            pipe.execute_command("HSET", keys[i], tsf, ts_blob, *flat[i])
+                        pipe.execute()
+                raw_s = time.perf_counter() - t
+                raw_sample = client.hgetall(keys[rows // 2])
+                client.flushdb()
+                t = time.perf_counter()
+                rep = materialize_view(cfg, fv, T0 - WINDOW, T0 + WINDOW, chunk_rows=chunk_rows, client=client, vector_dtype=dtype)
+                ours_s = time.perf_counter() - t
+                same = client.hgetall(keys[rows // 2]) == raw_sample
+                t = time.perf_counter()
+                again = materialize_view(cfg, fv, T0 - WINDOW, T0 + WINDOW, chunk_rows=chunk_rows, client=client, vector_dtype=dtype)
+                rerun_s = time.perf_counter() - t
+                sample = keys[:: max(1, rows // 500)]
+                mem = [client.memory_usage(k) for k in sample]
+                used = client.info("memory")["used_memory"]
+                client.flushdb()
+                empty = client.info("memory")["used_memory"]
+                out["dtypes"][dtype] = {
+                    "value_bytes": len(dict(fields)[embf][0]), "ours_s": round(ours_s, 3), "ours_rows_per_s": round(rows / ours_s),
+                    "raw_pipeline_s": round(raw_s, 3), "raw_rows_per_s": round(rows / raw_s),
+                    "ours_over_raw_time": round(ours_s / raw_s, 3), "identical_bytes_sample": same,
+                    "rows_written": rep.rows_written, "rerun_s": round(rerun_s, 3), "rerun_rows_skipped": again.rows_skipped_not_newer,
+                    "memory_usage_per_product": round(float(np.mean(mem)), 1),
+                    "used_memory_per_product": round((used - empty) / rows, 1)}
+                print(dtype, out["dtypes"][dtype], flush=True)
+            return out
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="catalog,200000")
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--embeddings", type=Path, default=None, help="product embedding parquet of the catalog")
+    ap.add_argument("--served-rows", type=int, default=0, help="rows of the served-vector comparison (0: skip it)")
+    ap.add_argument("--served-dim", type=int, default=640)
+    ap.add_argument("--chunk-rows", type=int, default=5000)
     ap.add_argument("--note", default="")
     args = ap.parse_args()
+    if args.served_rows:
+        served = bench_served(args.served_rows, args.served_dim, args.chunk_rows)
+        prev = json.loads((RESULTS / "materialize.json").read_text()) if (RESULTS / "materialize.json").exists() else {}
+        prev["served_vectors"] = {**served, "machine": machine(args.note), "target_rows_per_s": 100000}
+        write("materialize", prev)
+        return
     assert build_definitions  # the views benchmarked are the repo's own declarations
     load_before = machine(args.note)["loadavg_1_5_15"]
     results = []

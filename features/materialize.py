@@ -48,13 +48,15 @@ from feast.infra.compute_engines.local.job import LocalMaterializationJob
 from feast.infra.offline_stores.file_source import FileSource
 from feast.infra.online_stores.redis import RedisOnlineStoreConfig, _versioned_fv_name
 from feast.repo_config import FeastConfigBaseModel
-from feast.types import Array, Float32
+from feast.types import Array, Bool, Float32, String
 from feast.utils import _columns_to_proto_values
 
 from features import redis_format as F
 from features.store import OnlineStoreUnavailable, describe, marker_key, pack_command, redis_client, roundtrip
 
 log = logging.getLogger(__name__)
+# the stored `_ts` of every key of a chunk in one round trip and one array reply
+_STORED_TS = "local out = {} for i, k in ipairs(KEYS) do out[i] = redis.call('HGET', k, ARGV[1]) end return out"
 ENGINE_TYPE = "features.materialize.RedisBulkComputeEngine"
 
 
@@ -62,6 +64,8 @@ class RedisBulkComputeEngineConfig(FeastConfigBaseModel):
     type: Literal["features.materialize.RedisBulkComputeEngine"] = ENGINE_TYPE
     chunk_rows: int = 5000
     """Rows per pipelined round trip to Redis."""
+    vector_dtype: Literal["float32", "float16", "int8"] = "float32"
+    """How embedding columns are stored: Feast's float32 list, or a compact vector (redis_format)."""
 
 
 @dataclass
@@ -77,10 +81,10 @@ class MaterializeReport:
 class RedisBulkComputeEngine(LocalComputeEngine):
     """LocalComputeEngine whose materialization writes Redis directly (other work unchanged)."""
 
-    def __init__(self, *, chunk_rows: int = 5000, **kwargs):
+    def __init__(self, *, chunk_rows: int = 5000, vector_dtype: str = "float32", **kwargs):
         kwargs.pop("type", None)
         super().__init__(**kwargs)
-        self.chunk_rows = chunk_rows
+        self.chunk_rows, self.vector_dtype = chunk_rows, vector_dtype
         self.reports: list[MaterializeReport] = []
 
     def _materialize_one(self, registry, task: MaterializationTask, **kwargs):
@@ -97,7 +101,7 @@ class RedisBulkComputeEngine(LocalComputeEngine):
                             "reloading its whole history up to %s", fv.name, describe(client), task.end_time)
                 start = None
             report = materialize_view(self.repo_config, fv, start, task.end_time, chunk_rows=self.chunk_rows,
-                                      tqdm_builder=task.tqdm_builder, client=client)
+                                      tqdm_builder=task.tqdm_builder, client=client, vector_dtype=self.vector_dtype)
             self.reports.append(report)
             return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
         except Exception as e:  # Feast re-raises the job's error to the caller
@@ -173,8 +177,9 @@ def _dt_micros(d: datetime) -> int:
     return int(round(d.timestamp() * 1_000_000))
 
 
-def encode_features(fv: FeatureView, table: pa.Table) -> list[tuple[bytes, list[bytes]]]:
-    """(hash field, serialized values per row) for every feature of `fv`, as Feast serialises them."""
+def encode_features(fv: FeatureView, table: pa.Table, vector_dtype: str = "float32") -> list[tuple[bytes, list[bytes]]]:
+    """(hash field, serialized values per row) for every feature of `fv`, as Feast serialises them
+    (embedding columns as compact vectors when `vector_dtype` is not float32)."""
     view = fv.name
     out = []
     batch = None
@@ -183,7 +188,11 @@ def encode_features(fv: FeatureView, table: pa.Table) -> list[tuple[bytes, list[
         if f.dtype == Array(Float32) and col.null_count == 0 and _uniform_list(col):
             flat = pc.list_flatten(col.combine_chunks()).to_numpy(zero_copy_only=False)
             mat = flat.astype(np.float32, copy=False).reshape(table.num_rows, -1)  # (n, d)
-            out.append((F.feature_field(view, f.name), F.encode_float_lists(mat)))
+            out.append((F.feature_field(view, f.name), F.encode_vectors(mat, vector_dtype)))
+            continue
+        if f.dtype in (String, Bool) and col.null_count == 0:  # protobuf-free, byte-identical to Feast's
+            vals = col.to_numpy(zero_copy_only=False)
+            out.append((F.feature_field(view, f.name), F.encode_strings(vals.tolist()) if f.dtype == String else F.encode_bools(vals)))
             continue
         if batch is None:
             batch = table.combine_chunks().to_batches()[0] if table.num_rows else None
@@ -199,7 +208,7 @@ def _uniform_list(col: pa.ChunkedArray) -> bool:
 
 
 def materialize_view(config: RepoConfig, fv: FeatureView, start, end, *, chunk_rows: int = 5000,
-                     tqdm_builder=None, client: redis.Redis | None = None) -> MaterializeReport:
+                     tqdm_builder=None, client: redis.Redis | None = None, vector_dtype: str = "float32") -> MaterializeReport:
     """Write the latest row per entity of `fv` in [start, end] to Redis in Feast's format."""
     t0 = time.perf_counter()
     table, rows_in = read_latest(config, fv, start, end)
@@ -209,7 +218,7 @@ def materialize_view(config: RepoConfig, fv: FeatureView, start, end, *, chunk_r
     bar = tqdm_builder(table.num_rows) if tqdm_builder else None
     for off in range(0, table.num_rows, chunk_rows):
         chunk = table.slice(off, chunk_rows)
-        w, s = _write_chunk(client, config, fv, view, chunk)
+        w, s = _write_chunk(client, config, fv, view, chunk, vector_dtype)
         written, skipped = written + w, skipped + s
         if bar is not None:
             bar.update(chunk.num_rows)
@@ -242,32 +251,40 @@ def mark_materialized(client: redis.Redis, config: RepoConfig, fv: FeatureView, 
                                      "rerun the same command when it is back, completed rows are kept") from e
 
 
-def _write_chunk(client: redis.Redis, config: RepoConfig, fv: FeatureView, view: str, chunk: pa.Table) -> tuple[int, int]:
+def _write_chunk(client: redis.Redis, config: RepoConfig, fv: FeatureView, view: str, chunk: pa.Table,
+                 vector_dtype: str = "float32") -> tuple[int, int]:
     join_key = fv.entity_columns[0].name
     keys = F.entity_keys(join_key, chunk.column(join_key).to_pylist(), config.project)
     ts_us = chunk.column("__ts_us").to_numpy()
     ts_blobs = F.encode_timestamps(ts_us)
     tsf = F.ts_field(view)
     try:
-        prev = roundtrip(client, [pack_command(b"HGET", k, tsf) for k in keys], keys=keys)
-        write = np.ones(len(keys), dtype=bool)
-        for i, p in enumerate(prev):
-            if p is not None and (p == ts_blobs[i] or F.timestamp_nanos(p) >= int(ts_us[i]) * 1000):
-                write[i] = False  # Feast skips rows that are not newer than what is stored
-        idx = np.flatnonzero(write)
+        if isinstance(client, redis.RedisCluster):  # keys of a chunk span nodes: one HGET each, routed by slot
+            prev = roundtrip(client, [pack_command(b"HGET", k, tsf) for k in keys], keys=keys)
+        else:
+            prev = client.execute_command("EVAL", _STORED_TS, len(keys), *keys, tsf)  # one reply for the chunk
+        prev_ns = np.fromiter((F.timestamp_nanos(p) for p in prev), np.int64, len(keys))
+        idx = np.flatnonzero(prev_ns < ts_us.astype(np.int64) * 1000)  # Feast skips rows not newer than stored
         if idx.size:
-            fields = encode_features(fv, chunk.take(pa.array(idx)) if idx.size < len(keys) else chunk)
+            fields = encode_features(fv, chunk.take(pa.array(idx)) if idx.size < len(keys) else chunk, vector_dtype)
             ttl = config.online_store.key_ttl_seconds
+            names = [f for f, _ in fields]
+            values = [v for _, v in fields]
+            # RESP of `HSET key _ts ts field value ...`, one %-format per row (a hand-packed pipeline)
+            template = b"*%d\r\n$4\r\nHSET\r\n" % (4 + 2 * len(fields)) + b"$%d\r\n%b\r\n" * (3 + 2 * len(fields))
+            expire = str(int(ttl)).encode() if ttl else None
             cmds, cmd_keys = [], []
             for j, i in enumerate(idx.tolist()):
-                args = [b"HSET", keys[i], tsf, ts_blobs[i]]
-                for fname, vals in fields:
-                    args += (fname, vals[j])
-                cmds.append(pack_command(*args))
-                cmd_keys.append(keys[i])
-                if ttl:
-                    cmds.append(pack_command(b"EXPIRE", keys[i], str(int(ttl)).encode()))
-                    cmd_keys.append(keys[i])
+                k, ts = keys[i], ts_blobs[i]
+                args = [len(k), k, len(tsf), tsf, len(ts), ts]
+                for name, vals in zip(names, values):
+                    v = vals[j]
+                    args += (len(name), name, len(v), v)
+                cmds.append(template % tuple(args))
+                cmd_keys.append(k)
+                if expire:
+                    cmds.append(pack_command(b"EXPIRE", k, expire))
+                    cmd_keys.append(k)
             roundtrip(client, cmds, keys=cmd_keys)
     except (redis.ConnectionError, redis.TimeoutError) as e:
         raise OnlineStoreUnavailable(f"materializing {fv.name}: {describe(client)} is unavailable ({e}); "

@@ -14,6 +14,12 @@ on the dimension followed by the little-endian float32 bytes, so a column of emb
 and decodes with numpy instead of one protobuf object per row. The headers are derived from the
 protobuf library at run time (not hard-coded) and every path is tested byte-for-byte against
 Feast's own serialisers.
+
+Compact vectors (`encode_vectors(mat, "float16" | "int8")`): Feast has no float16 list type, so a
+compact vector is a `Value{bytes_val}` whose payload is one type byte and the packed values:
+`0x02` + d little-endian float16, or `0x01` + a float32 scale + d int8 (x ~= scale * q, scale =
+max|x| / 127 per vector). `decode_float_lists` reads all three layouts to float32, so readers need
+no setting; Feast's own `get_online_features` returns such a value as bytes.
 """
 
 from __future__ import annotations
@@ -82,6 +88,66 @@ def encode_float_lists(mat: np.ndarray) -> list[bytes]:
     return [raw[i * width : (i + 1) * width] for i in range(n)]
 
 
+VECTOR_DTYPES = ("float32", "float16", "int8")
+_PACKED = {"float16": 2, "int8": 1}  # type byte -> layout of a compact vector
+_PACKED_DTYPE = {v: k for k, v in _PACKED.items()}
+
+
+def _packed_payload_len(dtype: str, dim: int) -> int:
+    return 1 + (2 * dim if dtype == "float16" else 4 + dim)
+
+
+@lru_cache(maxsize=64)
+def packed_header(dtype: str, dim: int) -> bytes:
+    """Bytes before the values of a `dim`-long compact vector: the Value{bytes_val} framing, the
+    type byte (and for int8 the per-vector scale follows)."""
+    n = _packed_payload_len(dtype, dim)
+    blob = ValueProto(bytes_val=bytes(n)).SerializeToString()
+    return blob[: len(blob) - n] + bytes([_PACKED[dtype]])
+
+
+def encode_vectors(mat: np.ndarray, dtype: str = "float32") -> list[bytes]:
+    """(n, d) float vectors -> n serialized values stored as float32 lists or compact vectors."""
+    if dtype == "float32":
+        return encode_float_lists(mat)
+    if dtype not in _PACKED:
+        raise ValueError(f"vector dtype {dtype!r}: expected one of {VECTOR_DTYPES}")
+    mat = np.ascontiguousarray(mat, dtype=np.float32)
+    n, d = mat.shape
+    header = np.frombuffer(packed_header(dtype, d), dtype=np.uint8)
+    if dtype == "float16":
+        body = mat.astype("<f2").view(np.uint8).reshape(n, 2 * d)
+    else:
+        scale = np.abs(mat).max(axis=1, keepdims=True) / 127.0  # (n, 1)
+        q = np.rint(mat / np.where(scale > 0, scale, 1.0)).astype(np.int8)
+        body = np.concatenate([scale.astype("<f4").view(np.uint8), q.view(np.uint8)], axis=1)  # (n, 4 + d)
+    buf = np.concatenate([np.broadcast_to(header, (n, header.size)), body], axis=1)
+    raw, width = buf.tobytes(), buf.shape[1]
+    return [raw[i * width : (i + 1) * width] for i in range(n)]
+
+
+def _unpack(dtype: str, body: np.ndarray) -> np.ndarray:
+    """(m, payload after the type byte) uint8 -> (m, d) float32."""
+    if dtype == "float16":
+        return body.copy().view("<f2").astype(np.float32)
+    scale = body[:, :4].copy().view("<f4")  # (m, 1)
+    return body[:, 4:].copy().view(np.int8).astype(np.float32) * scale
+
+
+def _packed_layout(blob: bytes) -> tuple[str, int] | None:
+    """(dtype, dim) of a compact vector blob, None for any other value."""
+    v = ValueProto()
+    try:
+        v.ParseFromString(blob)
+    except Exception:
+        return None
+    if v.WhichOneof("val") != "bytes_val" or not v.bytes_val or v.bytes_val[0] not in _PACKED_DTYPE:
+        return None
+    dtype = _PACKED_DTYPE[v.bytes_val[0]]
+    d = (len(v.bytes_val) - 1) // 2 if dtype == "float16" else len(v.bytes_val) - 5
+    return (dtype, d) if _packed_payload_len(dtype, d) == len(v.bytes_val) else None
+
+
 def _header_dim(blob: bytes) -> int | None:
     """Dimension of an Array(Float32) blob when it has the canonical layout, else None."""
     # payload size is 4*d and the header is at most a few bytes; try the sizes it can be
@@ -100,21 +166,27 @@ def decode_float_lists(blobs: Sequence[bytes | None], dim: int | None = None) ->
     n = len(blobs)
     present = np.fromiter((bool(b) for b in blobs), dtype=bool, count=n)
     idx = np.flatnonzero(present)
+    packed = _packed_layout(blobs[idx[0]]) if idx.size else None
     if dim is None:
-        dim = _header_dim(blobs[idx[0]]) if idx.size else 0
+        dim = packed[1] if packed else (_header_dim(blobs[idx[0]]) if idx.size else 0)
         if dim is None:
             dim = len(_parse_floats(blobs[idx[0]]))
     out = np.zeros((n, dim), dtype=np.float32)
     if not idx.size:
         return out, present
-    header = float_list_header(dim) if dim else b""
-    width = len(header) + 4 * dim
+    if packed:
+        header = packed_header(packed[0], dim)
+        width = len(header) - 1 + _packed_payload_len(packed[0], dim)
+    else:
+        header = float_list_header(dim) if dim else b""
+        width = len(header) + 4 * dim
     picked = [blobs[i] for i in idx]
     raw = b"".join(picked)
     if len(raw) == width * idx.size:
-        arr = np.frombuffer(raw, dtype=np.uint8).reshape(idx.size, width)  # (m, header + 4d)
+        arr = np.frombuffer(raw, dtype=np.uint8).reshape(idx.size, width)  # (m, header + payload)
         if (arr[:, : len(header)] == np.frombuffer(header, dtype=np.uint8)).all():
-            out[idx] = arr[:, len(header) :].copy().view("<f4")
+            body = arr[:, len(header) :]
+            out[idx] = _unpack(packed[0], body) if packed else body.copy().view("<f4")
             return out, present
     for i in idx:  # odd rows (other dimension, non-canonical encoding): the protobuf way
         vals = _parse_floats(blobs[i])
@@ -125,11 +197,48 @@ def decode_float_lists(blobs: Sequence[bytes | None], dim: int | None = None) ->
 
 
 def _parse_floats(blob: bytes) -> np.ndarray:
+    packed = _packed_layout(blob)
+    if packed:
+        dtype, d = packed
+        h = len(packed_header(dtype, d))
+        return _unpack(dtype, np.frombuffer(blob, np.uint8)[h:][None, :])[0]
     v = ValueProto()
     v.ParseFromString(blob)
     if v.WhichOneof("val") != "float_list_val":
         raise ValueError(f"expected an Array(Float32) value, got {v.WhichOneof('val')}")
     return np.asarray(v.float_list_val.val, dtype=np.float32)
+
+
+@lru_cache(maxsize=1)
+def _string_tag() -> bytes:
+    blob = ValueProto(string_val="a").SerializeToString()  # tag, length 1, "a"
+    return blob[:-2]
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def encode_strings(values: Sequence[str]) -> list[bytes]:
+    """Non-null strings -> serialized ValueProto(string_val=...), as Feast writes them."""
+    tag, out = _string_tag(), []
+    for v in values:
+        b = v.encode()
+        out.append(tag + (bytes((len(b),)) if len(b) < 128 else _varint(len(b))) + b)
+    return out
+
+
+def encode_bools(values: np.ndarray) -> list[bytes]:
+    """Non-null booleans -> serialized ValueProto(bool_val=...)."""
+    true, false = ValueProto(bool_val=True).SerializeToString(), ValueProto(bool_val=False).SerializeToString()
+    return [true if v else false for v in np.asarray(values, dtype=bool).tolist()]
 
 
 def encode_timestamps(micros: np.ndarray) -> list[bytes]:

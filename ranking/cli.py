@@ -45,7 +45,8 @@ def serve_parser():
     add("--workers", "1", "worker processes (each loads the models; settings reach them through the environment)",
         type=int)
     add("--retrieve-k", "100", "candidates retrieved by faiss when a request names none", type=int)
-    add("--retriever", "flat", "faiss index kind", choices=["flat", "hnsw", "ivf"])
+    add("--retriever", "flat", "faiss index kind built in memory when no index is published "
+        "(python -m features.build_index)", choices=["flat", "hnsw", "ivf", "ivfpq"])
     add("--max-body-bytes", str(MAX_BODY_BYTES), "larger request bodies get 413", type=int)
     add("--lookup-timeout-ms", str(LOOKUP_TIMEOUT_MS),
         "deadline for all Redis reads of one request (ms); past it the request gets 503", type=float)

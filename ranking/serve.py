@@ -236,8 +236,9 @@ def build_service(models: str | Path, repo: str | Path, products: str | Path | N
     from dashclip.catalog import load_products
     from features.definitions import default_data_dir
     from features.online import default_encoder
-    from features.retriever import FaissRetriever, RetrieverConfig
+    from features.build_index import open_retriever
     from features.online import OnlineLookup
+    from features.retriever import RetrieverConfig
     from features.store import CircuitBreaker, open_store
     from ranking.model import Ranker
 
@@ -251,7 +252,7 @@ def build_service(models: str | Path, repo: str | Path, products: str | Path | N
     table = default_data_dir(Path(repo)) / FC.PRODUCT_EMBEDDINGS_TABLE
     retriever = None
     if table.exists():
-        retriever = FaissRetriever.from_table(table, model_version=version, config=RetrieverConfig(kind=retriever_kind))
+        retriever = open_retriever(table, version, RetrieverConfig(kind=retriever_kind))  # mapped, else built
     encode = default_encoder(checkpoint) if checkpoint else None
     lookup = OnlineLookup(store, version, encode=encode, timeout=lookup_timeout_ms / 1000, require_marker=require_marker,
                           breaker=CircuitBreaker(breaker_failures, breaker_reset_s))

@@ -8,7 +8,7 @@ import pytest
 
 from dashclip.columns import MODEL_VERSION, PRODUCT_ID
 from features import columns as C
-from features.retriever import FaissRetriever, RetrieverConfig, neighbour_recall_at_k
+from features.retriever import FaissRetriever, RetrieverConfig, neighbour_recall_at_k, recall_at_k_ties
 from features.synthetic import T0, product_table, unit_vectors, write_partition
 
 
@@ -38,12 +38,30 @@ def test_exact_equals_brute_force(data):
     assert one_ids.shape == (1, 3)
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
-def test_approximate_recall_at_10(data, kind):
+@pytest.mark.parametrize("cfg", [RetrieverConfig(kind="hnsw"), RetrieverConfig(kind="ivf"),
+                                 RetrieverConfig(kind="ivfpq", ivf_nlist=16, ivf_nprobe=8, pq_m=8, refine="fp16")])
+def test_approximate_recall_at_10(data, cfg):
     x, ids, q = data
-    exact = FaissRetriever.build(x, ids, RetrieverConfig(kind="flat")).search_indices(q, 10)
-    approx = FaissRetriever.build(x, ids, RetrieverConfig(kind=kind)).search_indices(q, 10)
-    assert neighbour_recall_at_k(approx, exact, 10) >= 0.9
+    exact = FaissRetriever.build(x, ids, RetrieverConfig(kind="flat"))
+    truth, scores = exact.search_indices(q, 10), exact.index.search(q, 10)[0]
+    approx = FaissRetriever.build(x, ids, cfg).search_indices(q, 10)
+    assert neighbour_recall_at_k(approx, truth, 10) >= 0.9
+    assert recall_at_k_ties(x, q, approx, scores, 10) >= neighbour_recall_at_k(approx, truth, 10) - 1e-9
+
+
+def test_recall_with_ties_counts_an_equal_product_as_a_hit():
+    x = np.array([[1, 0], [1, 0], [0, 1]], np.float32)  # products 0 and 1 are duplicates
+    q = np.array([[1, 0]], np.float32)
+    scores = np.array([[1.0, 1.0]], np.float32)
+    assert neighbour_recall_at_k(np.array([[1, 2]]), np.array([[0, 1]]), 2) == 0.5
+    assert recall_at_k_ties(x, q, np.array([[1, 0]]), scores, 1) == 1.0  # 1 instead of 0: a tie
+    assert recall_at_k_ties(x, q, np.array([[2, 0]]), scores, 1) == 0.0
+
+
+def test_ivfpq_pq_m_must_divide_the_dimension(data):
+    x, ids, _ = data
+    with pytest.raises(ValueError, match="pq_m: 5 does not divide the embedding dimension 32"):
+        FaissRetriever.build(x, ids, RetrieverConfig(kind="ivfpq", pq_m=5))
 
 
 def test_save_and_load_roundtrip(data, tmp_path):
@@ -56,6 +74,8 @@ def test_save_and_load_roundtrip(data, tmp_path):
     b, sb = back.search(q, 10)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(sa, sb)
+    mapped = FaissRetriever.load(tmp_path / "idx", mmap=True)
+    np.testing.assert_array_equal(mapped.search(q, 10)[0], a)
 
 
 def test_from_partitioned_table_picks_the_version(tmp_path):

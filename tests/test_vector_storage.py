@@ -1,0 +1,101 @@
+"""Compact vector storage in Redis (float16, int8): encode/decode round trip, Feast framing,
+materialization and online lookup with the option set."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import redis
+from feast import FeatureStore, RepoConfig
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+from features import columns as C
+from features import materialize as M
+from features import redis_format as F
+from features.definitions import build_definitions
+from features.online import OnlineLookup
+from features.store import feast_connection_string
+from features.synthetic import T0, write_stats, write_tables
+from tests.redis_fixture import db_url, delete_project_keys, redis_url, unique_project  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 96)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_float16_round_trip_is_the_float16_rounding(vectors):
+    blobs = F.encode_vectors(vectors, "float16")
+    assert len(blobs[0]) < 2 * 96 + 8  # half of float32's 4 * 96 bytes, plus a few of framing
+    got, present = F.decode_float_lists(blobs + [None, b""])
+    assert present.tolist() == [True] * 50 + [False, False]
+    np.testing.assert_array_equal(got[:50], vectors.astype(np.float16).astype(np.float32))
+    assert not got[50:].any()
+    np.testing.assert_array_equal(F.decode_float_lists(blobs, dim=96)[0], got[:50])
+
+
+def test_int8_round_trip_is_within_half_a_step(vectors):
+    got, _ = F.decode_float_lists(F.encode_vectors(vectors, "int8"))
+    step = np.abs(vectors).max(axis=1, keepdims=True) / 127
+    assert (np.abs(got - vectors) <= step / 2 + 1e-7).all()
+    zero, _ = F.decode_float_lists(F.encode_vectors(np.zeros((1, 96), np.float32), "int8"))
+    assert not zero.any()
+
+
+def test_compact_values_are_feast_bytes_values(vectors):
+    for dtype, code in (("float16", 2), ("int8", 1)):
+        v = ValueProto()
+        v.ParseFromString(F.encode_vectors(vectors[:1], dtype)[0])
+        assert v.WhichOneof("val") == "bytes_val" and v.bytes_val[0] == code
+    assert F.encode_vectors(vectors, "float32") == F.encode_float_lists(vectors)
+    with pytest.raises(ValueError, match="vector dtype 'bfloat16'"):
+        F.encode_vectors(vectors, "bfloat16")
+
+
+def test_a_column_of_mixed_layouts_decodes_row_by_row(vectors):
+    blobs = [F.encode_vectors(vectors[:1], "float16")[0], F.encode_float_lists(vectors[1:2])[0]]
+    got, _ = F.decode_float_lists(blobs, dim=96)
+    np.testing.assert_array_equal(got[0], vectors[0].astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(got[1], vectors[1])
+
+
+@pytest.mark.redis
+def test_float16_materialize_and_online_lookup(tmp_path, redis_url):  # noqa: F811
+    tables = write_tables(tmp_path / "data", ("v1",), n_products=60, n_queries=4, n_consumers=3, d=32)
+    write_stats(tmp_path / "data", tables.product_ids, tables.consumer_ids)
+    url = db_url(redis_url)
+    projects = {}
+    try:
+        for dtype in ("float32", "float16"):
+            project = projects[dtype] = unique_project()
+            cfg = RepoConfig(project=project, provider="local", registry=str(tmp_path / f"{project}.db"),
+                             online_store={"type": "redis", "connection_string": feast_connection_string(url)},
+                             offline_store={"type": "file"}, batch_engine={"type": M.ENGINE_TYPE, "vector_dtype": dtype},
+                             entity_key_serialization_version=3)
+            store = FeatureStore(config=cfg)
+            store.apply(build_definitions(tmp_path / "data", ("v1",)).objects())
+            store.materialize(T0 - timedelta(days=1), T0 + timedelta(days=1))
+            req = OnlineLookup(store, "v1").lookup("c1", tables.product_ids[:10], query_id="q2")
+            want = tables.products["v1"][:10]
+            if dtype == "float16":
+                want = want.astype(np.float16).astype(np.float32)
+            np.testing.assert_array_equal(req.products, want)
+            assert req.product_found.all() and req.query_source == "store"
+        r = redis.Redis.from_url(url)
+        key = {d: F.entity_keys(C.PRODUCT_ID, ["p0"], p)[0] for d, p in projects.items()}
+        field = F.feature_field(C.embedding_view_name(C.PRODUCT_ENTITY, "v1"), "embedding")
+        size = {d: r.hstrlen(key[d], field) for d in key}
+        assert size["float16"] == len(F.packed_header("float16", 32)) + 2 * 32 and size["float32"] > 4 * 32
+    finally:
+        for p in projects.values():
+            delete_project_keys(url, p)
+
+
+def test_scalar_fast_paths_match_protobuf():
+    strings = ["", "a", "é" * 70, "x" * 300, "z" * 20000]  # 1-, 2- and 3-byte length varints
+    assert F.encode_strings(strings) == [ValueProto(string_val=s).SerializeToString() for s in strings]
+    assert F.encode_bools(np.array([True, False])) == [ValueProto(bool_val=b).SerializeToString() for b in (True, False)]

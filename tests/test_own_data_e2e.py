@@ -97,6 +97,7 @@ def test_own_data_through_the_whole_stack(tmp_path, no_annotator, redis_url):  #
     from dashclip.stage1 import Stage1Config, train_stage1
     from dashclip.stage2 import Stage2Config, train_stage2
     from features.definitions import build_definitions
+    from features.materialize import ENGINE_TYPE
     from features.online import default_encoder
     from features.store import feast_connection_string
     from ranking.model import LGBParams, Ranker
@@ -134,7 +135,7 @@ def test_own_data_through_the_whole_stack(tmp_path, no_annotator, redis_url):  #
     store = FeatureStore(config=RepoConfig(
         project=project, provider="local", registry=str(tmp_path / "registry.db"),
         online_store={"type": "redis", "connection_string": feast_connection_string(url)},
-        offline_store={"type": "file"}, entity_key_serialization_version=3))
+        offline_store={"type": "file"}, batch_engine={"type": ENGINE_TYPE}, entity_key_serialization_version=3))
     try:
         store.apply(build_definitions(data, (ranker.config.model_version,)).objects())
         store.materialize(START - timedelta(days=30), datetime.now(timezone.utc))

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from dashclip.plots import label_bars, new_run_id, pyplot, save, stamp
+from ranking.world import truth_note
 
 SIM = "SIMULATED"
 NAMES = ["with_embeddings", "baseline"]
@@ -31,12 +32,13 @@ def _ci(ci: list[float], pct: bool = False) -> str:
 
 def markdown(r: dict) -> str:
     auc, ll, ope, ab = r["auc"], r["logloss"], r["off_policy"], r["ab"]
+    truth = r.get("truth", "annotator")  # reports from before the setting existed followed the annotator
     lines = [
         f"# Ads ranker lift report ({SIM} traffic)",
         "",
         f"All clicks, conversions and rates below come from the traffic simulator (`ranking/simulator.py`), "
         f"not from real users. Embeddings: `{r['model_version']}` from `{r['checkpoint']}`.",
-        f"Relevance behind the simulated clicks (`world.truth`): **{r['truth']}**, {r['truth_note']}.",
+        f"Relevance behind the simulated clicks (`world.truth`): **{truth}**, {truth_note(truth)}.",
         f"Logged period: {r['log']['requests']:,} requests, {r['log']['impressions']:,} impressions, "
         f"{r['log']['clicks']:,} clicks, {r['log']['conversions']:,} conversions (simulated). "
         f"Days: train {r['split_days']['train']}, validation {r['split_days']['val']}, test {r['split_days']['test']}.",
@@ -161,7 +163,7 @@ def by_truth(reports: dict[str, dict]) -> dict:
     for truth, r in reports.items():
         auc, ab = r["auc"]["ctr"], r["ab"]
         rows[truth] = {
-            "truth_note": r["truth_note"], "model_version": r["model_version"],
+            "truth_note": truth_note(truth), "model_version": r["model_version"],
             "pctr_auc": {"with_embeddings": auc["with_embeddings"], "baseline": auc["baseline"],
                          "difference": auc["with_embeddings"] - auc["baseline"]},
             "ab": {k: ab[k] for k in ("treatment", "control", "n_requests", "ctr_lift", "ctr_lift_ci95",

@@ -267,6 +267,14 @@ def test_lift_by_truth_compares_each_truths_auc_and_ab_lift(pipeline_run, tmp_pa
     assert "SIMULATED" in md
 
 
+def test_a_report_without_a_truth_says_it_followed_the_annotator(pipeline_run):
+    from ranking import report as REPORT
+
+    old = {k: v for k, v in pipeline_run["report"].items() if k not in ("truth", "truth_note")}
+    assert "(`world.truth`): **annotator**, the rule annotator's grades" in REPORT.markdown(old)
+    assert "**independent**, the independent ESCI judge's" in REPORT.markdown({**old, "truth": "independent"})
+
+
 def test_train_cli_truth_both_runs_once_per_truth_and_writes_the_comparison(pipeline_run, products, tmp_path,
                                                                             monkeypatch):
     import ranking.pipeline

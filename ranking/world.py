@@ -33,7 +33,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashclip import columns as DC
-from dashclip.queries import generate_query
+from dashclip.judge import Judge
+from dashclip.queries import Annotator, generate_query
 
 Truth = Literal["annotator", "independent"]
 TRUTHS: tuple[str, ...] = ("annotator", "independent")
@@ -129,26 +130,22 @@ def truth_note(truth: Truth) -> str:
     """One line for reports: whose relevance grades the simulated clicks follow."""
     if truth == "annotator":
         return ("the rule annotator's grades (dashclip.queries.Annotator), the same rules that label stage 2: "
-                "the lift includes what the ranker learns from sharing the labeller")
+                "part of the lift can come from sharing the labeller")
     return ("the independent ESCI judge's grades (dashclip.judge.Judge), written apart from the rule annotator "
             "that labels stage 2")
 
 
 def grader(products: pd.DataFrame, truth: Truth):
     """The relevance grader a truth names; ``.grade_all(query)`` -> (n_products,) grades 0..3."""
-    if truth == "annotator":
-        from dashclip.queries import Annotator
-
-        return Annotator(products)
-    from dashclip.judge import Judge
-
-    return Judge(products)
+    return Annotator(products) if truth == "annotator" else Judge(products)
 
 
 def relevance_grades(products: pd.DataFrame, queries: list[str], truth: Truth) -> np.ndarray:
     """(n_queries, n_products) int8 ESCI grades of every product for every query under `truth`."""
+    if not queries:
+        return np.zeros((0, len(products)), np.int8)
     g = grader(products, truth)
-    return np.stack([g.grade_all(q) for q in queries]).astype(np.int8) if queries else np.zeros((0, len(products)), np.int8)
+    return np.stack([g.grade_all(q) for q in queries]).astype(np.int8)
 
 
 def build_world(products: pd.DataFrame, cfg: WorldConfig | None = None) -> World:

@@ -219,7 +219,8 @@ def test_each_truth_grades_the_world_with_its_own_grader_and_only_the_grades_dif
     assert np.array_equal(world.grades != indep.grades, differ)
     # everything but relevance is the same world
     pd.testing.assert_frame_equal(indep.queries, world.queries)
-    assert np.array_equal(indep.bids, world.bids) and all(np.array_equal(indep.weights[k], world.weights[k]) for k in world.weights)
+    assert np.array_equal(indep.bids, world.bids)
+    assert all(np.array_equal(indep.weights[k], world.weights[k]) for k in world.weights)
 
 
 def test_clicks_in_an_independent_world_follow_the_judges_grades(products):
@@ -284,7 +285,8 @@ def test_train_cli_truth_both_runs_once_per_truth_and_writes_the_comparison(pipe
 
     def fake_run(products_, checkpoint, out, data_dir, cfg, progress=False):  # the measurement, already tested above
         calls.append((cfg.world.truth, out))
-        return _truth_report(pipeline_run["report"], cfg.world.truth, {"annotator": 0.1, "independent": 0.02}[cfg.world.truth])
+        lift = {"annotator": 0.1, "independent": 0.02}[cfg.world.truth]
+        return _truth_report(pipeline_run["report"], cfg.world.truth, lift)
 
     monkeypatch.setattr(ranking.pipeline, "run", fake_run)
     catalog = tmp_path / "products.parquet"

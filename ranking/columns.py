@@ -37,6 +37,7 @@ CONVERSIONS_TABLE = "conversions.parquet"
 PURCHASES_TABLE = "purchases.parquet"
 QUERIES_TABLE = "queries.parquet"
 BIDS_TABLE = "bids.parquet"
+WORLD_FILE = "world.json"  # the world's settings, its relevance truth among them
 
 # ranker features (Feast full names: "<view>__<feature>")
 def stats_feature(view: str, feature: str) -> str:

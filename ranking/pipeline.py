@@ -7,6 +7,7 @@ off-policy CTR/CVR (IPS/SNIPS) and a simulated A/B. Every simulated figure is la
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from ranking import feature_data as FD
 from ranking import offpolicy as OPE
 from ranking.model import LGBParams, Ranker, RankerConfig, fit_binary
 from ranking.simulator import SimConfig, SimLogs, candidates_frame, draw_traffic, simulate
-from ranking.world import World, WorldConfig, build_world
+from ranking.world import World, WorldConfig, build_world, truth_note
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,7 @@ def run(products: pd.DataFrame, checkpoint: str | Path, out: Path, data_dir: Pat
     logs.write(out / "sim")
     world.queries.to_parquet(out / "sim" / R.QUERIES_TABLE, index=False)
     pd.DataFrame({R.PRODUCT_ID: world.products[DC.PRODUCT_ID], R.BID: world.bids}).to_parquet(out / "sim" / R.BIDS_TABLE, index=False)
+    (out / "sim" / R.WORLD_FILE).write_text(json.dumps(world.config.model_dump(mode="json"), indent=2) + "\n")
     log.info("simulated %d requests, %d impressions, %d clicks, %d conversions", len(logs.requests),
              len(logs.impressions), len(logs.clicks), len(logs.conversions))
     valid_from = cfg.sim.day_start(-cfg.sim.history_days - 1)
@@ -208,6 +210,7 @@ def run(products: pd.DataFrame, checkpoint: str | Path, out: Path, data_dir: Pat
     report = {
         "simulated": True,
         "note": "all clicks, conversions and rates come from the traffic simulator (ranking/simulator.py), not real users",
+        "truth": cfg.world.truth, "truth_note": truth_note(cfg.world.truth),
         "checkpoint": str(checkpoint), "model_version": version,
         "auc": metrics["auc"], "logloss": metrics["logloss"], "test_rows": metrics["test_rows"],
         "off_policy": ope, "ab": ab, "split_days": split.days,

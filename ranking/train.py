@@ -1,7 +1,8 @@
 """Train the ads ranker (pCTR, pCVR) with and without DashCLIP embedding features; measure the lift.
 
     python -m ranking.train --checkpoint runs/pipeline/stage2 [--catalog runs/pipeline/ingest] \
-        [--out runs/ranker] [--feature-data DIR] [--config cfg.json] [--fast] [--logs DIR [--queries Q] | --simulate]
+        [--out runs/ranker] [--feature-data DIR] [--config cfg.json] [--fast] [--truth annotator|independent|both] \
+        [--logs DIR [--queries Q] | --simulate]
 
 Simulates traffic (SIMULATED, `ranking/simulator.py`), writes the stats and consumer-profile
 tables under the feature data folder (`$DASHCLIP_FEATURE_DATA`, default `feature_repo/data`),
@@ -10,6 +11,9 @@ version (missing rows are embedded here), builds point-in-time frames through Fe
 `OUT/models/{with_embeddings,baseline}/` and `OUT/report.{json,md}` + `OUT/*.png`.
 `--logs DIR` trains on a user's own ads logs instead (`ranking.logs`; no simulation, no A/B).
 `--fast` is a small setting (fewer consumers, days and requests) for a quick end-to-end run.
+`--truth` picks whose relevance grades the simulated clicks follow (`world.truth`): the rule
+annotator that labels stage 2, or the independent judge; `both` runs the measurement once per truth
+into `OUT/truth=<name>/` and compares the lifts in `OUT/lift_by_truth.{json,md}`.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ def load_config(path: str | None, fast: bool):
     return load(TrainConfig, None, overlay(json.loads(FAST_CONFIG.read_text()), user))
 
 
+TRUTHS = ("annotator", "independent")  # ranking.world.TRUTHS, spelled here so --help imports nothing heavy
 RENAMED = {"--products": "--catalog"}  # older spellings, still accepted
 
 
@@ -68,6 +73,10 @@ def build_parser():
                                     "queries, candidates]; docs/own_data.md) instead of simulating")
     src.add_argument("--simulate", action="store_true", help="simulate traffic (the default without --logs)")
     ap.add_argument("--queries", help="query log (query_id, query): texts of logged queries (with --logs)")
+    ap.add_argument("--truth", choices=[*TRUTHS, "both"],
+                    help="relevance behind the simulated clicks: the stage-2 annotator, the independent judge, or "
+                         "both (one run each into OUT/truth=<name>/, compared in OUT/lift_by_truth.md); "
+                         "default: the config's world.truth (annotator)")
     return ap
 
 
@@ -79,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     from dashclip.catalog import load_products
+    from dashclip.cli import CliError
     from features.definitions import default_data_dir
     from features.store import REPO_DIR
     from ranking import report as REPORT
@@ -89,12 +99,38 @@ def _run(args) -> int:
     cfg = load_config(args.config, args.fast)
     out = Path(args.out)
     data_dir = Path(args.feature_data) if args.feature_data else default_data_dir(REPO_DIR)
+    if args.logs and args.truth:
+        raise CliError("--truth sets the simulator's relevance; it does not apply to --logs")
     products = load_products(args.catalog)
     if args.logs:
         return _main_logs(args, products, cfg, out, data_dir)
-    report = run(products, args.checkpoint, out, data_dir, cfg, progress=True)
+    if args.truth != "both":
+        if args.truth:
+            cfg = cfg.model_copy(update={"world": cfg.world.model_copy(update={"truth": args.truth})})
+        _simulated(run(products, args.checkpoint, out, data_dir, cfg, progress=True), out, data_dir)
+        return 0
+    # the config's own truth runs last, so the feature tables left under data_dir are its world's
+    order = sorted(TRUTHS, key=lambda t: t == cfg.world.truth)
+    reports = {}
+    for truth in order:
+        sub = out / f"truth={truth}"
+        print(f"--- truth: {truth} ({sub})")
+        c = cfg.model_copy(update={"world": cfg.world.model_copy(update={"truth": truth})})
+        reports[truth] = _simulated(run(products, args.checkpoint, sub, data_dir, c, progress=True), sub, data_dir)
+    paths = REPORT.write_by_truth({t: reports[t] for t in TRUTHS}, out)
+    print(paths["markdown"].read_text())
+    for k, p in paths.items():
+        print(f"lift by truth {k + ':':<10} {p}")
+    return 0
+
+
+def _simulated(report: dict, out: Path, data_dir: Path) -> dict:
+    """Write one simulated run's report and print its headline figures; returns the report."""
+    from ranking import report as REPORT
+
     paths = REPORT.write(report, out)
     auc, ab = report["auc"]["ctr"], report["ab"]
+    print(f"relevance truth: {report['truth']}")
     print(f"pCTR test AUC: with embeddings {auc['with_embeddings']:.4f}, baseline {auc['baseline']:.4f} (simulated clicks)")
     print(f"simulated A/B CTR lift {100 * ab['ctr_lift']:+.1f}% CI {[round(100 * x, 1) for x in ab['ctr_lift_ci95']]}, "
           f"CVR lift {100 * ab['cvr_lift']:+.1f}% CI {[round(100 * x, 1) for x in ab['cvr_lift_ci95']]}")
@@ -103,7 +139,7 @@ def _run(args) -> int:
     print(f"feature tables:  {data_dir}")
     for k, p in paths.items():
         print(f"report {k + ':':<10} {p}")
-    return 0
+    return report
 
 
 def _main_logs(args, products, cfg: TrainConfig, out: Path, data_dir: Path) -> int:

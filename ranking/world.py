@@ -2,8 +2,11 @@
 
 Nothing here reads an embedding. Truth is built from catalog attributes only:
 
-- **relevance** of a product to a query is the rule annotator's ESCI grade 0..3
-  (`dashclip.queries.Annotator`, from category, colour, gender, usage, brand and title words);
+- **relevance** of a product to a query is an ESCI grade 0..3 from the grader `truth` names:
+  `annotator`, the rule annotator that also labels stage 2 (`dashclip.queries.Annotator`, from
+  category, colour, gender, usage, brand and title words), or `independent`, the ESCI judge written
+  apart from it (`dashclip.judge.Judge`), so that a lift is not measured against the labeller's
+  own rules;
 - **consumer affinity** for a product comes from latent preferences drawn per consumer:
   a gender (men/women, ±`gender_pref` on products of that/the other gender), a weight per
   colour, per usage, per top-level department and per leaf category (normal, scales in
@@ -23,13 +26,18 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashclip import columns as DC
+from dashclip.judge import Judge
 from dashclip.queries import Annotator, generate_query
+
+Truth = Literal["annotator", "independent"]
+TRUTHS: tuple[str, ...] = ("annotator", "independent")
 
 
 class WorldConfig(BaseModel):
@@ -46,6 +54,7 @@ class WorldConfig(BaseModel):
     organic_purchases_per_week: float = 0.5
     queries_per_category: int = Field(6, ge=1)  # query pool: generated from products of each leaf category
     bid_sigma: float = 0.5
+    truth: Truth = "annotator"  # who grades relevance for the clicks: the stage-2 labeller or an independent judge
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, int]:
@@ -117,6 +126,28 @@ def _weights(cfg: WorldConfig, rng: np.random.Generator, attr: dict[str, np.ndar
     return w
 
 
+def truth_note(truth: Truth) -> str:
+    """One line for reports: whose relevance grades the simulated clicks follow."""
+    if truth == "annotator":
+        return ("the rule annotator's grades (dashclip.queries.Annotator), the same rules that label stage 2: "
+                "part of the lift can come from sharing the labeller")
+    return ("the independent ESCI judge's grades (dashclip.judge.Judge), written apart from the rule annotator "
+            "that labels stage 2")
+
+
+def grader(products: pd.DataFrame, truth: Truth):
+    """The relevance grader a truth names; ``.grade_all(query)`` -> (n_products,) grades 0..3."""
+    return Annotator(products) if truth == "annotator" else Judge(products)
+
+
+def relevance_grades(products: pd.DataFrame, queries: list[str], truth: Truth) -> np.ndarray:
+    """(n_queries, n_products) int8 ESCI grades of every product for every query under `truth`."""
+    if not queries:
+        return np.zeros((0, len(products)), np.int8)
+    g = grader(products, truth)
+    return np.stack([g.grade_all(q) for q in queries]).astype(np.int8)
+
+
 def build_world(products: pd.DataFrame, cfg: WorldConfig | None = None) -> World:
     """Draw a world for a catalog (ingested products frame). Deterministic given cfg.seed."""
     cfg = cfg or WorldConfig()
@@ -134,7 +165,6 @@ def build_world(products: pd.DataFrame, cfg: WorldConfig | None = None) -> World
     base = np.exp(rng.normal(0.0, 0.3, size=dept_codes.max() + 1))  # per-department bid level
     bids = np.round(base[dept_codes] * np.exp(rng.normal(0.0, cfg.bid_sigma, size=len(products))), 4)
     queries = _query_pool(products, cfg.queries_per_category, cfg.seed)
-    annotator = Annotator(products)
-    grades = np.stack([annotator.grade_all(q) for q in queries[DC.QUERY]]).astype(np.int8)
+    grades = relevance_grades(products, list(queries[DC.QUERY]), cfg.truth)
     ids = np.array([f"c{i:06d}" for i in range(cfg.n_consumers)], dtype=object)
     return World(cfg, products, attr, weights, ids, bids, queries, grades)

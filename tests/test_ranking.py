@@ -163,6 +163,8 @@ def test_pipeline_writes_models_and_a_report_with_the_required_keys(pipeline_run
     assert r["off_policy"]["with_embeddings"]["snips_ctr"]["ci95"][0] <= r["off_policy"]["with_embeddings"]["snips_ctr"]["ci95"][1]
     md = pipeline_run["paths"]["markdown"].read_text()
     assert "SIMULATED" in md
+    assert r["truth"] == "annotator" and "(`world.truth`): **annotator**" in md  # the default truth, said so
+    assert json.loads((pipeline_run["out"] / "sim" / R.WORLD_FILE).read_text())["truth"] == "annotator"
     for png in ("auc", "off_policy", "ab"):
         assert pipeline_run["paths"][png].stat().st_size > 1000
     for name in ("with_embeddings", "baseline"):
@@ -198,3 +200,119 @@ def test_training_frames_are_point_in_time_correct(pipeline_run):
     assert cons[DC.EVENT_TIMESTAMP].min() == day0  # profiles valid from midnight, from past purchases only
     emb = frame[FC.COS_CONSUMER_PRODUCT]
     assert emb.notna().mean() > 0.5
+
+
+# --- whose relevance the simulated clicks follow (world.truth) -------------------------------------
+def test_each_truth_grades_the_world_with_its_own_grader_and_only_the_grades_differ(products, world):
+    from dashclip.judge import Judge
+    from dashclip.queries import Annotator
+
+    assert world.config.truth == "annotator"
+    indep = build_world(products, WorldConfig(n_consumers=80, seed=1, queries_per_category=4, truth="independent"))
+    queries = list(world.queries[DC.QUERY])
+    annotator = np.stack([Annotator(products).grade_all(q) for q in queries])
+    judge = Judge(products).grade_matrix(queries)
+    np.testing.assert_array_equal(world.grades, annotator)
+    np.testing.assert_array_equal(indep.grades, judge)
+    differ = annotator != judge
+    assert differ.any()  # the two graders disagree on some pairs of this pool, so the worlds do there
+    assert np.array_equal(world.grades != indep.grades, differ)
+    # everything but relevance is the same world
+    pd.testing.assert_frame_equal(indep.queries, world.queries)
+    assert np.array_equal(indep.bids, world.bids)
+    assert all(np.array_equal(indep.weights[k], world.weights[k]) for k in world.weights)
+
+
+def test_clicks_in_an_independent_world_follow_the_judges_grades(products):
+    from dashclip.judge import Judge
+
+    w = build_world(products, WorldConfig(n_consumers=80, seed=1, queries_per_category=4, truth="independent"))
+    imp = simulate(w, small_sim(days=3, requests_per_day=200)).impressions
+    qi = pd.Index(w.queries[DC.QUERY_ID]).get_indexer(imp[R.QUERY_ID])
+    pi = pd.Index(products[DC.PRODUCT_ID]).get_indexer(imp[R.PRODUCT_ID])
+    judge = Judge(products).grade_matrix(list(w.queries[DC.QUERY]))
+    np.testing.assert_array_equal(imp[R.GRADE].to_numpy(), judge[qi, pi])
+
+
+def test_an_unknown_truth_is_refused_naming_the_field():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="truth"):
+        WorldConfig(truth="llm")
+
+
+def _truth_report(report: dict, truth: str, ctr_lift: float) -> dict:
+    from ranking.world import truth_note
+
+    ab = {**report["ab"], "ctr_lift": ctr_lift, "ctr_lift_ci95": [ctr_lift - 0.05, ctr_lift + 0.05]}
+    return {**report, "truth": truth, "truth_note": truth_note(truth), "ab": ab}
+
+
+def test_lift_by_truth_compares_each_truths_auc_and_ab_lift(pipeline_run, tmp_path):
+    from ranking import report as REPORT
+
+    r = pipeline_run["report"]
+    reports = {"annotator": _truth_report(r, "annotator", 0.12), "independent": _truth_report(r, "independent", 0.04)}
+    paths = REPORT.write_by_truth(reports, tmp_path)
+    c = json.loads(paths["json"].read_text())
+    assert c["simulated"] is True and list(c["truths"]) == ["annotator", "independent"]
+    for truth, t in c["truths"].items():
+        auc = r["auc"]["ctr"]
+        assert t["pctr_auc"]["with_embeddings"] == pytest.approx(auc["with_embeddings"])
+        assert t["pctr_auc"]["difference"] == pytest.approx(auc["with_embeddings"] - auc["baseline"])
+        assert t["ab"]["ctr_lift"] == reports[truth]["ab"]["ctr_lift"]
+        assert t["ab"]["cvr_lift_ci95"] == r["ab"]["cvr_lift_ci95"]
+    md = paths["markdown"].read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| annotator") or line.startswith("| independent")]
+    assert len(rows) == 2 and "+12.0% [+7.0%, +17.0%]" in rows[0] and "+4.0% [-1.0%, +9.0%]" in rows[1]
+    assert "SIMULATED" in md
+
+
+def test_a_report_without_a_truth_says_it_followed_the_annotator(pipeline_run):
+    from ranking import report as REPORT
+
+    old = {k: v for k, v in pipeline_run["report"].items() if k not in ("truth", "truth_note")}
+    assert "(`world.truth`): **annotator**, the rule annotator's grades" in REPORT.markdown(old)
+    assert "**independent**, the independent ESCI judge's" in REPORT.markdown({**old, "truth": "independent"})
+
+
+def test_train_cli_truth_both_runs_once_per_truth_and_writes_the_comparison(pipeline_run, products, tmp_path,
+                                                                            monkeypatch):
+    import ranking.pipeline
+    from ranking import train
+
+    calls = []
+
+    def fake_run(products_, checkpoint, out, data_dir, cfg, progress=False):  # the measurement, already tested above
+        calls.append((cfg.world.truth, out))
+        lift = {"annotator": 0.1, "independent": 0.02}[cfg.world.truth]
+        return _truth_report(pipeline_run["report"], cfg.world.truth, lift)
+
+    monkeypatch.setattr(ranking.pipeline, "run", fake_run)
+    catalog = tmp_path / "products.parquet"
+    products.to_parquet(catalog, index=False)
+    base = ["--checkpoint", "ckpt", "--catalog", str(catalog), "--feature-data", str(tmp_path / "data")]
+    out = tmp_path / "both"
+    assert train.main(base + ["--out", str(out), "--truth", "both"]) == 0
+    # the default truth runs last, so the feature tables left behind are the default world's
+    assert calls == [("independent", out / "truth=independent"), ("annotator", out / "truth=annotator")]
+    for truth in ("annotator", "independent"):
+        assert json.loads((out / f"truth={truth}" / "report.json").read_text())["truth"] == truth
+        assert f"**{truth}**" in (out / f"truth={truth}" / "report.md").read_text()
+    c = json.loads((out / "lift_by_truth.json").read_text())
+    assert {t: v["ab"]["ctr_lift"] for t, v in c["truths"].items()} == {"annotator": 0.1, "independent": 0.02}
+    assert "| independent |" in (out / "lift_by_truth.md").read_text()
+
+    calls.clear()
+    assert train.main(base + ["--out", str(tmp_path / "one"), "--truth", "independent"]) == 0
+    assert calls == [("independent", tmp_path / "one")]
+    assert json.loads((tmp_path / "one" / "report.json").read_text())["truth"] == "independent"
+
+
+def test_train_cli_truth_is_for_simulated_traffic_only(tmp_path, capsys):
+    from ranking import train
+    from ranking.world import TRUTHS
+
+    assert train.TRUTHS == TRUTHS  # spelled twice so that --help imports nothing heavy
+    rc = train.main(["--checkpoint", "ckpt", "--logs", str(tmp_path), "--truth", "both"])
+    assert rc == 2 and "--truth" in capsys.readouterr().err

@@ -349,11 +349,11 @@ def optimizer(model: DashCLIP, cfg: Stage1Config, steps: int):
 def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> dict:
     """Train, validate each epoch, stop early, save the best checkpoint + curve; returns the summary."""
     t_start = time.perf_counter()
+    device = training_device(cfg.device, "stage 1")  # first: a device that is absent stops the run here
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = training_device(cfg.device, "stage 1")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     products = load_products(cfg.catalog)

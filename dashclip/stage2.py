@@ -466,11 +466,12 @@ def fit_query_tower(cfg: Stage2Config, model: DashCLIP, labelled: pd.DataFrame, 
 
 def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, progress: bool = True) -> dict:
     t0 = time.perf_counter()
+    device = training_device(cfg.device, "stage 2")  # first: a device that is absent stops the run here
+    pick_device(teacher_device(cfg))  # and the teacher's, rather than after mining and seeding
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = training_device(cfg.device, "stage 2")
     torch.manual_seed(cfg.seed)
     products = load_products(cfg.catalog)
     model = DashCLIP.from_pretrained(stage1_dir)

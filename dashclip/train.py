@@ -38,6 +38,10 @@ def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
         cfg = json.loads(json.dumps(cfg, default=str))
         if isinstance(cfg, dict) and cfg.get("catalog"):
             cfg["catalog"] = str(Path(cfg["catalog"]).resolve())
+        if isinstance(cfg, dict):  # saved before the device fields: the defaults, which it ran with
+            cfg.setdefault("device", "auto")
+            if "teacher_device" in cfg:  # None follows ``device``
+                cfg["teacher_device"] = cfg["teacher_device"] or cfg["device"]
         return cfg
     same = norm(train_config) == norm(meta.get("train_config"))
     if stage1 is None and same and "model" in train_config:

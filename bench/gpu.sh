@@ -5,8 +5,7 @@
 # spark_jobs/embed_catalog.py on the GPU, evaluate, and write bench/results/gpu.json (items/s per
 # step, GPU memory peak, device name, quality figures beside the CPU run's). See docs/gpu.md.
 #
-#   bash bench/gpu.sh                 # needs a CUDA GPU; refuses (exit 3) without one, and (exit 4)
-#                                     # while the training code cannot put its models on the GPU
+#   bash bench/gpu.sh                 # needs a CUDA GPU; refuses (exit 3) without one
 #   CPU_SMOKE=1 bash bench/gpu.sh     # (or --dry-run) every step on a tiny model and a 300-product
 #                                     # slice, on the CPU, into runs/gpu_smoke/gpu.json: proves the script
 set -euo pipefail
@@ -29,7 +28,7 @@ else
   RUN="${RUN_DIR:-$ROOT/runs/gpu}"; RESULT="$ROOT/bench/results/gpu.json"
   MASTER="local[4]"; PARTS=4; DEVICE=auto  # four tasks decode JPEGs and share the GPU
 fi
-"$PY" bench/gpu.py preflight "${SMOKE_FLAG[@]}"  # exits 3 (no GPU) or 4 (training cannot use it)
+"$PY" bench/gpu.py preflight "${SMOKE_FLAG[@]}"  # exits 3 without a GPU
 
 rm -rf "$RUN" && mkdir -p "$RUN/eval"
 RUN="$(cd "$RUN" && pwd)"

@@ -26,14 +26,20 @@ from dashclip.model import DashCLIP
 from dashclip.trunk_cache import TrunkCache
 
 
+def check_device_name(device: str) -> str:
+    """``device`` when it is a name ``pick_device`` knows (auto, cpu, mps, cuda, cuda:N), else a
+    one-line ValueError; whether that device is present is left to ``pick_device``."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise ValueError(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """``auto`` (or None): CUDA when present, else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` as named
     (ValueError in one line when CUDA is named and absent)."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = str(device)  # a name or a torch.device
-    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
-        raise ValueError(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
+    device = check_device_name(str(device))  # a name or a torch.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r}: no CUDA device is available here (torch {torch.__version__}); "
                          f"use auto or cpu")

@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,8 @@ from dashclip.data import category_text
 from dashclip.inference import cache_batch, embed_cached, with_empty_text
 from dashclip.losses import grouped_targets, itc_loss, itm_loss, sample_hard_negatives
 from dashclip.model import DashCLIP
-from dashclip.training import LoopConfig, LossWeights, fit, length_grouped_batches, lr_lambda
+from dashclip.training import (DeviceName, LoopConfig, LossWeights, fit, length_grouped_batches, lr_lambda, precision,
+                               training_device)
 from dashclip.trunk_cache import TrunkCache, build_trunk_cache, text_states
 from dashclip.weight_average import WeightAverage
 
@@ -67,6 +68,7 @@ class Stage1Config(BaseModel):
 
     catalog: str = Field(default_factory=default_catalog, description="catalog file or ingested products.parquet")
     model: str = "dashclip-base"  # named architecture or JSON path
+    device: DeviceName = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N; bf16 autocast on CUDA
     epochs: int = Field(6, ge=1)
     batch_size: int = Field(128, ge=4)
     lr: float = 5e-4  # new layers (fusion, projections, heads)
@@ -107,9 +109,10 @@ class CategoryTexts:
         pos = {c: i for i, c in enumerate(self.classes)}
         self.index = torch.as_tensor([pos.get(c, -1) for c in cats], dtype=torch.long)
         states, mask = text_states(model, [category_text(c) for c in self.classes]) if self.classes else (None, None)
-        if states is not None:
+        if states is not None:  # read every step: kept on the model's device
             t = int(mask.sum(1).max())
-            states, mask = states[:, :t].float(), mask[:, :t]
+            dev = next(model.parameters()).device
+            states, mask = states[:, :t].float().to(dev), mask[:, :t].to(dev)
         self.states, self.mask = states, mask
 
 
@@ -158,9 +161,13 @@ class StepInputs:
     drop_text: torch.Tensor
     drop_img: torch.Tensor
 
+    def to(self, device: torch.device) -> "StepInputs":
+        return StepInputs(*(getattr(self, f.name).to(device) for f in fields(self)))
+
 
 def train_inputs(cache: TrunkCache, idx: torch.Tensor, cfg: Stage1Config, gen: torch.Generator) -> StepInputs:
-    """A training batch: mirrored feature maps, text dropout (image-grounded path) and image dropout."""
+    """A training batch: mirrored feature maps, text dropout (image-grounded path) and image dropout,
+    drawn on the host from ``gen`` (the same draws on every device)."""
     img, has, txt, msk = cache_batch(cache, idx)
     img = flip_feature_maps(img, cfg.feature_flip, gen)
     B = len(idx)
@@ -197,10 +204,11 @@ def itm_term(model: DashCLIP, out: dict[str, torch.Tensor], x: StepInputs, k: to
     if cfg.weights.itm <= 0 or len(sub) < 2 or len(torch.unique(k[sub])) <= 1:
         return None
     sim = out["text"][sub] @ out["image"][sub].t()  # (S, S) text -> image
-    neg_img = sample_hard_negatives(sim, k[sub], gen)
-    neg_txt = sample_hard_negatives(sim.t(), k[sub], gen)
+    host, host_k = sim.detach().float().cpu(), k[sub].cpu()  # drawn from the host generator ``gen``
+    neg_img = sample_hard_negatives(host, host_k, gen).to(k.device)
+    neg_txt = sample_hard_negatives(host.t(), host_k, gen).to(k.device)
     ok1, ok2 = k[sub][neg_img] != k[sub], k[sub][neg_txt] != k[sub]
-    patches, ones = out["image_tokens"][sub], torch.ones(len(sub), dtype=torch.bool)
+    patches, ones = out["image_tokens"][sub], torch.ones(len(sub), dtype=torch.bool, device=k.device)
     txt, msk = x.txt[sub], x.msk[sub]
     f1 = model.fuse(txt, msk, patches[neg_img], ones)[ok1]
     f2 = model.fuse(txt[neg_txt], msk[neg_txt], patches, ones)[ok2]
@@ -224,6 +232,14 @@ def category_terms(model: DashCLIP, out: dict[str, torch.Tensor], x: StepInputs,
     return found
 
 
+def batch_keys(keys: torch.Tensor, cats: CategoryTexts | None, idx: torch.Tensor, device: torch.device
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The batch's title keys, category keys and category-text indices (None without category
+    texts), on ``device``."""
+    rows_cat = cats.index[idx].to(device) if cats is not None else None
+    return keys[idx, 0].to(device), keys[idx, 1].to(device), rows_cat
+
+
 def _forward(model: DashCLIP, x: StepInputs) -> dict[str, torch.Tensor]:
     return model(x.img, x.has, x.txt, x.msk, fusion_states=x.fusion_txt, fusion_mask=x.fusion_msk,
                  fusion_has_image=x.has & ~x.drop_img)
@@ -231,25 +247,28 @@ def _forward(model: DashCLIP, x: StepInputs) -> dict[str, torch.Tensor]:
 
 def train_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
                  gen: torch.Generator, cats: CategoryTexts | None = None) -> dict[str, torch.Tensor]:
-    """The named loss terms of one training batch and their weighted ``total``."""
-    x = train_inputs(cache, idx, cfg, gen)
+    """The named loss terms of one training batch and their weighted ``total``, on the model's device."""
+    dev = next(model.parameters()).device
+    x = train_inputs(cache, idx, cfg, gen).to(dev)
     out = _forward(model, x)
-    k, kc = keys[idx, 0], keys[idx, 1]
+    k, kc, rows_cat = batch_keys(keys, cats, idx, dev)
     terms = contrastive_terms(out, x, k, kc, cfg)
     itm = itm_term(model, out, x, k, cfg, gen)
     if itm is not None:
         terms["itm"] = itm
-    terms.update(category_terms(model, out, x, cats.index[idx] if cats is not None else None, cats, cfg.weights))
+    terms.update(category_terms(model, out, x, rows_cat, cats, cfg.weights))
     return {**terms, "total": cfg.weights.total(terms)}
 
 
 def eval_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
                 cats: CategoryTexts | None = None) -> dict[str, torch.Tensor]:
     """The named loss terms of one validation batch (no augmentation, no ITM sampling) and their total."""
-    x = eval_inputs(cache, idx)
+    dev = next(model.parameters()).device
+    x = eval_inputs(cache, idx).to(dev)
     out = _forward(model, x)
-    terms = contrastive_terms(out, x, keys[idx, 0], keys[idx, 1], cfg)
-    terms.update(category_terms(model, out, x, cats.index[idx] if cats is not None else None, cats, cfg.weights))
+    k, kc, rows_cat = batch_keys(keys, cats, idx, dev)
+    terms = contrastive_terms(out, x, k, kc, cfg)
+    terms.update(category_terms(model, out, x, rows_cat, cats, cfg.weights))
     return {**terms, "total": cfg.weights.total(terms)}
 
 
@@ -330,6 +349,7 @@ def optimizer(model: DashCLIP, cfg: Stage1Config, steps: int):
 def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> dict:
     """Train, validate each epoch, stop early, save the best checkpoint + curve; returns the summary."""
     t_start = time.perf_counter()
+    device = training_device(cfg.device, "stage 1")  # first: a device that is absent stops the run here
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -337,7 +357,7 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     products = load_products(cfg.catalog)
-    model = DashCLIP(load_model_config(cfg.model))
+    model = DashCLIP(load_model_config(cfg.model)).to(device)  # the trunk cache is computed there, kept on the host
     cache = build_trunk_cache(model, products, cache_dir=cfg.cache_dir, progress=progress, workers=cfg.workers)
     t_cache = time.perf_counter() - t_start
     keys = class_keys(products)
@@ -358,9 +378,10 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
     loop = LoopConfig(name="stage1", epochs=cfg.epochs, monitor="val_total", mode="min", patience=cfg.patience)
     avg = WeightAverage(model, cfg.weight_average) if cfg.weight_average > 0 else None
     result = fit(model, opt, sched, lambda epoch: train_batches(train_idx, lengths, cfg.batch_size, gen), step, loop,
-                 validate=validation, average=avg, t_start=t_start, progress=progress)
+                 validate=validation, average=avg, t_start=t_start, progress=progress, device=device)
     history = result.history
-    summary = {"best_val_total": result.best, "epochs_run": len(history), "cache_s": round(t_cache, 1),
+    summary = {"best_val_total": result.best, "epochs_run": len(history), "device": str(device),
+               "precision": precision(device), "cache_s": round(t_cache, 1),
                "train_s": round(time.perf_counter() - t_start, 1), "train_rows": len(train_idx), "val_rows": len(val_idx)}
     version = model.save_pretrained(out, stage="stage1", extra_meta={"train_config": cfg.model_dump(),
                                                                       "summary": summary, "history": history})

@@ -44,7 +44,7 @@ from dashclip.seed import SIMULATED, heldout_queries, seed_from_judgments
 from dashclip.stage1 import default_catalog
 from dashclip.teacher import (CrossEncoder, agreement, label_precision, pair_content_hash, save_teacher, teacher_labels,
                               teacher_product_text, train_teacher)
-from dashclip.training import LoopConfig, fit, lr_lambda
+from dashclip.training import DeviceName, LoopConfig, fit, lr_lambda, precision, training_device
 from dashclip.trunk_cache import build_trunk_cache
 from dashclip.type_negatives import TypeNegativeMiner
 from dashclip.wise_ft import interpolate
@@ -81,13 +81,15 @@ class Stage2Config(BaseModel):
     teacher_batch_size: int = 32
     teacher_max_length: int = 64
     teacher_length_group: int = Field(50, ge=1)  # batches per length-sorted window (1: random batches)
-    # label the mined pairs under bfloat16 autocast where the hardware does bf16 (training stays float32)
+    # label the mined pairs under bfloat16 autocast where the hardware does bf16 (training: bf16 on CUDA only)
     teacher_bf16: bool = True
     # elsewhere, label with int8 dynamically quantised linear layers: faster, but it moves the grades
     teacher_int8: bool = False
-    teacher_device: str = "auto"  # where the teacher labels the mined pairs: auto (CUDA when present) | cpu | cuda[:N]
+    # where the teacher trains and labels the mined pairs: auto | cpu | cuda | cuda:N; None: ``device``
+    teacher_device: DeviceName | None = None
     # a spark_jobs/label_pairs.py table: its labels replace the teacher's in-process labelling (no teacher is trained)
     labels: str | None = None
+    device: DeviceName = "auto"  # QCC training: auto (CUDA when present) | cpu | cuda | cuda:N; bf16 autocast on CUDA
     epochs: int = Field(8, ge=1)
     batch_size: int = 64
     lr: float = 5e-5  # query tower
@@ -257,7 +259,12 @@ def fit_teacher(cfg: Stage2Config, teacher: CrossEncoder, graded: pd.DataFrame, 
     return train_teacher(teacher, graded[C.QUERY].tolist(), [ptext[r] for r in graded["row"]],
                          graded[C.LABEL].to_numpy(), epochs=cfg.teacher_epochs, lr=cfg.teacher_lr,
                          batch_size=cfg.teacher_batch_size, seed=cfg.seed, progress=progress,
-                         length_group=cfg.teacher_length_group)
+                         length_group=cfg.teacher_length_group, device=teacher_device(cfg))
+
+
+def teacher_device(cfg: Stage2Config) -> str:
+    """The device name the teacher trains and labels on: ``teacher_device``, else ``device``."""
+    return cfg.teacher_device or cfg.device
 
 
 def teacher_agreement(teacher: CrossEncoder, graded: pd.DataFrame, ptext: list[str], bf16: bool = False,
@@ -317,7 +324,8 @@ def label_in_process(cfg: Stage2Config, model: DashCLIP, seed_train: pd.DataFram
                      progress: bool = True) -> tuple[np.ndarray, dict]:
     """Fit the teacher on the seed pairs (product ``row`` into ``ptext``), save it in ``out/teacher``
     and label the (query, product text) pairs: their labels and the teacher's stats."""
-    teacher = CrossEncoder(model.cfg.text, max_length=cfg.teacher_max_length)
+    device = pick_device(teacher_device(cfg))
+    teacher = CrossEncoder(model.cfg.text, max_length=cfg.teacher_max_length).to(device)
     before = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16, cfg.teacher_int8)  # as it will label
     t_fit = time.perf_counter()
     losses = fit_teacher(cfg, teacher, seed_train, ptext, progress)
@@ -325,17 +333,16 @@ def label_in_process(cfg: Stage2Config, model: DashCLIP, seed_train: pd.DataFram
     after = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16, cfg.teacher_int8)
     log.info("teacher agreement on held-out seed: before %s after %s", before, after)
     version = save_teacher(teacher, out / "teacher", {"teacher_agreement": after, "stage1": model.model_version})
-    device = pick_device(cfg.teacher_device)
-    precision = label_precision(device, cfg.teacher_bf16, cfg.teacher_int8)
-    print(f"teacher labelling: device={device}, precision={precision}", flush=True)
+    label_prec = label_precision(device, cfg.teacher_bf16, cfg.teacher_int8)
+    print(f"teacher labelling: device={device}, precision={label_prec}", flush=True)
     t_pred = time.perf_counter()
-    labels = teacher_labels(teacher.to(device), queries, products, progress=progress, bf16=cfg.teacher_bf16,
+    labels = teacher_labels(teacher, queries, products, progress=progress, bf16=cfg.teacher_bf16,
                             int8=cfg.teacher_int8)
     teacher.cpu()
     t_pred = time.perf_counter() - t_pred
     return labels, {"teacher_version": version, "teacher_agreement_untrained": before, "teacher_agreement": after,
                     "teacher_train_loss": losses, "teacher_labels_device": str(device),
-                    "teacher_labels_precision": precision, "teacher_train_s": round(t_fit, 1),
+                    "teacher_labels_precision": label_prec, "teacher_train_s": round(t_fit, 1),
                     "teacher_label_s": round(t_pred, 1), "teacher_label_pairs_per_s": round(len(queries) / max(t_pred, 1e-9), 1)}
 
 
@@ -409,20 +416,24 @@ class ProductSide:
     joint: bool
 
     def train(self, rows: np.ndarray) -> torch.Tensor:
+        """The rows' product embeddings on the model's device (the fixed ones are kept on the host)."""
+        dev = next(self.model.parameters()).device
         if self.joint:
-            return self.model.embed_fused(self.fused_train[torch.as_tensor(rows)])
-        return torch.from_numpy(self.p_train)[rows]
+            return self.model.embed_fused(self.fused_train[torch.as_tensor(rows)].to(dev))
+        return torch.from_numpy(self.p_train)[rows].to(dev)
 
     def val(self) -> np.ndarray:
         if not self.joint:
             return self.p_val
         with torch.no_grad():
-            return self.model.embed_fused(self.fused_val).numpy()
+            return self.model.embed_fused(self.fused_val.to(next(self.model.parameters()).device)).cpu().numpy()
 
 
 def fit_query_tower(cfg: Stage2Config, model: DashCLIP, labelled: pd.DataFrame, products: ProductSide,
                     cat_codes: np.ndarray, val: tuple[list[str], list[np.ndarray]], t0: float, progress: bool):
-    """QCC training of the query tower (epoch 0: the stage-1 text tower as query tower)."""
+    """QCC training of the query tower (epoch 0: the stage-1 text tower as query tower) on the
+    model's device; batches are drawn and their targets built on the host."""
+    dev = next(model.parameters()).device
     groups = {qid: (g[C.QUERY].iloc[0], g["row"].to_numpy(), g[C.LABEL].to_numpy(dtype=np.float32))
               for qid, g in labelled.groupby(C.QUERY_ID)}
     qids = list(groups)
@@ -436,8 +447,8 @@ def fit_query_tower(cfg: Stage2Config, model: DashCLIP, labelled: pd.DataFrame, 
 
     def step(batch: list):
         rows = np.unique(np.concatenate([b[1] for b in batch] + [rng.integers(0, n_products, cfg.random_negatives)]))
-        labels, valid = qcc_targets(batch, rows, cat_codes, cfg.mask_category_negatives)
-        q = model.encode_queries(**model.tokenize([b[0] for b in batch]))
+        labels, valid = (t.to(dev) for t in qcc_targets(batch, rows, cat_codes, cfg.mask_category_negatives))
+        q = model.encode_queries(**{k: v.to(dev) for k, v in model.tokenize([b[0] for b in batch]).items()})
         scale = model.logit_scale.exp().clamp(max=100.0)
         return {"qcc": qcc_loss(q, products.train(rows), labels, scale, valid)}, len(batch)
 
@@ -450,11 +461,13 @@ def fit_query_tower(cfg: Stage2Config, model: DashCLIP, labelled: pd.DataFrame, 
     loop = LoopConfig(name="stage2", epochs=cfg.epochs, objective="qcc", monitor="val_ndcg@10", mode="max",
                       patience=cfg.patience)
     return fit(model, opt, sched, epoch_batches, step, loop, validate=validation, params=params, history=history,
-               best=history[0]["val_ndcg@10"], t_start=t0, progress=progress)
+               best=history[0]["val_ndcg@10"], t_start=t0, progress=progress, device=dev)
 
 
 def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, progress: bool = True) -> dict:
     t0 = time.perf_counter()
+    device = training_device(cfg.device, "stage 2")  # first: a device that is absent stops the run here
+    pick_device(teacher_device(cfg))  # and the teacher's, rather than after mining and seeding
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -463,6 +476,7 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     products = load_products(cfg.catalog)
     model = DashCLIP.from_pretrained(stage1_dir)
     model.add_query_tower()
+    model.to(device)
     cache = build_trunk_cache(model, products, cache_dir=cfg.cache_dir, progress=progress)
     split = products[C.SPLIT].to_numpy()
     tr_idx, va_idx = np.nonzero(split == "train")[0], np.nonzero(split == "val")[0]
@@ -489,7 +503,8 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
         interpolate(model, cfg.wise_ft_alpha)
     summary = {**stats, "label_s": round(t_labels, 1), "train_s": round(time.perf_counter() - t0, 1),
                "best_val_ndcg@10": result.best, "val_queries": len(vq_texts), "validation_judged_by": val_source,
-               "epochs_run": len(history) - 1, "wise_ft_alpha": cfg.wise_ft_alpha}
+               "epochs_run": len(history) - 1, "wise_ft_alpha": cfg.wise_ft_alpha, "device": str(device),
+               "precision": precision(device)}
     stage1_version = json.loads((Path(stage1_dir) / "meta.json").read_text())["model_version"]
     version = model.save_pretrained(out, stage="stage2", extra_meta={"train_config": cfg.model_dump(), "summary": summary,
                                                                       "inputs": file_digests(cfg.queries_file, cfg.seed_judgments),

@@ -26,7 +26,7 @@ from dashclip import columns as C
 from dashclip.config import TextTowerConfig
 from dashclip.metrics import auc
 from dashclip.towers import build_text_tower
-from dashclip.training import LoopConfig, fit, length_grouped_batches
+from dashclip.training import LoopConfig, fit, length_grouped_batches, training_device
 
 log = logging.getLogger(__name__)
 
@@ -132,30 +132,35 @@ def bf16_supported(device: torch.device) -> bool:
 
 def train_teacher(model: CrossEncoder, queries: list[str], products: list[str], labels: np.ndarray,
                   epochs: int = 2, batch_size: int = 32, lr: float = 4e-5, seed: int = 0, progress: bool = True,
-                  length_group: int = 50) -> list[float]:
+                  length_group: int = 50, device: str | torch.device | None = None) -> list[float]:
     """Fine-tune on seed pairs with class-balanced cross-entropy, in length-grouped batches
-    (``length_group`` batches per sorted window; 1: random batches); returns the mean loss per epoch."""
+    (``length_group`` batches per sorted window; 1: random batches), on ``device`` (default: where
+    the model is; the model is moved there and stays); returns the mean loss per epoch."""
+    dev = training_device(next(model.parameters()).device if device is None else device, "teacher training")
+    model.to(dev)
     torch.manual_seed(seed)  # the head's dropout
     rng = np.random.default_rng(seed)
     lengths = np.array([len(x) for x in model.tower.tokenizer(list(queries), list(products), truncation="only_second",
                                                               max_length=model.max_length)["input_ids"]])
     y = torch.as_tensor(labels, dtype=torch.long)
     counts = torch.bincount(y, minlength=4).float().clamp_min(1)
-    weight = (counts.sum() / (4 * counts)).sqrt()  # soften the imbalance (many 0s)
+    weight = (counts.sum() / (4 * counts)).sqrt().to(dev)  # soften the imbalance (many 0s)
+    y = y.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * math.ceil(len(y) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps))
 
     def step(b: np.ndarray):
         b = b.tolist()
-        logits = model(**model.tokenize([queries[i] for i in b], [products[i] for i in b]))
+        enc = model.tokenize([queries[i] for i in b], [products[i] for i in b])
+        logits = model(**{k: v.to(dev) for k, v in enc.items()})
         return {"ce": F.cross_entropy(logits, y[b], weight=weight)}, len(b)
 
     loop = LoopConfig(name="teacher", epochs=epochs, objective="ce")
     def epoch_batches(epoch: int) -> list[np.ndarray]:
         return length_grouped_batches(lengths, batch_size, length_group, rng.permutation)
 
-    return fit(model, opt, sched, epoch_batches, step, loop, progress=progress).epoch_losses
+    return fit(model, opt, sched, epoch_batches, step, loop, progress=progress, device=dev).epoch_losses
 
 
 def agreement(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:

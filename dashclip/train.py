@@ -1,6 +1,6 @@
 """Training entry point.
 
-    python -m dashclip.train stage1 --out DIR [--config FILE] [--catalog PATH] [--epochs N]
+    python -m dashclip.train stage1 --out DIR [--config FILE] [--catalog PATH] [--epochs N] [--device auto|cpu|cuda[:N]]
     python -m dashclip.train stage2 --checkpoint STAGE1_DIR --out DIR [--config FILE] [--catalog PATH] [--labels TABLE]
         [--queries QUERY_LOG [--generate-queries]] [--seed-judgments JUDGMENTS] [--labeller teacher|llm]
 
@@ -38,6 +38,10 @@ def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
         cfg = json.loads(json.dumps(cfg, default=str))
         if isinstance(cfg, dict) and cfg.get("catalog"):
             cfg["catalog"] = str(Path(cfg["catalog"]).resolve())
+        if isinstance(cfg, dict):  # saved before the device fields: the defaults, which it ran with
+            cfg.setdefault("device", "auto")
+            if "teacher_device" in cfg:  # None follows ``device``
+                cfg["teacher_device"] = cfg["teacher_device"] or cfg["device"]
         return cfg
     same = norm(train_config) == norm(meta.get("train_config"))
     if stage1 is None and same and "model" in train_config:
@@ -85,6 +89,8 @@ def build_parser():
                        "(default: $DASHCLIP_CATALOG, else $DASHCLIP_DATA/catalog.csv, else ../shared/data/catalog.csv)")
         s.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
         s.add_argument("--threads", type=int, help="torch CPU threads (default: the config's, else torch's)")
+        s.add_argument("--device", help="auto (CUDA when present) | cpu | cuda | cuda:N (default: the config's, "
+                                        "else auto); stage 2's teacher follows it unless teacher_device is set")
         s.add_argument("--reuse", action="store_true",
                        help="skip training when OUT already holds a checkpoint trained with the same settings")
     return ap
@@ -117,7 +123,8 @@ def _train(args) -> dict | None:
     if args.stage == "stage1":
         from dashclip.stage1 import Stage1Config, train_stage1
 
-        cfg = _load(Stage1Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads})
+        cfg = _load(Stage1Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads,
+                                                "device": args.device})
         if args.reuse and _up_to_date(args.out, cfg.model_dump(), None):
             return None
         return train_stage1(cfg, args.out)
@@ -125,6 +132,7 @@ def _train(args) -> dict | None:
         from dashclip.stage2 import Stage2Config, train_stage2
 
         cfg = _load(Stage2Config, args.config, {"catalog": args.catalog, "epochs": args.epochs, "threads": args.threads,
+                                                "device": args.device,
                                                 "queries_file": args.queries, "generate_queries": args.generate_queries,
                                                 "seed_judgments": args.seed_judgments, "labeller": args.labeller,
                                                 "labels": args.labels})

@@ -1,23 +1,50 @@
 """The training loop shared by stage 1, stage 2 and the teacher, and its small pure helpers: the
-learning-rate schedule and length-grouped batching."""
+learning-rate schedule, length-grouped batching and the device a run trains on."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal
+from typing import Annotated, Callable, Iterable, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm import tqdm
 
+from dashclip.inference import check_device_name, pick_device
 from dashclip.weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
+
+# a config's device field: auto (CUDA when present) | cpu | cuda | cuda:N, checked when the config
+# loads; whether CUDA is present is checked when training starts (``training_device``)
+DeviceName = Annotated[str, AfterValidator(check_device_name)]
+
+
+def precision(device: torch.device) -> str:
+    """What training computes in on ``device``: bf16 autocast on a CUDA device with bfloat16, else
+    float32 (on the CPU the results stay those of a run without autocast, bit for bit)."""
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def autocast(device: torch.device):
+    """The forward-and-loss context of a training step on ``device`` (see ``precision``)."""
+    if precision(device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def training_device(name: str | torch.device | None, what: str) -> torch.device:
+    """``pick_device(name)``, announced in one line at the start of a run:
+    ``stage 1: device=cuda, precision=bf16``."""
+    device = pick_device(name)
+    print(f"{what}: device={device}, precision={precision(device)}", flush=True)
+    return device
 
 
 def lr_lambda(step: int, warmup: int, total: int) -> float:
@@ -83,14 +110,15 @@ def _improves(value: float, best: float, cfg: LoopConfig) -> bool:
 
 
 def _train_epoch(model: nn.Module, opt, sched, batches: Iterable, step: Callable, params: list, cfg: LoopConfig,
-                 desc: str, progress: bool, average: WeightAverage | None) -> dict[str, float]:
+                 desc: str, progress: bool, average: WeightAverage | None, device: torch.device) -> dict[str, float]:
     """One pass over ``batches``; the size-weighted mean of every loss term the steps returned."""
     model.train()
     sums: dict[str, float] = {}
     n = 0
     bar = tqdm(batches, desc=desc, disable=not progress)
     for batch in bar:
-        losses, size = step(batch)
+        with autocast(device):  # forward and losses; backward runs outside, as autocast asks
+            losses, size = step(batch)
         opt.zero_grad(set_to_none=True)
         losses[cfg.objective].backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
@@ -109,15 +137,17 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, epoch_batches: Call
         step: Callable[[object], tuple[dict[str, torch.Tensor], int]], cfg: LoopConfig,
         validate: Callable[[], dict] | None = None, params: list | None = None, history: list[dict] | None = None,
         best: float | None = None, average: WeightAverage | None = None, t_start: float | None = None,
-        progress: bool = True) -> FitResult:
+        progress: bool = True, device: torch.device | None = None) -> FitResult:
     """Train ``model``: per epoch, ``step(batch) -> (named losses, batch size)`` over
     ``epoch_batches(epoch)`` (zero grad, backward of ``cfg.objective``, clip ``params``, optimiser and
     schedule steps), then ``validate()``. With a validation the weights of the best epoch (by
     ``cfg.monitor``) are loaded at the end and ``cfg.patience`` epochs without improvement stop
     early; ``history``/``best`` carry a baseline measured before training. ``average`` (a
     ``WeightAverage``) is updated every step and validated (and kept, when best) in place of the
-    last weights, which training then goes on from."""
+    last weights, which training then goes on from. ``step`` puts its batch on ``device`` (default:
+    the model's), where it runs under ``autocast(device)``; ``validate`` runs outside it."""
     t_start = time.perf_counter() if t_start is None else t_start
+    device = next(model.parameters()).device if device is None else device
     params = list(model.parameters()) if params is None else params
     history = [] if history is None else history
     if best is None and validate is not None:
@@ -125,7 +155,7 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, epoch_batches: Call
     best_state, bad, epoch_losses = None, 0, []
     for epoch in range(1, cfg.epochs + 1):
         train = _train_epoch(model, opt, sched, epoch_batches(epoch), step, params, cfg, f"{cfg.name} epoch {epoch}",
-                             progress, average)
+                             progress, average, device)
         epoch_losses.append(train[cfg.objective])
         if validate is None:
             continue

@@ -139,6 +139,11 @@ def test_train_cli_reuse_skips_an_up_to_date_checkpoint(tmp_path):
     assert first.returncode == 0, first.stderr
     second = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0 and "up to date" in second.stdout
+    meta = json.loads((tmp_path / "ck" / "meta.json").read_text())  # as saved before the device field existed
+    meta["train_config"].pop("device")
+    (tmp_path / "ck" / "meta.json").write_text(json.dumps(meta))
+    older = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert older.returncode == 0 and "up to date" in older.stdout, older.stdout + older.stderr
     # the same catalog named by a relative path from another directory is the same setting
     rel = [os.path.relpath(a, cat.parent) if a == str(cat) else a for a in args]
     elsewhere = {"cwd": cat.parent, "env": {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}}

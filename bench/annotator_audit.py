@@ -32,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.machine import cpu_model  # noqa: E402
 DEFAULT_CATALOG = REPO.parent / "shared" / "data" / "catalog.csv"
 HANDWRITTEN = REPO / "dashclip" / "resources" / "handwritten_queries.csv"
 RESULTS = REPO / "bench" / "results" / "annotator_audit.json"
@@ -171,12 +172,6 @@ def comparison(before: dict, after: dict, path: str) -> dict:
         out[key] = {c: pair(before[key].get(c, {}), after[key][c]) for c in after[key]}
     return out
 
-
-def cpu_model() -> str:
-    try:
-        return next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.machine import cpu_model  # noqa: E402
 DEFAULT_CATALOG = REPO.parent / "shared" / "data" / "catalog.csv"
 HANDWRITTEN = REPO / "dashclip" / "resources" / "handwritten_queries.csv"
 RESULTS = REPO / "bench" / "results" / "bm25_eval.json"
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "setup": {"catalog": str(args.catalog), "test_products": len(test), "per_category": args.per_category,
                   "seed": args.seed, "judge": "dashclip.judge.Judge"},
         "seconds": round(time.perf_counter() - t0, 1),
-        "machine": {"cpu": _cpu_model(), "platform": platform.platform()},
+        "machine": {"cpu": cpu_model(), "platform": platform.platform()},
         "command": "python bench/bm25_eval.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     })
@@ -74,15 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out}")
     return 0
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

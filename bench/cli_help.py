@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.machine import cpu_model  # noqa: E402
 
 from tests.test_cli import ENTRY_POINTS  # noqa: E402  (the same list the test checks)
 
@@ -34,15 +35,6 @@ def wall(args: list[str]) -> float:
                    env={**os.environ, "PYTHONPATH": str(REPO)})
     return time.perf_counter() - t
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> int:

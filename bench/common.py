@@ -12,6 +12,7 @@ from pathlib import Path
 import redis
 from feast import FeatureStore, RepoConfig
 
+from bench.machine import cpu_model
 from features.definitions import build_definitions
 from features.store import feast_connection_string
 
@@ -46,9 +47,8 @@ def drop_project(project: str) -> None:
 
 
 def machine(note: str = "") -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
     return {
-        "cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+        "cpu": cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
         "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "redis": redis.Redis.from_url(redis_url()).info("server")["redis_version"] + " on loopback",
         "note": note or os.environ.get("BENCH_NOTE", ""),

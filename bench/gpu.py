@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python bench/gpu.py` from the root finds the project
+from bench.machine import cpu_model  # noqa: E402
+
 GPU_CONFIGS = {"stage1": ROOT / "configs" / "gpu_stage1.json", "stage2": ROOT / "configs" / "gpu_stage2.json"}
 EXIT_NO_GPU = 3
 # the smoke run: every step, on a tiny random model and a small slice of the catalog, on the CPU
@@ -35,7 +37,7 @@ def preflight(smoke: bool) -> int:
     import torch
 
     if smoke:
-        print(f"gpu.sh: CPU smoke run (every step on a tiny model and subset; no GPU figures): {cpu_name()}")
+        print(f"gpu.sh: CPU smoke run (every step on a tiny model and subset; no GPU figures): {cpu_model()}")
         return 0
     if not torch.cuda.is_available():
         print(f"error: bench/gpu.sh needs a CUDA GPU and torch {torch.__version__} sees none; "
@@ -70,15 +72,6 @@ def write_subset(catalog: Path, out: Path, rows: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _json(path: Path) -> dict:
@@ -123,7 +116,7 @@ def report(run_dir: Path, smoke: bool) -> dict:
     train_s = steps.get("stage1", 0) + steps.get("stage2", 0)
     out = {
         "mode": "cpu_smoke" if smoke else "gpu",
-        "device": torch.cuda.get_device_name(0) if gpu else f"cpu: {cpu_name()}",
+        "device": torch.cuda.get_device_name(0) if gpu else f"cpu: {cpu_model()}",
         "gpu_memory_peak_mib": gpu_memory_peak_mib(run_dir / "gpu_memory.txt") if gpu else None,
         "torch": torch.__version__,
         "training": {f"{stage}_{k}": summary.get(k) for stage, summary in (("stage1", s1), ("stage2", s2))
@@ -182,5 +175,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,14 +21,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/input_check.py` from the root
 from bench.common import write  # noqa: E402
+from bench.machine import cpu_model  # noqa: E402
 from dashclip.inputs import check_inputs  # noqa: E402
 
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def make_log(out: Path, n: int, fmt: str, rng: np.random.Generator) -> None:

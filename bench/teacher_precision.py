@@ -29,6 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.machine import cpu_model  # noqa: E402
 RESULTS = REPO / "bench" / "results" / "teacher_precision.json"
 
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                for n in names if n != "fp32"}
     payload = {
         "bf16_supported_here": has_bf16,
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "pairs_labelled": len(q), "threads": args.threads,
         "rows_per_s": {k: round(len(q) / v, 1) for k, v in best.items()},
         "speedup_over_fp32": {n: round(best["fp32"] / best[n], 2) for n in names if n != "fp32"},
@@ -108,15 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(payload, indent=2))
     return 0
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

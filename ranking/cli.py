@@ -18,8 +18,8 @@ from pathlib import Path
 from dashclip.cli import CliError, lazy, parser, run_main
 
 ENV_PREFIX = "DASHCLIP_SERVE_"
-MAX_BODY_BYTES = 256 * 1024  # the same as ranking.serve.MAX_BODY_BYTES
-LOOKUP_TIMEOUT_MS = 50.0  # the same as ranking.serve.LOOKUP_TIMEOUT_MS
+MAX_BODY_BYTES = 256 * 1024  # request bodies above it get 413 (ranking.serve uses these defaults too)
+LOOKUP_TIMEOUT_MS = 50.0  # deadline for one request's Redis reads
 RENAMED = {"--models": "--ranker", "--repo": "--feature-repo", "--products": "--catalog"}  # older spellings
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

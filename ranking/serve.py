@@ -48,13 +48,12 @@ from starlette.concurrency import run_in_threadpool
 from dashclip import columns as DC
 from features import columns as FC
 from features.store import OnlineStoreUnavailable
+from ranking.cli import LOOKUP_TIMEOUT_MS, MAX_BODY_BYTES  # the defaults the command line shows
 from ranking.online import RankService
 
 log = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 1000
-MAX_BODY_BYTES = 256 * 1024
-LOOKUP_TIMEOUT_MS = 50.0
 
 
 def _utf8(text: str) -> str:

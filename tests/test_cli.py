@@ -45,6 +45,7 @@ ENTRY_POINTS = {
     "spark_jobs/embed_catalog.py": ["spark_jobs/embed_catalog.py"],
     "spark_jobs/embed_queries.py": ["spark_jobs/embed_queries.py"],
     "spark_jobs/consumer_profiles.py": ["spark_jobs/consumer_profiles.py"],
+    "spark_jobs/label_pairs.py": ["spark_jobs/label_pairs.py"],
 }
 # the heavy libraries no --help may load (a parse before the imports is what keeps --help fast)
 HEAVY = ("torch", "pandas", "pyarrow", "fastapi", "feast", "faiss", "pyspark", "lightgbm", "transformers")
@@ -86,9 +87,10 @@ def test_one_vocabulary_out_is_a_folder_everywhere():
     from dashclip.evaluate import build_parser as evaluate_parser
     from dashclip.train import build_parser as train_parser
     from ranking.train import build_parser as ranker_parser
-    from spark_jobs.lib.cli import catalog_parser, profiles_parser, queries_parser
+    from spark_jobs.lib.cli import catalog_parser, labels_parser, profiles_parser, queries_parser
 
-    parsers = [evaluate_parser(), train_parser(), ranker_parser(), catalog_parser(), queries_parser(), profiles_parser()]
+    parsers = [evaluate_parser(), train_parser(), ranker_parser(), catalog_parser(), queries_parser(), profiles_parser(),
+               labels_parser()]
     helps = []
     for ap in parsers:
         subs = [a for a in ap._actions if a.__class__.__name__ == "_SubParsersAction"]

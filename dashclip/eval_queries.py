@@ -12,7 +12,12 @@ gains over the baselines, the same per intent class):
 - ``annotator``: the judgments file (``dashclip.evaluate judgments`` writes the rule annotator's,
   the labeller stage 2 trains on);
 - ``independent_judge``: ``dashclip.judge.Judge`` grading every product of the catalog for the same
-  queries (ESCI rules written apart from the annotator).
+  queries (ESCI rules written apart from the annotator);
+- ``read_judge`` (with ``read_judged``, a file): judgments made by reading each product, not by a
+  program (``dashclip/resources/handwritten_read_judgments.csv``: the union of every system's top 20
+  per handwritten query, with the reader's reason). Products outside that pool count as 0, as in
+  pooled (TREC-style) evaluation; ``read_judge_coverage`` gives the judged share of each system's
+  top 10, so a system whose results were not pooled shows up as low coverage, not as a silent loss.
 Each judge's means are over the queries it finds a relevant (grade >= 2) product for. The queries
 are those of the query file (``queries.csv`` beside the judgments, written by the judgments
 command), so a query the annotator finds nothing relevant for is still graded by the judge.
@@ -43,7 +48,7 @@ log = logging.getLogger(__name__)
 METRICS = ("ndcg@10", "recall@100_exact", "mrr_exact", "auc_relevant")
 # report order; dashclip_shared only when the checkpoint serves a text channel
 SYSTEMS = ("dashclip", "dashclip_shared", "bm25", "minilm_zero_shot")
-JUDGES = ("annotator", "independent_judge")
+JUDGES = ("annotator", "independent_judge", "read_judge")  # read_judge only with read judgments
 
 
 def read_judgments(path: str | Path) -> pd.DataFrame:
@@ -147,7 +152,8 @@ def mean_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str | Path,
                      rankings_out: str | Path | None = None, cache_dir: str | None = "runs/cache",
-                     device: str | torch.device = "cpu", queries: str | Path | None = None) -> dict:
+                     device: str | torch.device = "cpu", queries: str | Path | None = None,
+                     read_judged: str | Path | None = None) -> dict:
     """Retrieval metrics of the checkpoint (run on ``device`` in float32) and the baselines.
     ``queries``: every query to evaluate (``query_id, query[, intent]``); default the
     ``queries.csv`` that ``dashclip.evaluate judgments`` writes beside the judgments, else the
@@ -174,7 +180,10 @@ def evaluate_queries(checkpoint: str | Path, catalog: str | Path, judgments: str
     report = {"checkpoint": str(checkpoint), "model_version": model.model_version, "catalog": str(catalog),
               "products": len(products), "queries": len(qs), "judged_pairs": int(n_judged),
               "text_channel": model.cfg.text_channel}
-    report.update(two_judge_reports(products, qs, intents_of(qframe if qframe is not None else judg, qs), labels, systems))
+    intents = intents_of(qframe if qframe is not None else judg, qs)
+    report.update(two_judge_reports(products, qs, intents, labels, systems))
+    if read_judged:
+        report.update(read_judge_report(products, qs, read_judged, intents or [""] * len(qs), systems))
     report["queries_file"] = str(qfile) if qfile else None
     if rankings_out:
         top = np.argsort(-systems["dashclip"], axis=1)[:, :100]
@@ -239,11 +248,44 @@ def two_judge_reports(products: pd.DataFrame, qs: pd.DataFrame, intents: list[st
             "intents": dict(sorted(pd.Series(intents).value_counts().to_dict().items()))}
 
 
+def read_judge_report(products: pd.DataFrame, qs: pd.DataFrame, path: str | Path, intents: list[str],
+                      systems: dict[str, np.ndarray]) -> dict:
+    """The ``read_judge`` figures (same layout as the other judges) and each system's judged share of
+    its top 10 (``read_judge_coverage``), for the queries of ``qs`` that the file judges."""
+    judg = pd.read_csv(path, dtype={C.QUERY_ID: str, C.PRODUCT_ID: str})
+    judg = judg.merge(qs[[C.QUERY_ID, C.QUERY]], on=C.QUERY_ID, how="inner")
+    judg = read_judgments_frame(judg, path)
+    _, labels, n = judgment_matrix(products, judg, qs)
+    judged = np.zeros_like(labels, dtype=bool)
+    pid_row = {p: i for i, p in enumerate(products[C.PRODUCT_ID])}
+    known = judg[judg[C.PRODUCT_ID].isin(pid_row)]
+    qrow = {q: i for i, q in enumerate(qs[C.QUERY_ID])}
+    judged[known[C.QUERY_ID].map(qrow).to_numpy(dtype=np.int64), known[C.PRODUCT_ID].map(pid_row).to_numpy(dtype=np.int64)] = True
+    rows = judged.any(axis=1)
+    report = judge_report({k: v[rows] for k, v in systems.items()}, labels[rows], list(np.asarray(intents)[rows]))
+    top10 = {name: np.argsort(-scores[rows], axis=1)[:, :10] for name, scores in systems.items()}
+    coverage = {name: float(np.take_along_axis(judged[rows], t, 1).mean()) for name, t in top10.items()}
+    return {"read_judge": report, "read_judge_coverage": coverage, "read_judged_pairs": int(n)}
+
+
+def read_judgments_frame(judg: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Checks of a read-judgments frame (``query_id, product_id, label`` 0..3), one line per fault."""
+    missing = [c for c in (C.QUERY_ID, C.PRODUCT_ID, C.LABEL) if c not in judg.columns]
+    if missing:
+        raise ValueError(f"read judgments {path}: missing column(s) {missing}; found {list(judg.columns)}")
+    bad = ~judg[C.LABEL].isin([0, 1, 2, 3])
+    if bad.any():
+        i = int(np.nonzero(bad.to_numpy())[0][0])
+        v = judg[C.LABEL].iloc[i]
+        raise ValueError(f"read judgments {path}: row {i} has label {v.item() if hasattr(v, 'item') else v!r}; labels are 0..3")
+    return judg
+
+
 def markdown_table(r: dict) -> str:
     if "skipped" in r:
         return f"{r['queries']} queries over {r['products']} products: skipped ({r['skipped']})."
     lines = [f"{r['queries']} queries over {r['products']} products ({r['judged_pairs']} judged pairs; unlisted = 0)."]
-    for judge in JUDGES:
+    for judge in (j for j in JUDGES if j in r):
         j = r[judge]
         lines += ["", f"Judge: {judge} ({j['queries']} queries with a relevant product).", "",
                   "| system | nDCG@10 | Recall@100 (exact) | MRR (exact) | relevance AUC |", "| --- | --- | --- | --- | --- |"]
@@ -258,6 +300,9 @@ def markdown_table(r: dict) -> str:
         def cell(name):
             return " / ".join(f"{x[name]['ndcg@10']:.3f}" if name in x else "-" for x in (a, b))
         lines.append(f"| {intent} | {r['intents'][intent]} | {cell('dashclip')} | {cell('minilm_zero_shot')} | {cell('bm25')} |")
+    if "read_judge" in r:
+        cov = ", ".join(f"{k} {v:.2f}" for k, v in r["read_judge_coverage"].items())
+        lines += ["", f"read_judge: {r['read_judged_pairs']} pairs judged by reading; judged share of each top 10: {cov}."]
     return "\n".join(lines)
 
 

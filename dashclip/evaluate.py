@@ -82,6 +82,8 @@ def build_parser():
                                      "beside --judgments when there is one, else the judged queries")
     q.add_argument("--out", help="output folder: queries.json, queries.md, rankings.parquet (default: print only)")
     q.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+    q.add_argument("--read-judgments", help="judgments made by reading each product (query_id, product_id, label[, reason]): "
+                   "a third judge, e.g. dashclip/resources/handwritten_read_judgments.csv")
     q.add_argument("--rankings", help=argparse.SUPPRESS)  # older: names the rankings file itself
     j = subcommand(sub, "judgments", "held-out products + queries + annotator judgments for `queries`")
     j.add_argument("--catalog", help=f"catalog file, products.parquet or its folder (default: {DEFAULT_CATALOG})")
@@ -127,7 +129,7 @@ def _run(args) -> int:
         in_folder = args.out and Path(out).parent == Path(args.out)  # not the older --out FILE.json
         rankings = args.rankings or (str(Path(args.out) / "rankings.parquet") if in_folder else None)
         report = evaluate_queries(args.checkpoint, args.catalog, args.judgments, rankings_out=rankings,
-                                  device=device, queries=args.queries)
+                                  device=device, queries=args.queries, read_judged=args.read_judgments)
         _write(report, q_table(report), out)
     print(json.dumps({k: v for k, v in report.items() if k not in ("per_query",)}, indent=1, default=str)[:4000])
     return 0

@@ -181,3 +181,26 @@ def test_judgment_matrix_keeps_queries_with_nothing_judged():
     qs, labels, n = judgment_matrix(prods, judg, queries)
     assert qs[C.QUERY_ID].tolist() == ["q0", "q1"] and n == 1
     assert labels.tolist() == [[0, 0, 0, 0, 0], [3, 0, 0, 0, 0]]
+
+
+def test_read_judge_pools_unjudged_as_zero_and_reports_each_systems_judged_share(tmp_path):
+    from dashclip.eval_queries import read_judge_report
+
+    prods = _grocery_products()
+    qs = pd.DataFrame({C.QUERY_ID: ["q1", "q2"], C.QUERY: ["apples", "natural yoghurt"]})
+    # read judgments for q1 only: the two apples exact, the juice irrelevant; g4/g5 never judged
+    path = tmp_path / "read.csv"
+    pd.DataFrame({C.QUERY_ID: ["q1", "q1", "q1"], C.PRODUCT_ID: ["g1", "g2", "g3"], C.LABEL: [3, 3, 0],
+                  "reason": ["E: apple", "E: apple", "I: juice, not fresh"]}).to_csv(path, index=False)
+    right = np.array([[0.9, 0.8, 0.1, 0, 0], [0, 0, 0, 0.9, 0.1]])
+    wrong = np.array([[0.5, 0.4, 0.9, 0, 0], [0, 0, 0, 0.5, 0.9]])
+    r = read_judge_report(prods, qs, path, ["fresh_vs_made_from", "plain_vs_flavoured"],
+                          {"dashclip": wrong, "bm25": right, "minilm_zero_shot": right})
+    j = r["read_judge"]
+    assert j["queries"] == 1 and r["read_judged_pairs"] == 3  # q2 has no read judgment: left out
+    assert j["bm25"]["ndcg@10"] == pytest.approx(1.0) and j["dashclip"]["ndcg@10"] < 1.0
+    assert r["read_judge_coverage"]["bm25"] == pytest.approx(0.6)  # top 10 of 5 products: 3 of the 5 judged
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({C.QUERY_ID: ["q1"], C.PRODUCT_ID: ["g1"], C.LABEL: [7]}).to_csv(bad, index=False)
+    with pytest.raises(ValueError, match="row 0 has label 7"):
+        read_judge_report(prods, qs, bad, ["", ""], {"dashclip": right})

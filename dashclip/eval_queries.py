@@ -253,7 +253,7 @@ def read_judge_report(products: pd.DataFrame, qs: pd.DataFrame, path: str | Path
     """The ``read_judge`` figures (same layout as the other judges) and each system's judged share of
     its top 10 (``read_judge_coverage``), for the queries of ``qs`` that the file judges."""
     judg = pd.read_csv(path, dtype={C.QUERY_ID: str, C.PRODUCT_ID: str})
-    judg = judg.merge(qs[[C.QUERY_ID, C.QUERY]], on=C.QUERY_ID, how="inner")
+    judg = judg.drop(columns=[C.QUERY], errors="ignore").merge(qs[[C.QUERY_ID, C.QUERY]], on=C.QUERY_ID, how="inner")
     judg = read_judgments_frame(judg, path)
     _, labels, n = judgment_matrix(products, judg, qs)
     judged = np.zeros_like(labels, dtype=bool)

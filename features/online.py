@@ -38,11 +38,11 @@ import numpy as np
 import redis
 from feast import FeatureStore
 from google.protobuf.message import DecodeError
-from feast.infra.online_stores.redis import _versioned_fv_name
 
 from dashclip.columns import EMBEDDING
 from features import columns as C
 from features import redis_format as F
+from features.feast_compat import versioned_view_name
 from features.store import (CircuitBreaker, OnlineStoreUnavailable, StoreEmpty, describe, marker_key, pack_command,
                             redis_client, roundtrip)
 
@@ -120,7 +120,7 @@ class OnlineLookup:
         views = []
         for entity in (C.PRODUCT_ENTITY, C.QUERY_ENTITY, C.CONSUMER_ENTITY):
             fv = store.get_feature_view(C.embedding_view_name(entity, model_version))
-            views.append(_versioned_fv_name(fv, config))
+            views.append(versioned_view_name(fv, config))
             self._field[entity] = F.feature_field(views[-1], EMBEDDING)
         self._markers = [marker_key(v, self.project) for v in views] if require_marker else []
         self._marker_views = views

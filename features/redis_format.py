@@ -29,11 +29,13 @@ from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
-from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.Value_pb2 import FloatList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.protos.feast.types.Value_pb2 import ValueType
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
+
+from features.feast_compat import field_hash
 
 _U32 = struct.Struct("<I")
 _STRING = ValueType.STRING
@@ -41,7 +43,7 @@ _STRING = ValueType.STRING
 
 def feature_field(view: str, feature: str) -> bytes:
     """Hash field under which Feast stores `view:feature`."""
-    return _mmh3(f"{view}:{feature}")
+    return field_hash(f"{view}:{feature}")
 
 
 def ts_field(view: str) -> bytes:
@@ -260,3 +262,86 @@ def timestamp_nanos(blob: bytes | None) -> int:
     ts = Timestamp()
     ts.ParseFromString(blob)
     return ts.seconds * 1_000_000_000 + ts.nanos
+
+
+class Corrupt(ValueError):
+    """A stored value that does not decode as a scalar."""
+
+
+# scalar value types read without protobuf: the ValueProto field, and a probe whose payload is one byte/word
+_SCALAR_PROBES = {"DOUBLE": ("double_val", 1.0, 8), "FLOAT": ("float_val", 1.0, 4),
+                  "INT64": ("int64_val", 1, 1), "INT32": ("int32_val", 1, 1)}
+_FIXED = {"DOUBLE": "<f8", "FLOAT": "<f4"}
+
+
+@lru_cache(maxsize=8)
+def scalar_tag(value_type: str) -> bytes:
+    """The one-byte field tag that starts a serialized ValueProto holding this scalar type."""
+    kind, probe, payload = _SCALAR_PROBES[value_type]
+    blob = ValueProto(**{kind: probe}).SerializeToString()
+    if len(blob) != 1 + payload:
+        raise RuntimeError(f"unexpected protobuf layout for {kind}: {blob!r}; the fast path cannot be used")
+    return blob[:1]
+
+
+def parse_scalar(blob: bytes | None) -> float:
+    """One stored ValueProto scalar -> float (NaN when missing or null); Corrupt when undecodable."""
+    if not blob:
+        return np.nan
+    v = ValueProto()
+    try:
+        v.ParseFromString(blob)
+        kind = v.WhichOneof("val")
+        return float(getattr(v, kind)) if kind and kind != "null_val" else np.nan
+    except (DecodeError, TypeError, ValueError) as e:
+        raise Corrupt(f"{len(blob)} bytes: {e}") from e
+
+
+def _decode_group(raw: np.ndarray, value_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """(m, width) uint8 rows of one length -> (m,) values, (m,) rows in the canonical layout."""
+    ok = raw[:, 0] == scalar_tag(value_type)[0]
+    body = raw[:, 1:]
+    if value_type in _FIXED:
+        width = np.dtype(_FIXED[value_type]).itemsize
+        if body.shape[1] != width:
+            return np.zeros(len(raw)), np.zeros(len(raw), bool)
+        return body.copy().view(_FIXED[value_type])[:, 0].astype(np.float64), ok
+    if body.shape[1] > 10:  # a varint is at most 10 bytes
+        return np.zeros(len(raw)), np.zeros(len(raw), bool)
+    ok &= (body[:, -1] & 0x80) == 0
+    if body.shape[1] > 1:
+        ok &= ((body[:, :-1] & 0x80) != 0).all(axis=1)
+    shifts = np.arange(body.shape[1], dtype=np.uint64) * np.uint64(7)
+    u = np.bitwise_or.reduce((body & 0x7F).astype(np.uint64) << shifts, axis=1)  # the varint as uint64
+    return u.view(np.int64).astype(np.float64), ok  # int32 negatives are sign-extended to 10 bytes too
+
+
+def decode_scalars(blobs: Sequence[bytes | None], value_type: str) -> tuple[np.ndarray, dict[int, str]]:
+    """Stored ValueProto scalars of one type -> ((n,) float64, {row: why it does not decode}).
+
+    Missing (None) and null (b"") values are NaN. Blobs in the canonical layout of `value_type`
+    (one tag byte, then 8 / 4 little-endian bytes or a varint) are decoded by numpy, one call per
+    blob length; any other blob goes through the protobuf parser (`parse_scalar`), so the values
+    are what it returns. Rows that do not decode are NaN and listed in the errors.
+    """
+    n = len(blobs)
+    out = np.full(n, np.nan)
+    lens = np.fromiter((len(b) if b else 0 for b in blobs), np.int64, n)
+    slow: list[int] = []
+    if value_type in _SCALAR_PROBES:
+        for width in np.unique(lens[lens > 1]).tolist():
+            idx = np.flatnonzero(lens == width)
+            raw = np.frombuffer(b"".join([blobs[i] for i in idx.tolist()]), np.uint8).reshape(idx.size, width)
+            vals, ok = _decode_group(raw, value_type)
+            out[idx[ok]] = vals[ok]
+            slow += idx[~ok].tolist()
+        slow += np.flatnonzero(lens == 1).tolist()
+    else:
+        slow = np.flatnonzero(lens > 0).tolist()
+    errors = {}
+    for i in sorted(slow):
+        try:
+            out[i] = parse_scalar(blobs[i])
+        except Corrupt as e:
+            errors[i] = str(e)
+    return out, errors

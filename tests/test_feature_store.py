@@ -16,16 +16,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import redis
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore
 
 from dashclip.columns import EMBEDDING, EVENT_TIMESTAMP, PRODUCT_ID, QUERY_ID
 from features import columns as C
 from features import materialize as M
 from features import redis_format as F
-from features.definitions import build_definitions
 from features.offline import training_frame
 from features.online import OnlineLookup
-from features.repo import TEMPLATE_FILES, init_repo
+from features.repo import TEMPLATE_FILES, init_repo, open_repo_store
 from features.similarity import request_features
 from features.store import OnlineStoreUnavailable, StoreEmpty, feast_connection_string
 from features.synthetic import T0, product_table, unit_vectors, write_partition, write_stats, write_tables
@@ -41,15 +40,7 @@ MARKER_PREFIX = b"_dashclip_materialized:"
 
 
 def make_store(root: Path, url: str, project: str, data_dir: Path, versions, engine: str = FAST) -> FeatureStore:
-    cfg = RepoConfig(
-        project=project, provider="local", registry=str(root / f"registry_{project}.db"),
-        online_store={"type": "redis", "connection_string": feast_connection_string(url)},
-        offline_store={"type": "file"}, batch_engine={"type": engine},
-        entity_key_serialization_version=3,
-    )
-    store = FeatureStore(config=cfg)
-    store.apply(build_definitions(data_dir, versions).objects())
-    return store
+    return open_repo_store(data_dir, root, project=project, redis_url=url, batch_engine=engine, model_versions=versions)
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +159,9 @@ def test_feast_cli_apply_and_materialize_from_repo_folder(env, tmp_path):
     project = unique_project()
     yaml = (repo / "feature_store.yaml").read_text().replace("project: dashclip", f"project: {project}")
     (repo / "feature_store.yaml").write_text(yaml)
-    envv = {**os.environ, C.ENV_FEAST_REDIS: feast_connection_string(env["url"]), C.ENV_DATA_DIR: str(env["data"]),
-            C.ENV_MODEL_VERSIONS: "v1", "PYTHONPATH": str(REPO)}
+    # the live versions come from the data folder's model_versions.json (write_tables registers v1, v2)
+    envv = {**{k: v for k, v in os.environ.items() if k != C.ENV_MODEL_VERSIONS},
+            C.ENV_FEAST_REDIS: feast_connection_string(env["url"]), C.ENV_DATA_DIR: str(env["data"]), "PYTHONPATH": str(REPO)}
     feast = [sys.executable, "-m", "feast.cli.cli"] if not shutil.which("feast", path=str(Path(sys.executable).parent)) \
         else [str(Path(sys.executable).parent / "feast")]
     run = lambda *a: subprocess.run([*feast, *a], cwd=repo, env=envv, capture_output=True, text=True, timeout=120)  # noqa: E731
@@ -181,7 +173,7 @@ def test_feast_cli_apply_and_materialize_from_repo_folder(env, tmp_path):
         os.environ[C.ENV_FEAST_REDIS] = envv[C.ENV_FEAST_REDIS]
         os.environ[C.ENV_DATA_DIR] = str(env["data"])
         store = FeatureStore(repo_path=str(repo))
-        assert {s.name for s in store.list_feature_services()} == {C.ranker_service_name("v1")}
+        assert {s.name for s in store.list_feature_services()} == {C.ranker_service_name(v) for v in ("v1", "v2")}
         req = OnlineLookup(store, "v1").lookup("c2", ["p0", "p9"], query_id="q1")
         assert req.product_found.all() and req.consumer_found and req.query_found
         np.testing.assert_array_equal(req.products[0], env["newer"][0])  # written by materialize-incremental

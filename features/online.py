@@ -319,6 +319,9 @@ class StatsLookup:
         self.lookup, self.project = lookup, store.config.project
         self.views = stats_views(store, lookup.model_version)
         self.fields = {entity: list(v.fields) for entity, v in self.views.items()}
+        # `HMGET key field...` in RESP is a fixed head, the key, then the same fields every time
+        self._head = {e: b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(f)) for e, f in self.fields.items()}
+        self._tail = {e: pack_command(*f)[len(b"*%d\r\n" % len(f)):] for e, f in self.fields.items()}
 
     def fetch(self, requests: Sequence[tuple[str, Sequence[str]]], deadline: float | None = None,
               corrupt: dict[str, set[int]] | None = None) -> dict[str, np.ndarray]:
@@ -332,7 +335,8 @@ class StatsLookup:
         for entity, ids in requests:
             start = len(cmds)
             keys += F.entity_keys(self.views[entity].join_key, ids, self.project)
-            cmds += [pack_command(b"HMGET", k, *self.fields[entity]) for k in keys[start:]]
+            head, tail = self._head[entity], self._tail[entity]
+            cmds += [b"%b$%d\r\n%b\r\n%b" % (head, len(k), k, tail) for k in keys[start:]]
             spans.append((entity, start, len(cmds)))
         return cmds, keys, spans
 
@@ -340,14 +344,14 @@ class StatsLookup:
                corrupt: dict[str, set[int]] | None = None) -> dict[str, np.ndarray]:
         """HMGET replies -> features. Rows whose stored values do not decode (or whose key has the
         wrong Redis type) are NaN and their positions are added to `corrupt[entity]`."""
+        views = [self.views[entity] for entity, _, _ in spans]
+        decoded = decode_stats_rows([(replies[a:b], v.value_types) for v, (_, a, b) in zip(views, spans)])
         out = {}
-        for k, (entity, a, b) in enumerate(spans):
-            view = self.views[entity]
-            vals, bad = decode_stats_rows(replies[a:b], view.value_types)
+        for k, (view, (vals, bad)) in enumerate(zip(views, decoded)):
             for i, why in bad.items():
-                self._count_corrupt(entity, requests[k][1][i], why)
+                self._count_corrupt(view.entity, requests[k][1][i], why)
                 if corrupt is not None:
-                    corrupt.setdefault(entity, set()).add(i)
+                    corrupt.setdefault(view.entity, set()).add(i)
             for j, f in enumerate(view.features):
                 out[C.full_feature_name(view.name, f)] = vals[:, j]
         return out
@@ -360,22 +364,44 @@ class StatsLookup:
             log.warning("corrupt %s stats value in the online store (%d so far; id %r): %s", entity, n, entity_id, why)
 
 
-def decode_stats_rows(rows: list, value_types: Sequence[str]) -> tuple[np.ndarray, dict[int, str]]:
-    """HMGET replies of one view (a list of stored values per row, or an error reply) -> ((n, f)
-    float64, {row: why it does not decode}), decoding each value type's columns in one call. A row
-    with any undecodable value is NaN throughout, like a missing row."""
-    n, f = len(rows), len(value_types)
-    bad = {i: f"{r}" for i, r in enumerate(rows) if not isinstance(r, list) or len(r) != f}
-    grid = np.empty((n, f), dtype=object)  # (n, f) stored blobs
-    if n:
-        grid[:] = [r if i not in bad else [None] * f for i, r in enumerate(rows)] if bad else rows
-    vals = np.full((n, f), np.nan)
-    for vt in dict.fromkeys(value_types):
-        cols = [j for j, t in enumerate(value_types) if t == vt]
-        got, errors = F.decode_scalars(grid[:, cols].ravel().tolist(), vt)
-        vals[:, cols] = got.reshape(n, len(cols))
-        for pos, why in errors.items():
-            bad.setdefault(pos // len(cols), why)
-    if bad:
-        vals[sorted(bad)] = np.nan
-    return vals, dict(sorted(bad.items()))
+def decode_stats_rows(blocks: Sequence[tuple[list, Sequence[str]]]) -> list[tuple[np.ndarray, dict[int, str]]]:
+    """[(HMGET replies of one view: a list of stored values per row or an error reply, the value
+    types of its features)] -> [((n, f) float64, {row: why it does not decode})], one per block.
+
+    The values of each value type, across all blocks, are decoded in one `decode_scalars` call. A
+    row with any undecodable value is NaN throughout, like a missing row."""
+    pending: dict[str, list] = {}  # value type -> (blobs, [(block, cols, start)]), column after column
+    results = []
+    for k, (rows, types) in enumerate(blocks):
+        n, f = len(rows), len(types)
+        bad = {} if _all_rows_of(rows, f) else {i: f"{r}" for i, r in enumerate(rows) if not isinstance(r, list) or len(r) != f}
+        if bad:
+            rows = [[None] * f if i in bad else r for i, r in enumerate(rows)]
+        results.append((np.full((n, f), np.nan), bad))
+        columns = list(zip(*rows)) if n else [()] * f
+        for vt in dict.fromkeys(types):
+            cols = [j for j, t in enumerate(types) if t == vt]
+            blobs, where = pending.setdefault(vt, ([], []))
+            where.append((k, cols, len(blobs)))
+            for j in cols:
+                blobs += columns[j]
+    for vt, (blobs, where) in pending.items():
+        got, errors = F.decode_scalars(blobs, vt)
+        for k, cols, start in where:
+            vals, bad = results[k]
+            n, m = len(vals), len(vals) * len(cols)
+            vals[:, cols] = got[start:start + m].reshape(len(cols), n).T
+            for pos in (p for p in errors if start <= p < start + m):
+                bad.setdefault((pos - start) % n, errors[pos])
+    for vals, bad in results:
+        if bad:
+            vals[sorted(bad)] = np.nan
+    return [(vals, dict(sorted(bad.items()))) for vals, bad in results]
+
+
+def _all_rows_of(rows: list, f: int) -> bool:
+    """Every reply is a list of f values (no error reply among them), checked at C speed."""
+    try:
+        return sum(map(len, rows)) == len(rows) * f and all(map(list.__instancecheck__, rows))
+    except TypeError:  # an error reply has no length
+        return False

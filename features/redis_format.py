@@ -297,49 +297,73 @@ def parse_scalar(blob: bytes | None) -> float:
         raise Corrupt(f"{len(blob)} bytes: {e}") from e
 
 
-def _decode_group(raw: np.ndarray, value_type: str) -> tuple[np.ndarray, np.ndarray]:
-    """(m, width) uint8 rows of one length -> (m,) values, (m,) rows in the canonical layout."""
+def _decode_fixed(blobs: Sequence[bytes | None], idx: np.ndarray, value_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """Blobs `idx` (all 1 + itemsize bytes long) -> (values, rows in the canonical layout)."""
+    width = 1 + np.dtype(_FIXED[value_type]).itemsize
+    raw = np.frombuffer(_joined(blobs, idx), np.uint8).reshape(idx.size, width)
     ok = raw[:, 0] == scalar_tag(value_type)[0]
-    body = raw[:, 1:]
-    if value_type in _FIXED:
-        width = np.dtype(_FIXED[value_type]).itemsize
-        if body.shape[1] != width:
-            return np.zeros(len(raw)), np.zeros(len(raw), bool)
-        return body.copy().view(_FIXED[value_type])[:, 0].astype(np.float64), ok
-    if body.shape[1] > 10:  # a varint is at most 10 bytes
-        return np.zeros(len(raw)), np.zeros(len(raw), bool)
-    ok &= (body[:, -1] & 0x80) == 0
-    if body.shape[1] > 1:
-        ok &= ((body[:, :-1] & 0x80) != 0).all(axis=1)
-    shifts = np.arange(body.shape[1], dtype=np.uint64) * np.uint64(7)
-    u = np.bitwise_or.reduce((body & 0x7F).astype(np.uint64) << shifts, axis=1)  # the varint as uint64
+    return raw[:, 1:].copy().view(_FIXED[value_type])[:, 0].astype(np.float64), ok
+
+
+def _decode_varints(blobs: Sequence[bytes | None], idx: np.ndarray, lens: np.ndarray,
+                    value_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """Blobs `idx` (tag + a varint of 1..10 bytes each), concatenated and decoded in one pass."""
+    raw = np.frombuffer(_joined(blobs, idx), np.uint8)
+    starts = np.zeros(idx.size, np.int64)
+    np.cumsum(lens[:-1], out=starts[1:])
+    ok = raw[starts] == scalar_tag(value_type)[0]
+    is_tag = np.zeros(raw.size, bool)
+    is_tag[starts] = True
+    body = raw[~is_tag]  # the varint bytes, row after row
+    body_starts = starts - np.arange(idx.size)
+    last = np.zeros(body.size, bool)
+    last[np.cumsum(lens - 1) - 1] = True  # the last byte of each varint
+    cont = (body & 0x80) != 0
+    bad_bytes = np.flatnonzero(cont == last)  # a continuation bit must be set on all but the last byte
+    if bad_bytes.size:
+        ok[np.searchsorted(body_starts, bad_bytes, side="right") - 1] = False
+    pos = np.arange(body.size) - np.repeat(body_starts, lens - 1)  # byte index within its varint
+    parts = (body & 0x7F).astype(np.uint64) << (pos.astype(np.uint64) * np.uint64(7))
+    u = np.add.reduceat(parts, body_starts)  # the 7-bit groups do not overlap: sum == or
     return u.view(np.int64).astype(np.float64), ok  # int32 negatives are sign-extended to 10 bytes too
+
+
+def _joined(blobs: Sequence[bytes | None], idx: np.ndarray) -> bytes:
+    return b"".join(blobs if idx.size == len(blobs) else [blobs[i] for i in idx.tolist()])
+
+
+def _lengths(blobs: Sequence[bytes | None]) -> np.ndarray:
+    try:
+        return np.fromiter(map(len, blobs), np.int64, len(blobs))
+    except TypeError:  # a missing field (None) among them
+        return np.fromiter((len(b) if b else 0 for b in blobs), np.int64, len(blobs))
 
 
 def decode_scalars(blobs: Sequence[bytes | None], value_type: str) -> tuple[np.ndarray, dict[int, str]]:
     """Stored ValueProto scalars of one type -> ((n,) float64, {row: why it does not decode}).
 
     Missing (None) and null (b"") values are NaN. Blobs in the canonical layout of `value_type`
-    (one tag byte, then 8 / 4 little-endian bytes or a varint) are decoded by numpy, one call per
-    blob length; any other blob goes through the protobuf parser (`parse_scalar`), so the values
-    are what it returns. Rows that do not decode are NaN and listed in the errors.
+    (one tag byte, then 8 / 4 little-endian bytes or a varint) are decoded together by numpy; any
+    other blob goes through the protobuf parser (`parse_scalar`), so the values are what it
+    returns. Rows that do not decode are NaN and listed in the errors.
     """
     n = len(blobs)
     out = np.full(n, np.nan)
-    lens = np.fromiter((len(b) if b else 0 for b in blobs), np.int64, n)
-    slow: list[int] = []
-    if value_type in _SCALAR_PROBES:
-        for width in np.unique(lens[lens > 1]).tolist():
-            idx = np.flatnonzero(lens == width)
-            raw = np.frombuffer(b"".join([blobs[i] for i in idx.tolist()]), np.uint8).reshape(idx.size, width)
-            vals, ok = _decode_group(raw, value_type)
-            out[idx[ok]] = vals[ok]
-            slow += idx[~ok].tolist()
-        slow += np.flatnonzero(lens == 1).tolist()
+    lens = _lengths(blobs)
+    fast = np.zeros(n, bool)
+    if value_type in _FIXED:
+        idx = np.flatnonzero(lens == 1 + np.dtype(_FIXED[value_type]).itemsize)
+        vals, ok = _decode_fixed(blobs, idx, value_type) if idx.size else (None, None)
+    elif value_type in _SCALAR_PROBES:
+        idx = np.flatnonzero((lens >= 2) & (lens <= 11))
+        vals, ok = _decode_varints(blobs, idx, lens[idx], value_type) if idx.size else (None, None)
     else:
-        slow = np.flatnonzero(lens > 0).tolist()
+        idx = np.zeros(0, np.int64)
+    if idx.size:
+        out[idx[ok]] = vals[ok]
+        fast[idx[ok]] = True
     errors = {}
-    for i in sorted(slow):
+    for i in np.flatnonzero(~fast & (lens > 0)).tolist():
         try:
             out[i] = parse_scalar(blobs[i])
         except Corrupt as e:

@@ -23,7 +23,7 @@ from features import columns as C
 from features import materialize as M
 from features import redis_format as F
 from features.offline import training_frame
-from features.online import OnlineLookup
+from features.online import OnlineLookup, StatsLookup
 from features.repo import TEMPLATE_FILES, init_repo, open_repo_store
 from features.similarity import request_features
 from features.store import OnlineStoreUnavailable, StoreEmpty, feast_connection_string
@@ -107,6 +107,25 @@ def test_online_lookup_equals_get_online_features(env):
     # the newer row won, the older one was ignored
     np.testing.assert_array_equal(OnlineLookup(store, "v1").lookup(None, ["p0", "p5"]).products,
                                   np.vstack([env["newer"][0], t.products["v1"][5]]))
+
+
+def test_stats_lookup_equals_get_online_features(env):
+    """Every stats feature of the three views (int64 and double), missing ids included, as Feast reads it."""
+    store, t = env["store"], env["tables"]
+    lk = OnlineLookup(store, "v1")
+    stats = StatsLookup(store, lk)
+    entities = {C.PRODUCT_ENTITY: (C.PRODUCT_ID, t.product_ids[:40] + ["nope"]),
+                C.CONSUMER_ENTITY: (C.CONSUMER_ID, t.consumer_ids[:3] + ["nobody"]), C.CATEGORY_ENTITY: (C.CATEGORY_ID, ["A", "Z"])}
+    got = stats.fetch([(e, ids) for e, (_, ids) in entities.items()])
+    for entity, (key, ids) in entities.items():
+        view = stats.views[entity]
+        ref = store.get_online_features(features=[f"{view.name}:{f}" for f in view.features],
+                                        entity_rows=[{key: i} for i in ids]).to_dict()
+        for f in view.features:
+            want = np.array([np.nan if v is None else v for v in ref[f]], float)
+            np.testing.assert_array_equal(got[C.full_feature_name(view.name, f)], want, err_msg=f)
+            assert np.isnan(want[-1]) and not np.isnan(want[:-1]).any()
+    assert set(stats.views) == set(entities) and lk.counters["corrupt_product"] == 0
 
 
 def test_unknown_query_is_encoded_once_and_cached(env):

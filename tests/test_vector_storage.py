@@ -117,7 +117,9 @@ def test_stats_rows_decode_like_the_protobuf_parser_value_by_value():
     rows[7][4] = b"\xff\x01"  # not a ValueProto: corrupt
     rows[8] = redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
     rows[9][1] = ValueProto(string_val="1.5").SerializeToString()  # the parser reads it as 1.5
-    vals, bad = decode_stats_rows(rows, types)
+    (vals, bad), (one, none_bad) = decode_stats_rows([(rows, types), (rows[:2], types)])  # two views, one decode per type
+    np.testing.assert_array_equal(one, vals[:2])
+    assert none_bad == {}
     assert sorted(bad) == [6, 7, 8] and "WRONGTYPE" in bad[8]
     for i, row in enumerate(rows):
         if i in bad:

@@ -305,7 +305,7 @@ def stats_views(store: FeatureStore, model_version: str) -> dict[str, StatsView]
             raise ValueError(f"ranker service {service.name}: two stats views on entity {fv.entities[0]!r} "
                              f"({out[fv.entities[0]].name}, {fv.name})")
         versioned = versioned_view_name(fv, store.config)
-        feats = [f for f in proj.features]
+        feats = list(proj.features)
         out[fv.entities[0]] = StatsView(fv.name, fv.entities[0], fv.entity_columns[0].name,
                                         tuple(f.name for f in feats), tuple(f.dtype.to_value_type().name for f in feats),
                                         tuple(F.feature_field(versioned, f.name) for f in feats))

@@ -290,6 +290,12 @@ class StatsView:
     fields: tuple[bytes, ...]  # the Redis hash field of each feature
 
 
+def hmget_parts(fields: Sequence[bytes]) -> tuple[bytes, bytes]:
+    """`HMGET key field...` in RESP is a fixed head, the key, then the same fields every time:
+    head + b"$%d\\r\\n%b\\r\\n" % (len(key), key) + tail == pack_command(b"HMGET", key, *fields)."""
+    return b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(fields)), pack_command(*fields)[len(b"*%d\r\n" % len(fields)):]
+
+
 def stats_views(store: FeatureStore, model_version: str) -> dict[str, StatsView]:
     """entity -> its stats view, for the views tagged `kind=stats` in the version's ranker service."""
     service = store.get_feature_service(C.ranker_service_name(model_version))
@@ -319,9 +325,7 @@ class StatsLookup:
         self.lookup, self.project = lookup, store.config.project
         self.views = stats_views(store, lookup.model_version)
         self.fields = {entity: list(v.fields) for entity, v in self.views.items()}
-        # `HMGET key field...` in RESP is a fixed head, the key, then the same fields every time
-        self._head = {e: b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(f)) for e, f in self.fields.items()}
-        self._tail = {e: pack_command(*f)[len(b"*%d\r\n" % len(f)):] for e, f in self.fields.items()}
+        self._hmget = {e: hmget_parts(f) for e, f in self.fields.items()}
 
     def fetch(self, requests: Sequence[tuple[str, Sequence[str]]], deadline: float | None = None,
               corrupt: dict[str, set[int]] | None = None) -> dict[str, np.ndarray]:
@@ -335,7 +339,7 @@ class StatsLookup:
         for entity, ids in requests:
             start = len(cmds)
             keys += F.entity_keys(self.views[entity].join_key, ids, self.project)
-            head, tail = self._head[entity], self._tail[entity]
+            head, tail = self._hmget[entity]
             cmds += [b"%b$%d\r\n%b\r\n%b" % (head, len(k), k, tail) for k in keys[start:]]
             spans.append((entity, start, len(cmds)))
         return cmds, keys, spans

@@ -13,7 +13,8 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from features import columns as C
 from features import materialize as M
 from features import redis_format as F
-from features.online import OnlineLookup, decode_stats_rows
+from features.online import OnlineLookup, decode_stats_rows, hmget_parts
+from features.store import pack_command
 from features.repo import open_repo_store
 from features.synthetic import T0, write_stats, write_tables
 from tests.redis_fixture import db_url, delete_project_keys, redis_url, unique_project  # noqa: F401
@@ -127,3 +128,10 @@ def test_stats_rows_decode_like_the_protobuf_parser_value_by_value():
             continue
         np.testing.assert_array_equal(vals[i], [F.parse_scalar(b) for b in row], err_msg=f"row {i}")
     assert vals[5, 1] == 5.0 and vals[9, 1] == 1.5 and np.isnan(vals[3, 1]) and np.isnan(vals[4, 0])
+
+
+def test_hmget_commands_are_the_packed_command():
+    fields = [F.feature_field("product_stats", f) for f in ("a", "b\r\n", "é")]
+    head, tail = hmget_parts(fields)
+    for key in F.entity_keys("product_id", ["p1", "", "x" * 300], "proj"):
+        assert head + b"$%d\r\n%b\r\n" % (len(key), key) + tail == pack_command(b"HMGET", key, *fields)

@@ -10,11 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import redis
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore
 
 from bench.machine import cpu_model
-from features.definitions import build_definitions
-from features.store import feast_connection_string
+from features.repo import open_repo_store
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCH_DB = 14  # a dedicated DB index; keys are also scoped by a per-run project name
@@ -27,16 +26,10 @@ def redis_url() -> str:
     return f"{base}/{BENCH_DB}"
 
 
-def scratch_store(root: Path, data_dir: Path, engine: str, views=None) -> FeatureStore:
-    project = f"bench_{uuid.uuid4().hex[:8]}"
-    cfg = RepoConfig(project=project, provider="local", registry=str(root / f"{project}.db"),
-                     online_store={"type": "redis", "connection_string": feast_connection_string(redis_url())},
-                     offline_store={"type": "file"}, batch_engine={"type": engine}, entity_key_serialization_version=3)
-    store = FeatureStore(config=cfg)
-    defs = build_definitions(data_dir, ("v1",))
-    objs = list(defs.entities.values()) + [defs.views[v] for v in (views or defs.views)]
-    store.apply(objs)
-    return store
+def scratch_store(root: Path, data_dir: Path, engine: str) -> FeatureStore:
+    """The feature repo's store over `data_dir` (model version v1) in a per-run project on the bench DB."""
+    return open_repo_store(data_dir, root, project=f"bench_{uuid.uuid4().hex[:8]}", redis_url=redis_url(),
+                           batch_engine=engine, model_versions=("v1",))
 
 
 def drop_project(project: str) -> None:

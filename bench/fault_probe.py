@@ -81,28 +81,22 @@ class RedisProc:
         self.proc.wait(timeout=10)
 
 
-def store_config(root: Path, url: str):
-    from feast import RepoConfig
-
+def open_store(root: Path, url: str):
+    """The feature repo's store over `root/data` (registry under `root`) on the probe's Redis."""
     from features.materialize import ENGINE_TYPE
-    from features.store import feast_connection_string
+    from features.repo import open_repo_store
 
-    return RepoConfig(project="faultprobe", provider="local", registry=str(root / "registry.db"),
-                      online_store={"type": "redis", "connection_string": feast_connection_string(url)},
-                      offline_store={"type": "file"}, batch_engine={"type": ENGINE_TYPE}, entity_key_serialization_version=3)
+    return open_repo_store(root / "data", root, project="faultprobe", redis_url=url, batch_engine=ENGINE_TYPE,
+                           model_versions=(VERSION,))
 
 
 def build_store(root: Path, url: str):
-    from feast import FeatureStore
-
-    from features.definitions import build_definitions
     from features.synthetic import T0, write_stats, write_tables
 
     data = root / "data"
     tables = write_tables(data, versions=(VERSION,), n_products=N_PRODUCTS, n_queries=50, n_consumers=50, d=D)
     write_stats(data, tables.product_ids, tables.consumer_ids, categories=("A", "B"))
-    store = FeatureStore(config=store_config(root, url))
-    store.apply(build_definitions(data, (VERSION,)).objects())
+    store = open_store(root, url)
     store.materialize(T0 - timedelta(days=2), T0 + END)
     return store
 
@@ -126,14 +120,13 @@ def toy_ranker():
 def serve(args) -> None:
     """Child process: the ads server on the probe's store."""
     import uvicorn
-    from feast import FeatureStore
 
     from features.online import OnlineLookup
     from features.store import CircuitBreaker
     from ranking.online import RankService
     from ranking.serve import create_app
 
-    store = FeatureStore(config=store_config(Path(args.root), args.redis_url))
+    store = open_store(Path(args.root), args.redis_url)
     lookup = OnlineLookup(store, VERSION, timeout=args.lookup_timeout_ms / 1000,
                           breaker=CircuitBreaker(args.breaker_failures, args.breaker_reset_s))
     cats = {f"p{i}": "AB"[i % 2] for i in range(N_PRODUCTS)}

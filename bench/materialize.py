@@ -33,7 +33,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/materialize.py` from the root
 from bench.common import RESULTS, WINDOW, DATA_CSV, drop_project, machine, redis_url, scratch_store, write
 from features import columns as C
-from features.definitions import build_definitions
+from features.repo import open_repo_store
 from features.materialize import ENGINE_TYPE
 from features.synthetic import T0, product_table, unit_vectors, write_partition
 
@@ -51,9 +51,9 @@ def _table(data_dir: Path, ids: list[str], dim: int, embeddings: Path | None) ->
 
 
 def _run(root: Path, data_dir: Path, engine: str) -> tuple[float, str]:
-    store = scratch_store(root, data_dir, engine, views=[VIEW])
+    store = scratch_store(root, data_dir, engine)
     t = time.perf_counter()
-    store.materialize(T0 - WINDOW, T0 + WINDOW)
+    store.materialize(T0 - WINDOW, T0 + WINDOW, feature_views=[VIEW])
     return time.perf_counter() - t, store.project
 
 
@@ -104,11 +104,8 @@ def _private_redis(workdir: Path):
 
 def bench_served(rows: int, dim: int, chunk_rows: int) -> dict:
     """Our engine vs a raw redis-py pipeline writing the same HSETs, per storage dtype."""
-    from feast import FeatureStore, RepoConfig
-
     from features import redis_format as F
     from features.materialize import encode_features, materialize_view, read_latest
-    from features.store import feast_connection_string
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -117,12 +114,9 @@ def bench_served(rows: int, dim: int, chunk_rows: int) -> dict:
             ids = [f"p{i}" for i in range(rows)]
             mat = unit_vectors(np.random.default_rng(0), rows, dim)
             write_partition(root / "data", C.PRODUCT_EMBEDDINGS_TABLE, "v1", product_table(ids, mat, T0))
-            cfg = RepoConfig(project="bench", provider="local", registry=str(root / "reg.db"),
-                             online_store={"type": "redis", "connection_string": feast_connection_string(f"redis://127.0.0.1:{port}")},
-                             offline_store={"type": "file"}, entity_key_serialization_version=3)
-            store = FeatureStore(config=cfg)
-            defs = build_definitions(root / "data", ("v1",))
-            store.apply(list(defs.entities.values()) + [defs.views[VIEW]])
+            store = open_repo_store(root / "data", root, project="bench", redis_url=f"redis://127.0.0.1:{port}",
+                                    model_versions=("v1",))
+            cfg = store.config
             fv = store.get_feature_view(VIEW)
             client = redis.Redis(port=port)
             keys = F.entity_keys(C.PRODUCT_ID, ids, "bench")
@@ -186,7 +180,6 @@ def main() -> None:
         prev["served_vectors"] = {**served, "machine": machine(args.note), "target_rows_per_s": 100000}
         write("materialize", prev)
         return
-    assert build_definitions  # the views benchmarked are the repo's own declarations
     load_before = machine(args.note)["loadavg_1_5_15"]
     results = []
     for size in args.sizes.split(","):

@@ -55,8 +55,8 @@ def bench_lookup(n_requests: int, n_cand: int, dim: int, n_products: int) -> tup
         root = Path(tmp)
         tables = write_tables(root / "data", ("v1",), n_products=n_products, n_queries=2000, n_consumers=2000, d=dim)
         views = [C.embedding_view_name(e, "v1") for e in (C.PRODUCT_ENTITY, C.QUERY_ENTITY, C.CONSUMER_ENTITY)]
-        store = scratch_store(root, root / "data", ENGINE_TYPE, views=views)
-        store.materialize(T0 - WINDOW, T0 + WINDOW)
+        store = scratch_store(root, root / "data", ENGINE_TYPE)
+        store.materialize(T0 - WINDOW, T0 + WINDOW, feature_views=views)
         rng = np.random.default_rng(0)
         reqs = [(tables.consumer_ids[rng.integers(len(tables.consumer_ids))], tables.query_ids[rng.integers(2000)],
                  [tables.product_ids[i] for i in rng.choice(n_products, n_cand, replace=False)]) for _ in range(n_requests)]

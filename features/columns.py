@@ -96,5 +96,10 @@ def embedding_view_name(entity: str, model_version: str) -> str:
     return f"{entity}_embedding__{version_slug(model_version)}"
 
 
+def full_feature_name(view: str, feature: str) -> str:
+    """Feast's full feature name (`full_feature_names=True`): 'product_stats', 'product_ctr' -> 'product_stats__product_ctr'."""
+    return f"{view}__{feature}"
+
+
 def ranker_service_name(model_version: str) -> str:
     return f"{RANKER_SERVICE_PREFIX}__{version_slug(model_version)}"

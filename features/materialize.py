@@ -42,15 +42,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import redis
 from feast import FeatureView, RepoConfig
-from feast.infra.common.materialization_job import MaterializationJobStatus, MaterializationTask
-from feast.infra.compute_engines.local.compute import LocalComputeEngine
-from feast.infra.compute_engines.local.job import LocalMaterializationJob
 from feast.infra.offline_stores.file_source import FileSource
-from feast.infra.online_stores.redis import RedisOnlineStoreConfig, _versioned_fv_name
-from feast.repo_config import FeastConfigBaseModel
 from feast.types import Array, Bool, Float32, String
-from feast.utils import _columns_to_proto_values
 
+from features.feast_compat import (FeastConfigBaseModel, LocalComputeEngine, LocalMaterializationJob,
+                                   MaterializationJobStatus, MaterializationTask, RedisOnlineStoreConfig)
+from features.feast_compat import columns_to_proto_values as _columns_to_proto_values
+from features.feast_compat import versioned_view_name as _versioned_fv_name
 from features import redis_format as F
 from features.store import OnlineStoreUnavailable, describe, marker_key, pack_command, redis_client, roundtrip
 

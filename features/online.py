@@ -1,6 +1,6 @@
-"""Online lookups for one ads request: embeddings from Redis, as numpy arrays.
+"""Online lookups for one ads request: embeddings and stats from Redis, as numpy arrays.
 
-The ads server calls `OnlineLookup.lookup(consumer_id, product_ids, query_id=..., query_text=...)`
+Every online read of the project goes through this module. The ads server calls `OnlineLookup.lookup(consumer_id, product_ids, query_id=..., query_text=...)`
 with up to a few hundred candidates. It reads the data Feast materialized, from the same Redis as
 the repo's online store, but not through `FeatureStore.get_online_features`, whose per-value
 protobuf objects and response assembly cost milliseconds. Instead:
@@ -22,6 +22,13 @@ goes through a `CircuitBreaker`; Redis down or stalled gives `OnlineStoreUnavail
 deadline (at once while the circuit is open), and calls recover by themselves once Redis is back.
 The same round trip checks the materialization markers of the model version's views: a Redis
 that lost its data gives `StoreEmpty` instead of answering every entity as unknown.
+
+Stats (`StatsLookup`): the scalar features of the stats views in the model version's ranker
+feature service (`ranker__<v>` in the feature repo: which views, their entities and features and
+value types all come from there), one HMGET per entity, sent in the same round trip as the
+embeddings (`lookup(extra=StatsLookup.commands(...))`), decoded a value type at a time with numpy
+(`redis_format.decode_scalars`). A row with a value that does not decode (or a key of the wrong
+Redis type) is NaN, counted as `corrupt_<entity>` and reported to the caller, never raised.
 """
 
 from __future__ import annotations
@@ -38,11 +45,12 @@ import numpy as np
 import redis
 from feast import FeatureStore
 from google.protobuf.message import DecodeError
-from feast.infra.online_stores.redis import _versioned_fv_name
 
 from dashclip.columns import EMBEDDING
 from features import columns as C
 from features import redis_format as F
+from features.feast_compat import versioned_view_name
+from features.redis_format import Corrupt  # noqa: F401 (raised by redis_format.parse_scalar)
 from features.store import (CircuitBreaker, OnlineStoreUnavailable, StoreEmpty, describe, marker_key, pack_command,
                             redis_client, roundtrip)
 
@@ -120,7 +128,7 @@ class OnlineLookup:
         views = []
         for entity in (C.PRODUCT_ENTITY, C.QUERY_ENTITY, C.CONSUMER_ENTITY):
             fv = store.get_feature_view(C.embedding_view_name(entity, model_version))
-            views.append(_versioned_fv_name(fv, config))
+            views.append(versioned_view_name(fv, config))
             self._field[entity] = F.feature_field(views[-1], EMBEDDING)
         self._markers = [marker_key(v, self.project) for v in views] if require_marker else []
         self._marker_views = views
@@ -268,3 +276,136 @@ class OnlineLookup:
         c[f"query_{qsource}"] += 1
         for entity, ids in missing.items():
             c[f"missing_{entity}"] += len(ids)
+
+
+@dataclass(frozen=True)
+class StatsView:
+    """One stats view as the online reader reads it (from the feature repo's declaration)."""
+
+    name: str
+    entity: str
+    join_key: str
+    features: tuple[str, ...]
+    value_types: tuple[str, ...]  # Feast ValueType names: INT64, DOUBLE, ...
+    fields: tuple[bytes, ...]  # the Redis hash field of each feature
+
+
+def hmget_parts(fields: Sequence[bytes]) -> tuple[bytes, bytes]:
+    """`HMGET key field...` in RESP is a fixed head, the key, then the same fields every time:
+    head + b"$%d\\r\\n%b\\r\\n" % (len(key), key) + tail == pack_command(b"HMGET", key, *fields)."""
+    return b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(fields)), pack_command(*fields)[len(b"*%d\r\n" % len(fields)):]
+
+
+def stats_views(store: FeatureStore, model_version: str) -> dict[str, StatsView]:
+    """entity -> its stats view, for the views tagged `kind=stats` in the version's ranker service."""
+    service = store.get_feature_service(C.ranker_service_name(model_version))
+    out: dict[str, StatsView] = {}
+    for proj in service.feature_view_projections:
+        fv = store.get_feature_view(proj.name)
+        if fv.tags.get("kind") != "stats":
+            continue
+        if len(fv.entity_columns) != 1 or len(fv.entities) != 1:
+            raise ValueError(f"stats view {fv.name}: the online reader needs one entity with one join key, "
+                             f"it has {fv.entities} / {[c.name for c in fv.entity_columns]}")
+        if fv.entities[0] in out:
+            raise ValueError(f"ranker service {service.name}: two stats views on entity {fv.entities[0]!r} "
+                             f"({out[fv.entities[0]].name}, {fv.name})")
+        versioned = versioned_view_name(fv, store.config)
+        feats = list(proj.features)
+        out[fv.entities[0]] = StatsView(fv.name, fv.entities[0], fv.entity_columns[0].name,
+                                        tuple(f.name for f in feats), tuple(f.dtype.to_value_type().name for f in feats),
+                                        tuple(F.feature_field(versioned, f.name) for f in feats))
+    return out
+
+
+class StatsLookup:
+    """The ranker's stats features of one request, in one round trip (HMGET per entity)."""
+
+    def __init__(self, store: FeatureStore, lookup: OnlineLookup):
+        self.lookup, self.project = lookup, store.config.project
+        self.views = stats_views(store, lookup.model_version)
+        self.fields = {entity: list(v.fields) for entity, v in self.views.items()}
+        self._hmget = {e: hmget_parts(f) for e, f in self.fields.items()}
+
+    def fetch(self, requests: Sequence[tuple[str, Sequence[str]]], deadline: float | None = None,
+              corrupt: dict[str, set[int]] | None = None) -> dict[str, np.ndarray]:
+        """[(entity, ids)] -> {"<view>__<feature>": (n_ids,) float}, NaN where missing, in one round trip."""
+        cmds, keys, spans = self.commands(requests)
+        return self.decode(self.lookup.read(cmds, deadline, keys) if cmds else [], spans, requests, corrupt)
+
+    def commands(self, requests: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[bytes], list[bytes], list]:
+        """The HMGETs of `requests`: (pre-packed commands, their keys, spans for `decode`)."""
+        cmds, spans, keys = [], [], []
+        for entity, ids in requests:
+            start = len(cmds)
+            keys += F.entity_keys(self.views[entity].join_key, ids, self.project)
+            head, tail = self._hmget[entity]
+            cmds += [b"%b$%d\r\n%b\r\n%b" % (head, len(k), k, tail) for k in keys[start:]]
+            spans.append((entity, start, len(cmds)))
+        return cmds, keys, spans
+
+    def decode(self, replies: list, spans: list, requests,
+               corrupt: dict[str, set[int]] | None = None) -> dict[str, np.ndarray]:
+        """HMGET replies -> features. Rows whose stored values do not decode (or whose key has the
+        wrong Redis type) are NaN and their positions are added to `corrupt[entity]`."""
+        views = [self.views[entity] for entity, _, _ in spans]
+        decoded = decode_stats_rows([(replies[a:b], v.value_types) for v, (_, a, b) in zip(views, spans)])
+        out = {}
+        for k, (view, (vals, bad)) in enumerate(zip(views, decoded)):
+            for i, why in bad.items():
+                self._count_corrupt(view.entity, requests[k][1][i], why)
+                if corrupt is not None:
+                    corrupt.setdefault(view.entity, set()).add(i)
+            for j, f in enumerate(view.features):
+                out[C.full_feature_name(view.name, f)] = vals[:, j]
+        return out
+
+    def _count_corrupt(self, entity: str, entity_id: str, why: str) -> None:
+        counters = self.lookup.counters
+        counters[f"corrupt_{entity}"] += 1
+        n = counters[f"corrupt_{entity}"]
+        if n % 1000 == 1:  # the first, then every 1000th: no log flood
+            log.warning("corrupt %s stats value in the online store (%d so far; id %r): %s", entity, n, entity_id, why)
+
+
+def decode_stats_rows(blocks: Sequence[tuple[list, Sequence[str]]]) -> list[tuple[np.ndarray, dict[int, str]]]:
+    """[(HMGET replies of one view: a list of stored values per row or an error reply, the value
+    types of its features)] -> [((n, f) float64, {row: why it does not decode})], one per block.
+
+    The values of each value type, across all blocks, are decoded in one `decode_scalars` call. A
+    row with any undecodable value is NaN throughout, like a missing row."""
+    pending: dict[str, list] = {}  # value type -> (blobs, [(block, cols, start)]), column after column
+    results = []
+    for k, (rows, types) in enumerate(blocks):
+        n, f = len(rows), len(types)
+        bad = {} if _all_rows_of(rows, f) else {i: f"{r}" for i, r in enumerate(rows) if not isinstance(r, list) or len(r) != f}
+        if bad:
+            rows = [[None] * f if i in bad else r for i, r in enumerate(rows)]
+        results.append((np.full((n, f), np.nan), bad))
+        columns = list(zip(*rows)) if n else [()] * f
+        for vt in dict.fromkeys(types):
+            cols = [j for j, t in enumerate(types) if t == vt]
+            blobs, where = pending.setdefault(vt, ([], []))
+            where.append((k, cols, len(blobs)))
+            for j in cols:
+                blobs += columns[j]
+    for vt, (blobs, where) in pending.items():
+        got, errors = F.decode_scalars(blobs, vt)
+        for k, cols, start in where:
+            vals, bad = results[k]
+            n, m = len(vals), len(vals) * len(cols)
+            vals[:, cols] = got[start:start + m].reshape(len(cols), n).T
+            for pos in (p for p in errors if start <= p < start + m):
+                bad.setdefault((pos - start) % n, errors[pos])
+    for vals, bad in results:
+        if bad:
+            vals[sorted(bad)] = np.nan
+    return [(vals, dict(sorted(bad.items()))) for vals, bad in results]
+
+
+def _all_rows_of(rows: list, f: int) -> bool:
+    """Every reply is a list of f values (no error reply among them), checked at C speed."""
+    try:
+        return sum(map(len, rows)) == len(rows) * f and all(map(list.__instancecheck__, rows))
+    except TypeError:  # an error reply has no length
+        return False

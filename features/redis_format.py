@@ -29,11 +29,13 @@ from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
-from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.Value_pb2 import FloatList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.protos.feast.types.Value_pb2 import ValueType
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
+
+from features.feast_compat import field_hash
 
 _U32 = struct.Struct("<I")
 _STRING = ValueType.STRING
@@ -41,7 +43,7 @@ _STRING = ValueType.STRING
 
 def feature_field(view: str, feature: str) -> bytes:
     """Hash field under which Feast stores `view:feature`."""
-    return _mmh3(f"{view}:{feature}")
+    return field_hash(f"{view}:{feature}")
 
 
 def ts_field(view: str) -> bytes:
@@ -260,3 +262,110 @@ def timestamp_nanos(blob: bytes | None) -> int:
     ts = Timestamp()
     ts.ParseFromString(blob)
     return ts.seconds * 1_000_000_000 + ts.nanos
+
+
+class Corrupt(ValueError):
+    """A stored value that does not decode as a scalar."""
+
+
+# scalar value types read without protobuf: the ValueProto field, and a probe whose payload is one byte/word
+_SCALAR_PROBES = {"DOUBLE": ("double_val", 1.0, 8), "FLOAT": ("float_val", 1.0, 4),
+                  "INT64": ("int64_val", 1, 1), "INT32": ("int32_val", 1, 1)}
+_FIXED = {"DOUBLE": "<f8", "FLOAT": "<f4"}
+
+
+@lru_cache(maxsize=8)
+def scalar_tag(value_type: str) -> bytes:
+    """The one-byte field tag that starts a serialized ValueProto holding this scalar type."""
+    kind, probe, payload = _SCALAR_PROBES[value_type]
+    blob = ValueProto(**{kind: probe}).SerializeToString()
+    if len(blob) != 1 + payload:
+        raise RuntimeError(f"unexpected protobuf layout for {kind}: {blob!r}; the fast path cannot be used")
+    return blob[:1]
+
+
+def parse_scalar(blob: bytes | None) -> float:
+    """One stored ValueProto scalar -> float (NaN when missing or null); Corrupt when undecodable."""
+    if not blob:
+        return np.nan
+    v = ValueProto()
+    try:
+        v.ParseFromString(blob)
+        kind = v.WhichOneof("val")
+        return float(getattr(v, kind)) if kind and kind != "null_val" else np.nan
+    except (DecodeError, TypeError, ValueError) as e:
+        raise Corrupt(f"{len(blob)} bytes: {e}") from e
+
+
+def _decode_fixed(blobs: Sequence[bytes | None], idx: np.ndarray, value_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """Blobs `idx` (all 1 + itemsize bytes long) -> (values, rows in the canonical layout)."""
+    width = 1 + np.dtype(_FIXED[value_type]).itemsize
+    raw = np.frombuffer(_joined(blobs, idx), np.uint8).reshape(idx.size, width)
+    ok = raw[:, 0] == scalar_tag(value_type)[0]
+    return raw[:, 1:].copy().view(_FIXED[value_type])[:, 0].astype(np.float64), ok
+
+
+def _decode_varints(blobs: Sequence[bytes | None], idx: np.ndarray, lens: np.ndarray,
+                    value_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """Blobs `idx` (tag + a varint of 1..10 bytes each), concatenated and decoded in one pass."""
+    raw = np.frombuffer(_joined(blobs, idx), np.uint8)
+    starts = np.zeros(idx.size, np.int64)
+    np.cumsum(lens[:-1], out=starts[1:])
+    ok = raw[starts] == scalar_tag(value_type)[0]
+    is_tag = np.zeros(raw.size, bool)
+    is_tag[starts] = True
+    body = raw[~is_tag]  # the varint bytes, row after row
+    body_starts = starts - np.arange(idx.size)
+    last = np.zeros(body.size, bool)
+    last[np.cumsum(lens - 1) - 1] = True  # the last byte of each varint
+    cont = (body & 0x80) != 0
+    bad_bytes = np.flatnonzero(cont == last)  # a continuation bit must be set on all but the last byte
+    if bad_bytes.size:
+        ok[np.searchsorted(body_starts, bad_bytes, side="right") - 1] = False
+    pos = np.arange(body.size) - np.repeat(body_starts, lens - 1)  # byte index within its varint
+    parts = (body & 0x7F).astype(np.uint64) << (pos.astype(np.uint64) * np.uint64(7))
+    u = np.add.reduceat(parts, body_starts)  # the 7-bit groups do not overlap: sum == or
+    return u.view(np.int64).astype(np.float64), ok  # int32 negatives are sign-extended to 10 bytes too
+
+
+def _joined(blobs: Sequence[bytes | None], idx: np.ndarray) -> bytes:
+    return b"".join(blobs if idx.size == len(blobs) else [blobs[i] for i in idx.tolist()])
+
+
+def _lengths(blobs: Sequence[bytes | None]) -> np.ndarray:
+    try:
+        return np.fromiter(map(len, blobs), np.int64, len(blobs))
+    except TypeError:  # a missing field (None) among them
+        return np.fromiter((len(b) if b else 0 for b in blobs), np.int64, len(blobs))
+
+
+def decode_scalars(blobs: Sequence[bytes | None], value_type: str) -> tuple[np.ndarray, dict[int, str]]:
+    """Stored ValueProto scalars of one type -> ((n,) float64, {row: why it does not decode}).
+
+    Missing (None) and null (b"") values are NaN. Blobs in the canonical layout of `value_type`
+    (one tag byte, then 8 / 4 little-endian bytes or a varint) are decoded together by numpy; any
+    other blob goes through the protobuf parser (`parse_scalar`), so the values are what it
+    returns. Rows that do not decode are NaN and listed in the errors.
+    """
+    n = len(blobs)
+    out = np.full(n, np.nan)
+    lens = _lengths(blobs)
+    fast = np.zeros(n, bool)
+    if value_type in _FIXED:
+        idx = np.flatnonzero(lens == 1 + np.dtype(_FIXED[value_type]).itemsize)
+        vals, ok = _decode_fixed(blobs, idx, value_type) if idx.size else (None, None)
+    elif value_type in _SCALAR_PROBES:
+        idx = np.flatnonzero((lens >= 2) & (lens <= 11))
+        vals, ok = _decode_varints(blobs, idx, lens[idx], value_type) if idx.size else (None, None)
+    else:
+        idx = np.zeros(0, np.int64)
+    if idx.size:
+        out[idx[ok]] = vals[ok]
+        fast[idx[ok]] = True
+    errors = {}
+    for i in np.flatnonzero(~fast & (lens > 0)).tolist():
+        try:
+            out[i] = parse_scalar(blobs[i])
+        except Corrupt as e:
+            errors[i] = str(e)
+    return out, errors

@@ -138,7 +138,7 @@ def redis_client(config: RepoConfig, *, connect_timeout: float = 0.5, timeout: f
     redis-py itself never retries: `roundtrip` resends a batch once when the pooled socket turned
     out dead (Redis restarted between calls) and never after a timeout (a stalled Redis).
     """
-    from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig, RedisType
+    from features.feast_compat import RedisOnlineStoreConfig, RedisType, parse_connection_string
 
     osc = config.online_store
     if not isinstance(osc, RedisOnlineStoreConfig):
@@ -146,7 +146,7 @@ def redis_client(config: RepoConfig, *, connect_timeout: float = 0.5, timeout: f
     if osc.redis_type not in (RedisType.redis, RedisType.redis_cluster):
         raise ValueError(f"redis_type {osc.redis_type.value!r} is not supported by the fast path; "
                          "use 'redis' or 'redis_cluster'")
-    nodes, kwargs = RedisOnlineStore._parse_connection_string(osc.connection_string)
+    nodes, kwargs = parse_connection_string(osc.connection_string)
     if not nodes or "$" in nodes[0].get("host", "$"):
         raise ValueError(
             f"online_store.connection_string {mask_url(osc.connection_string)!r} is not host:port[,..]; "

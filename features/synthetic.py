@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from dashclip.columns import CONTENT_HASH, EMBEDDING, EVENT_TIMESTAMP, HAS_IMAGE, MODEL_VERSION, PRODUCT_ID, QUERY, QUERY_ID
 from features import columns as C
+from features.versions import register_model_version
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 
@@ -79,6 +80,7 @@ def write_tables(data_dir: Path, versions=("v1",), n_products=200, n_queries=20,
         write_partition(data_dir, C.CONSUMER_EMBEDDINGS_TABLE, v, pa.table({
             C.CONSUMER_ID: cids, EMBEDDING: _emb_array(c), EVENT_TIMESTAMP: _ts([ts] * n_consumers)}))
         out.products[v], out.queries[v], out.consumers[v] = p, q, c
+        register_model_version(data_dir, v)  # as the product embedding job does at its commit
     return out
 
 

@@ -41,7 +41,7 @@ WORLD_FILE = "world.json"  # the world's settings, its relevance truth among the
 
 # ranker features (Feast full names: "<view>__<feature>")
 def stats_feature(view: str, feature: str) -> str:
-    return f"{view}__{feature}"
+    return FC.full_feature_name(view, feature)
 
 
 STATS_FEATURES = (

@@ -1,9 +1,9 @@
 """Online scoring of one ads request: features from Redis, then the LightGBM ranker.
 
-`RankService.rank(...)` reads the embeddings with `features.online.OnlineLookup` and the stats
-views with one HMGET per entity (`StatsLookup`, Feast's Redis layout), all in one round trip,
-computes the similarity features with the same function as the training frames, assembles the
-ranker's features in its stored order and scores. Unknown products, consumers and queries are
+`RankService.rank(...)` reads the embeddings and the stats views through `features.online`
+(`OnlineLookup`, `StatsLookup`: every online read lives there), all in one round trip, computes
+the similarity features with the same function as the training frames, assembles the ranker's
+features in its stored order and scores. Unknown products, consumers and queries are
 scored with missing values (LightGBM's default branch) and flagged in the answer; so is a
 product whose stored embedding or stats value does not decode (corrupt), without failing the
 request. Candidates come from the request or, when it gives none, from the faiss index over
@@ -14,103 +14,15 @@ lookup's circuit breaker.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import logging
-from typing import Sequence
 
 import numpy as np
-import redis
 from feast import FeatureStore
-from google.protobuf.message import DecodeError
-from feast.infra.online_stores.redis import _versioned_fv_name
 
 from features import columns as FC
-from features import redis_format as F
-from features.online import OnlineLookup
+from features.online import OnlineLookup, StatsLookup
 from features.similarity import request_features
-from features.store import pack_command
 from ranking import columns as R
 from ranking.model import Ranker
-
-log = logging.getLogger(__name__)
-
-# entity -> (join key, stats view, features)
-STATS_VIEWS = {
-    FC.PRODUCT_ENTITY: (FC.PRODUCT_ID, FC.PRODUCT_STATS_VIEW, (FC.PRODUCT_IMPRESSIONS, FC.PRODUCT_CLICKS,
-                        FC.PRODUCT_CONVERSIONS, FC.PRODUCT_CTR, FC.PRODUCT_CVR)),
-    FC.CATEGORY_ENTITY: (FC.CATEGORY_ID, FC.CATEGORY_STATS_VIEW, (FC.CATEGORY_IMPRESSIONS, FC.CATEGORY_CTR, FC.CATEGORY_CVR)),
-    FC.CONSUMER_ENTITY: (FC.CONSUMER_ID, FC.CONSUMER_STATS_VIEW, (FC.CONSUMER_ORDERS, FC.CONSUMER_CTR,
-                         FC.CONSUMER_DAYS_SINCE_LAST_ORDER)),
-}
-
-
-class Corrupt(ValueError):
-    """A stored value that does not decode as the scalar the view declares."""
-
-
-def _scalar(blob: bytes | None) -> float:
-    """A stored ValueProto scalar -> float (NaN when missing or null); Corrupt when undecodable."""
-    if not blob:
-        return np.nan
-    v = F.ValueProto()
-    try:
-        v.ParseFromString(blob)
-        kind = v.WhichOneof("val")
-        return float(getattr(v, kind)) if kind and kind != "null_val" else np.nan
-    except (DecodeError, TypeError, ValueError) as e:
-        raise Corrupt(f"{len(blob)} bytes: {e}") from e
-
-
-class StatsLookup:
-    """The ranker's stats features of one request, in one round trip (HMGET per entity)."""
-
-    def __init__(self, store: FeatureStore, lookup: OnlineLookup):
-        self.lookup, self.project = lookup, store.config.project
-        self.fields = {}
-        for entity, (_, view, feats) in STATS_VIEWS.items():
-            fv = store.get_feature_view(view)
-            name = _versioned_fv_name(fv, store.config)
-            self.fields[entity] = [F.feature_field(name, f) for f in feats]
-
-    def fetch(self, requests: Sequence[tuple[str, Sequence[str]]], deadline: float | None = None,
-              corrupt: dict[str, set[int]] | None = None) -> dict[str, np.ndarray]:
-        """[(entity, ids)] -> {"<view>__<feature>": (n_ids,) float}, NaN where missing, in one round trip."""
-        cmds, keys, spans = self.commands(requests)
-        return self.decode(self.lookup.read(cmds, deadline, keys) if cmds else [], spans, requests, corrupt)
-
-    def commands(self, requests: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[bytes], list[bytes], list]:
-        """The HMGETs of `requests`: (pre-packed commands, their keys, spans for `decode`)."""
-        cmds, spans, keys = [], [], []
-        for entity, ids in requests:
-            key, _, _ = STATS_VIEWS[entity]
-            start = len(cmds)
-            keys += F.entity_keys(key, ids, self.project)
-            cmds += [pack_command(b"HMGET", k, *self.fields[entity]) for k in keys[start:]]
-            spans.append((entity, start, len(cmds)))
-        return cmds, keys, spans
-
-    def decode(self, replies: list, spans: list, requests,
-               corrupt: dict[str, set[int]] | None = None) -> dict[str, np.ndarray]:
-        """HMGET replies -> features. Rows whose stored values do not decode (or whose key has the
-        wrong Redis type) are NaN and their positions are added to `corrupt[entity]`."""
-        out = {}
-        for entity, a, b in spans:
-            _, view, feats = STATS_VIEWS[entity]
-            vals = np.full((b - a, len(feats)), np.nan)
-            for i, r in enumerate(replies[a:b]):
-                try:
-                    if isinstance(r, redis.ResponseError):
-                        raise Corrupt(str(r))
-                    vals[i] = [_scalar(x) for x in r]
-                except Corrupt as e:
-                    n = self.lookup.counters[f"corrupt_{entity}"] = self.lookup.counters[f"corrupt_{entity}"] + 1
-                    if n % 1000 == 1:  # the first, then every 1000th: no log flood
-                        log.warning("corrupt %s stats value in the online store (%d so far; id %r): %s", entity, n,
-                                    requests[[s[0] for s in spans].index(entity)][1][i], e)
-                    if corrupt is not None:
-                        corrupt.setdefault(entity, set()).add(i)
-            for j, f in enumerate(feats):
-                out[R.stats_feature(view, f)] = vals[:, j]
-        return out
 
 
 @dataclass

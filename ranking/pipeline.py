@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import log_loss, roc_auc_score
 
 from dashclip import columns as DC
-from features.definitions import build_definitions
 from features.offline import training_frame
-from features.store import feast_connection_string
+from features.repo import open_repo_store
 from ranking import ab as AB
 from ranking import columns as R
 from ranking import feature_data as FD
@@ -68,14 +67,9 @@ def time_split(day: np.ndarray, n_days: int, val_fraction: float, test_fraction:
 
 
 def offline_store(root: Path, data_dir: Path, version: str, project: str = "dashclip") -> FeatureStore:
-    """A Feast store over the data folder for historical retrieval (registry under `root`)."""
-    root.mkdir(parents=True, exist_ok=True)
-    cfg = RepoConfig(project=project, provider="local", registry=str(root / "registry.db"),
-                     online_store={"type": "redis", "connection_string": feast_connection_string()},
-                     offline_store={"type": "file"}, entity_key_serialization_version=3)
-    store = FeatureStore(config=cfg)
-    store.apply(build_definitions(data_dir, (version,)).objects())
-    return store
+    """The feature repo's store over the data folder, declaring `version`, for historical retrieval
+    (registry under `root`)."""
+    return open_repo_store(data_dir, root, project=project, model_versions=(version,))
 
 
 EVENT_COLS = [R.REQUEST_ID, DC.EVENT_TIMESTAMP, R.DAY, R.CONSUMER_ID, R.QUERY_ID, R.PRODUCT_ID, R.CATEGORY, R.SLOT]

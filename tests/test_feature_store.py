@@ -16,16 +16,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import redis
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore
 
 from dashclip.columns import EMBEDDING, EVENT_TIMESTAMP, PRODUCT_ID, QUERY_ID
 from features import columns as C
 from features import materialize as M
 from features import redis_format as F
-from features.definitions import build_definitions
 from features.offline import training_frame
-from features.online import OnlineLookup
-from features.repo import TEMPLATE_FILES, init_repo
+from features.online import OnlineLookup, StatsLookup
+from features.repo import TEMPLATE_FILES, init_repo, open_repo_store
 from features.similarity import request_features
 from features.store import OnlineStoreUnavailable, StoreEmpty, feast_connection_string
 from features.synthetic import T0, product_table, unit_vectors, write_partition, write_stats, write_tables
@@ -41,15 +40,7 @@ MARKER_PREFIX = b"_dashclip_materialized:"
 
 
 def make_store(root: Path, url: str, project: str, data_dir: Path, versions, engine: str = FAST) -> FeatureStore:
-    cfg = RepoConfig(
-        project=project, provider="local", registry=str(root / f"registry_{project}.db"),
-        online_store={"type": "redis", "connection_string": feast_connection_string(url)},
-        offline_store={"type": "file"}, batch_engine={"type": engine},
-        entity_key_serialization_version=3,
-    )
-    store = FeatureStore(config=cfg)
-    store.apply(build_definitions(data_dir, versions).objects())
-    return store
+    return open_repo_store(data_dir, root, project=project, redis_url=url, batch_engine=engine, model_versions=versions)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +109,25 @@ def test_online_lookup_equals_get_online_features(env):
                                   np.vstack([env["newer"][0], t.products["v1"][5]]))
 
 
+def test_stats_lookup_equals_get_online_features(env):
+    """Every stats feature of the three views (int64 and double), missing ids included, as Feast reads it."""
+    store, t = env["store"], env["tables"]
+    lk = OnlineLookup(store, "v1")
+    stats = StatsLookup(store, lk)
+    entities = {C.PRODUCT_ENTITY: (C.PRODUCT_ID, t.product_ids[:40] + ["nope"]),
+                C.CONSUMER_ENTITY: (C.CONSUMER_ID, t.consumer_ids[:3] + ["nobody"]), C.CATEGORY_ENTITY: (C.CATEGORY_ID, ["A", "Z"])}
+    got = stats.fetch([(e, ids) for e, (_, ids) in entities.items()])
+    for entity, (key, ids) in entities.items():
+        view = stats.views[entity]
+        ref = store.get_online_features(features=[f"{view.name}:{f}" for f in view.features],
+                                        entity_rows=[{key: i} for i in ids]).to_dict()
+        for f in view.features:
+            want = np.array([np.nan if v is None else v for v in ref[f]], float)
+            np.testing.assert_array_equal(got[C.full_feature_name(view.name, f)], want, err_msg=f)
+            assert np.isnan(want[-1]) and not np.isnan(want[:-1]).any()
+    assert set(stats.views) == set(entities) and lk.counters["corrupt_product"] == 0
+
+
 def test_unknown_query_is_encoded_once_and_cached(env):
     calls = []
 
@@ -168,6 +178,7 @@ def test_feast_cli_apply_and_materialize_from_repo_folder(env, tmp_path):
     project = unique_project()
     yaml = (repo / "feature_store.yaml").read_text().replace("project: dashclip", f"project: {project}")
     (repo / "feature_store.yaml").write_text(yaml)
+    # the data folder lists v1 and v2 (model_versions.json); the override declares only v1, keeping the run short
     envv = {**os.environ, C.ENV_FEAST_REDIS: feast_connection_string(env["url"]), C.ENV_DATA_DIR: str(env["data"]),
             C.ENV_MODEL_VERSIONS: "v1", "PYTHONPATH": str(REPO)}
     feast = [sys.executable, "-m", "feast.cli.cli"] if not shutil.which("feast", path=str(Path(sys.executable).parent)) \

@@ -90,16 +90,14 @@ def no_annotator(monkeypatch):
 
 def test_own_data_through_the_whole_stack(tmp_path, no_annotator, redis_url):  # noqa: F811
     from fastapi.testclient import TestClient
-    from feast import FeatureStore, RepoConfig
 
     from dashclip.catalog import ingest
     from dashclip.inputs import check_inputs
     from dashclip.stage1 import Stage1Config, train_stage1
     from dashclip.stage2 import Stage2Config, train_stage2
-    from features.definitions import build_definitions
     from features.materialize import ENGINE_TYPE
     from features.online import default_encoder
-    from features.store import feast_connection_string
+    from features.repo import open_repo_store
     from ranking.model import LGBParams, Ranker
     from ranking.online import RankService
     from ranking.serve import create_app
@@ -132,12 +130,9 @@ def test_own_data_through_the_whole_stack(tmp_path, no_annotator, redis_url):  #
     # the online path: Feast over the same tables, materialized to Redis, and the /rank endpoint
     ranker = Ranker.load(tmp_path / "ranker" / "models" / "with_embeddings")
     url, project = db_url(redis_url), unique_project()
-    store = FeatureStore(config=RepoConfig(
-        project=project, provider="local", registry=str(tmp_path / "registry.db"),
-        online_store={"type": "redis", "connection_string": feast_connection_string(url)},
-        offline_store={"type": "file"}, batch_engine={"type": ENGINE_TYPE}, entity_key_serialization_version=3))
     try:
-        store.apply(build_definitions(data, (ranker.config.model_version,)).objects())
+        store = open_repo_store(data, tmp_path, project=project, redis_url=url, batch_engine=ENGINE_TYPE,
+                                model_versions=(ranker.config.model_version,))
         store.materialize(START - timedelta(days=30), datetime.now(timezone.utc))
         prods = pd.read_parquet(products)
         service = RankService(store, ranker, ranker.config.model_version, dict(zip(prods[C.PRODUCT_ID], prods[C.CATEGORY])),

@@ -14,17 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore
 
 from dashclip.columns import EMBEDDING, PRODUCT_ID
 from features import columns as C
-from features.definitions import build_definitions
 from features.materialize import ENGINE_TYPE
-from features.online import OnlineLookup
+from features.online import OnlineLookup, StatsLookup
+from features.repo import open_repo_store
 from features.store import StoreEmpty
 from features.synthetic import T0, write_stats, write_tables
 from ranking.columns import stats_feature
-from ranking.online import StatsLookup
 from tests.redis_fixture import unique_project
 
 pytestmark = pytest.mark.redis
@@ -84,13 +83,8 @@ def cluster(tmp_path_factory):
 
 
 def make_store(root: Path, ports, project: str, data: Path, engine: str) -> FeatureStore:
-    cfg = RepoConfig(project=project, provider="local", registry=str(root / f"registry_{project}.db"),
-                     online_store={"type": "redis", "redis_type": "redis_cluster",
-                                   "connection_string": ",".join(f"127.0.0.1:{p}" for p in ports)},
-                     offline_store={"type": "file"}, batch_engine={"type": engine}, entity_key_serialization_version=3)
-    store = FeatureStore(config=cfg)
-    store.apply(build_definitions(data, ("v1",)).objects())
-    return store
+    cluster = {"type": "redis", "redis_type": "redis_cluster", "connection_string": ",".join(f"127.0.0.1:{p}" for p in ports)}
+    return open_repo_store(data, root, project=project, online_store=cluster, batch_engine=engine, model_versions=("v1",))
 
 
 def hashes(ports, project: str) -> dict[bytes, dict]:

@@ -15,10 +15,10 @@ from urllib.parse import quote
 import pytest
 import redis
 from feast import RepoConfig
-from feast.infra.online_stores.redis import RedisOnlineStore
 from feast.repo_config import load_repo_config
 
 from features import columns as C
+from features.feast_compat import parse_connection_string
 from features.store import feast_connection_string, mask_url, redis_client
 from tests.redis_fixture import free_port
 
@@ -33,14 +33,14 @@ def url_with(password: str, port: int = 6379, scheme: str = "redis", query: str 
 @pytest.mark.parametrize("password", HOSTILE)
 def test_any_password_survives_feasts_connection_string_and_yaml(tmp_path, monkeypatch, password):
     cs = feast_connection_string(url_with(password))
-    _, kwargs = RedisOnlineStore._parse_connection_string(cs)
+    _, kwargs = parse_connection_string(cs)
     assert kwargs["password"] == password and kwargs["db"] == 0
     (tmp_path / "feature_store.yaml").write_text(
         "project: p\nprovider: local\nregistry: r.db\nonline_store:\n  type: redis\n"
         "  connection_string: ${FEAST_REDIS_CONNECTION}\nentity_key_serialization_version: 3\n")
     monkeypatch.setenv(C.ENV_FEAST_REDIS, cs)
     cfg = load_repo_config(tmp_path, tmp_path / "feature_store.yaml")  # expandvars, then YAML
-    assert RedisOnlineStore._parse_connection_string(cfg.online_store.connection_string)[1]["password"] == password
+    assert parse_connection_string(cfg.online_store.connection_string)[1]["password"] == password
 
 
 def test_env_line_is_shell_quoted(tmp_path):

@@ -10,13 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from feast import FeatureStore, RepoConfig
 
 from features import columns as FC
-from features.definitions import build_definitions
 from features.materialize import ENGINE_TYPE
 from features.retriever import FaissRetriever, RetrieverConfig
-from features.store import feast_connection_string
+from features.repo import open_repo_store
 from features.synthetic import T0, unit_vectors, write_stats, write_tables
 from ranking import columns as R
 from ranking.model import LGBParams, Ranker, RankerConfig, fit_binary
@@ -47,12 +45,7 @@ def make_service(root, url: str, project: str, **kw) -> tuple[RankService, dict]
     if not data.exists():
         tables = write_tables(data, versions=("v1",), n_products=150, n_queries=10, n_consumers=6, d=D)
         write_stats(data, tables.product_ids, tables.consumer_ids, categories=("A", "B"))
-    cfg = RepoConfig(project=project, provider="local", registry=str(root / f"registry_{project}.db"),
-                     online_store={"type": "redis", "connection_string": feast_connection_string(url)},
-                     offline_store={"type": "file"}, batch_engine={"type": ENGINE_TYPE},
-                     entity_key_serialization_version=3)
-    store = FeatureStore(config=cfg)
-    store.apply(build_definitions(data, ("v1",)).objects())
+    store = open_repo_store(data, root, project=project, redis_url=url, batch_engine=ENGINE_TYPE, model_versions=("v1",))
     store.materialize(T0 - timedelta(days=2), T0 + timedelta(days=5))
     cats = {f"p{i}": "AB"[i % 2] for i in range(150)}
     retriever = FaissRetriever.from_table(data / FC.PRODUCT_EMBEDDINGS_TABLE, "v1", RetrieverConfig(kind="flat"))

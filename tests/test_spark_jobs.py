@@ -14,6 +14,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from dashclip import columns as C
+from features.versions import read_model_versions
 from tests.hostile import jpeg_bytes, make_hostile_catalog
 
 pytestmark = pytest.mark.spark
@@ -98,6 +99,8 @@ def test_spark_embeddings_equal_the_cli(base, ckpt, tmp_path):
     assert got[C.CONTENT_HASH].tolist() == cli[C.CONTENT_HASH].tolist()
     assert (got[C.MODEL_VERSION] == cli[C.MODEL_VERSION]).all()
     np.testing.assert_allclose(np.stack(got[C.EMBEDDING]), np.stack(cli[C.EMBEDDING]), rtol=0, atol=1e-5)
+    # the commit listed the version in the data folder's live versions, which `feast apply` declares
+    assert read_model_versions(base["out"].parent) == (base["report"]["model_version"],)
 
     # the rejects are the CLI's too, with the same source rows and reasons
     cli_rej = pd.read_parquet(cli_out.with_name("cli.rejects.parquet"))

@@ -8,15 +8,14 @@ from datetime import timedelta
 import numpy as np
 import pytest
 import redis
-from feast import FeatureStore, RepoConfig
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from features import columns as C
 from features import materialize as M
 from features import redis_format as F
-from features.definitions import build_definitions
-from features.online import OnlineLookup
-from features.store import feast_connection_string
+from features.online import OnlineLookup, decode_stats_rows, hmget_parts
+from features.store import pack_command
+from features.repo import open_repo_store
 from features.synthetic import T0, write_stats, write_tables
 from tests.redis_fixture import db_url, delete_project_keys, redis_url, unique_project  # noqa: F401
 
@@ -72,12 +71,8 @@ def test_float16_materialize_and_online_lookup(tmp_path, redis_url):  # noqa: F8
     try:
         for dtype in ("float32", "float16"):
             project = projects[dtype] = unique_project()
-            cfg = RepoConfig(project=project, provider="local", registry=str(tmp_path / f"{project}.db"),
-                             online_store={"type": "redis", "connection_string": feast_connection_string(url)},
-                             offline_store={"type": "file"}, batch_engine={"type": M.ENGINE_TYPE, "vector_dtype": dtype},
-                             entity_key_serialization_version=3)
-            store = FeatureStore(config=cfg)
-            store.apply(build_definitions(tmp_path / "data", ("v1",)).objects())
+            store = open_repo_store(tmp_path / "data", tmp_path, project=project, redis_url=url,
+                                    batch_engine={"type": M.ENGINE_TYPE, "vector_dtype": dtype}, model_versions=("v1",))
             store.materialize(T0 - timedelta(days=1), T0 + timedelta(days=1))
             req = OnlineLookup(store, "v1").lookup("c1", tables.product_ids[:10], query_id="q2")
             want = tables.products["v1"][:10]
@@ -99,3 +94,44 @@ def test_scalar_fast_paths_match_protobuf():
     strings = ["", "a", "é" * 70, "x" * 300, "z" * 20000]  # 1-, 2- and 3-byte length varints
     assert F.encode_strings(strings) == [ValueProto(string_val=s).SerializeToString() for s in strings]
     assert F.encode_bools(np.array([True, False])) == [ValueProto(bool_val=b).SerializeToString() for b in (True, False)]
+
+
+def test_stats_rows_decode_like_the_protobuf_parser_value_by_value():
+    """decode_stats_rows (numpy, a value type at a time) == parse_scalar on every value, rows with an
+    undecodable value or a wrong-type reply NaN throughout and reported."""
+    rng = np.random.default_rng(3)
+    types = ("INT64", "DOUBLE", "INT64", "FLOAT", "INT32")
+    kinds = {"INT64": "int64_val", "DOUBLE": "double_val", "FLOAT": "float_val", "INT32": "int32_val"}
+    ints = [0, 1, 127, 128, 300, 2**40, -1, -(2**62), 2**63 - 1]
+    rows = []
+    for i in range(60):
+        row = []
+        for t in types:
+            v = int(rng.choice(ints)) if t.startswith("INT") else float(rng.standard_normal())
+            v = max(min(v, 2**31 - 1), -(2**31)) if t == "INT32" else v
+            row.append(ValueProto(**{kinds[t]: v}).SerializeToString())
+        rows.append(row)
+    rows[3][1] = None  # missing field
+    rows[4][0] = b""  # stored null
+    rows[5][1] = ValueProto(int64_val=5).SerializeToString()  # another numeric kind: the parser's value
+    rows[6][2] = ValueProto(string_val="x").SerializeToString()  # not a number: corrupt
+    rows[7][4] = b"\xff\x01"  # not a ValueProto: corrupt
+    rows[8] = redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+    rows[9][1] = ValueProto(string_val="1.5").SerializeToString()  # the parser reads it as 1.5
+    (vals, bad), (one, none_bad) = decode_stats_rows([(rows, types), (rows[:2], types)])  # two views, one decode per type
+    np.testing.assert_array_equal(one, vals[:2])
+    assert none_bad == {}
+    assert sorted(bad) == [6, 7, 8] and "WRONGTYPE" in bad[8]
+    for i, row in enumerate(rows):
+        if i in bad:
+            assert np.isnan(vals[i]).all()
+            continue
+        np.testing.assert_array_equal(vals[i], [F.parse_scalar(b) for b in row], err_msg=f"row {i}")
+    assert vals[5, 1] == 5.0 and vals[9, 1] == 1.5 and np.isnan(vals[3, 1]) and np.isnan(vals[4, 0])
+
+
+def test_hmget_commands_are_the_packed_command():
+    fields = [F.feature_field("product_stats", f) for f in ("a", "b\r\n", "é")]
+    head, tail = hmget_parts(fields)
+    for key in F.entity_keys("product_id", ["p1", "", "x" * 300], "proj"):
+        assert head + b"$%d\r\n%b\r\n" % (len(key), key) + tail == pack_command(b"HMGET", key, *fields)

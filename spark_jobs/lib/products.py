@@ -29,6 +29,7 @@ from dashclip.catalog import (REJECT_COLUMNS, IngestConfig, image_root, ingest_f
                               resolve_image)
 from dashclip.checkpoint import verify_checkpoint
 from dashclip.image_source import within
+from features.versions import register_model_version
 from spark_jobs.lib import columns as S
 from spark_jobs.lib import table
 from spark_jobs.lib.config import CatalogJobConfig, InferenceConfig
@@ -209,6 +210,7 @@ def _run(spark: SparkSession, cfg: CatalogJobConfig, out: Path, run_id: str,
         }
 
     report = stage_and_commit(out, run_id, version, result, rejects, report, before_commit)
+    register_model_version(out.parent, version)  # the data folder's live versions, which `feast apply` declares
     validated.unpersist()
     report["seconds"]["total"] = round(time.perf_counter() - t0, 3)
     table.save_report(out, report)

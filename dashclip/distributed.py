@@ -108,13 +108,30 @@ def gather(x: torch.Tensor, s: Shard | None) -> torch.Tensor:
     averages). Shares of unequal size are padded for the collective and trimmed after."""
     if s is None:
         return x
-    from torch.distributed.nn.functional import all_gather
-
     most = max(s.sizes)
     pad = most - len(x)
     padded = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))]) if pad else x
-    parts = all_gather(padded)
-    return torch.cat([p[:n] for p, n in zip(parts, s.sizes)])
+    parts = _GatherWithGrad.apply(padded)  # (processes, most, ...)
+    return torch.cat([parts[r, :n] for r, n in enumerate(s.sizes)])
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward hands each process the sum over processes of the gradient of its
+    own share (what ``torch.distributed.nn.functional.all_gather`` does, with public collectives
+    only: an all-reduce of the gathered gradient, which gloo and NCCL both have)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.rank = dist.get_rank()
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.stack(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad)
+        return grad[ctx.rank]
 
 
 def main_only(fn: Callable[[], T]) -> T:

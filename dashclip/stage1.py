@@ -175,8 +175,8 @@ class StepInputs:
         """This process's rows (every field but ``img``, which holds only them already)."""
         if shard is None:
             return self
-        return StepInputs(*(v if f.name == "img" else v[shard.rows] for f, v in ((f, getattr(self, f.name))
-                                                                                   for f in fields(self))))
+        return StepInputs(*(getattr(self, f.name) if f.name == "img" else getattr(self, f.name)[shard.rows]
+                            for f in fields(self)))
 
 
 def batch_rows(cache: TrunkCache, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if "--worker" not in sys.argv:  # a worker imports dashclip from the checkout on its PYTHONPATH
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def worker() -> dict:
@@ -61,7 +62,7 @@ def worker() -> dict:
 
 def run(code: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    out = subprocess.run([sys.executable, __file__, "--worker"], cwd=code, env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker"], cwd=code, env=env, capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

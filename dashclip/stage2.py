@@ -346,7 +346,8 @@ def label_in_process(cfg: Stage2Config, model: DashCLIP, seed_train: pd.DataFram
     version = distributed.main_only(lambda: save_teacher(teacher, out / "teacher", {"teacher_agreement": after,
                                                                                     "stage1": model.model_version}))
     label_prec = label_precision(device, cfg.teacher_bf16, cfg.teacher_int8)
-    print(f"teacher labelling: device={device}, precision={label_prec}", flush=True)
+    if distributed.is_main():
+        print(f"teacher labelling: device={device}, precision={label_prec}", flush=True)
     t_pred = time.perf_counter()
     labels = split_labels(teacher, queries, products, progress=progress and distributed.is_main(),
                           bf16=cfg.teacher_bf16, int8=cfg.teacher_int8)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable, TypeVar
 
 import torch
@@ -25,6 +26,8 @@ import torch.distributed as dist
 from torch import nn
 
 T = TypeVar("T")
+
+WAIT = timedelta(hours=2)  # the longest a process waits for the others at a collective
 
 
 def world_size() -> int:
@@ -63,8 +66,8 @@ def setup(device: torch.device | str | None, pick: Callable[[Any], torch.device]
     if dev.type == "cuda":
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    if not dist.is_initialized():  # rank 0 alone builds the trunk cache and validates: the others may wait long
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=WAIT)
     return dev
 
 

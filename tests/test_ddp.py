@@ -1,6 +1,7 @@
 """Training under torchrun (DistributedDataParallel, 2 gloo processes on the CPU) gives the losses of
 one process on the same global batches: stage 1 through ``torchrun -m dashclip.train``, the teacher
-and stage 2's QCC loop through ``torch.multiprocessing.spawn``.
+and stage 2's QCC loop through ``torch.multiprocessing.spawn``. And the batch loader's worker
+processes (the CUDA path) hand over what the training process would read itself, in order.
 
 Tolerance: relative 1e-6. Each process encodes its share of every batch and the embeddings are
 gathered, so the matrix products run in other shapes than one process's and round differently:
@@ -33,6 +34,7 @@ from dashclip.queries import Annotator, generate_queries
 from dashclip.stage1 import Stage1Config, train_stage1
 from dashclip.stage2 import ProductSide, Stage2Config, fit_query_tower
 from dashclip.teacher import CrossEncoder, teacher_product_text, train_teacher
+from dashclip.training import BatchLoader
 from tests.test_stage1 import small_catalog
 from tests.test_stage2 import fashion_products
 
@@ -95,9 +97,8 @@ def teacher_and_qcc() -> dict:
     model = DashCLIP(cfg, with_query_tower=True)
     emb = torch.nn.functional.normalize(torch.randn(len(p), cfg.embed_dim, generator=torch.Generator().manual_seed(1)),
                                         dim=1).numpy()
-    labelled = pd.DataFrame([(f"q{i}", q, r, float(g)) for i, ((q, r), g) in enumerate(zip(pairs, labels))],
-                            columns=[C.QUERY_ID, C.QUERY, "row", C.LABEL])
-    labelled[C.QUERY_ID] = labelled[C.QUERY].factorize()[0].astype(str)
+    labelled = pd.DataFrame([(q, r, float(g)) for (q, r), g in zip(pairs, labels)], columns=[C.QUERY, "row", C.LABEL])
+    labelled[C.QUERY_ID] = "q" + pd.Series(labelled[C.QUERY].factorize()[0]).astype(str)
     side = ProductSide(model, emb, emb, torch.zeros(len(p), 1), torch.zeros(len(p), 1), joint=False)
     s2 = Stage2Config(catalog="unused", epochs=2, batch_size=7, random_negatives=8, device="cpu", patience=5,
                       loader_workers=0, warmup_steps=2)
@@ -130,3 +131,19 @@ def test_teacher_and_stage2_qcc_with_two_processes_have_the_losses_of_one(tmp_pa
     assert ranks[0] == ranks[1]  # every process follows rank 0's validation and ends with the same weights
     for key in ("teacher", "qcc", "ndcg"):
         assert ranks[0][key] == pytest.approx(one[key], rel=REL), key
+
+
+def _tokens(b: list[int]) -> dict:
+    return {"ids": torch.tensor(b) * 2, "n": len(b)}
+
+
+@pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true but no accelerator")
+def test_batch_loader_workers_give_what_the_training_process_would_in_order(monkeypatch):
+    batches = [list(range(i, i + 1 + i % 3)) for i in range(9)]
+    inline = list(BatchLoader(batches, _tokens, torch.device("cpu"), workers=2))  # the CPU: no worker processes
+    # the CUDA path (2 forked workers, pinned memory where torch has an accelerator), taken on this machine
+    ahead = list(BatchLoader(batches, _tokens, torch.device("cuda"), workers=2))
+    assert [x["n"] for x in ahead] == [len(b) for b in batches] and len(ahead) == 9
+    assert all(torch.equal(a["ids"], b["ids"]) for a, b in zip(ahead, inline))
+    monkeypatch.setenv("WORLD_SIZE", "2")  # two processes: a one-row batch cannot be shared, it is left out
+    assert len(BatchLoader(batches, _tokens, torch.device("cpu"))) == 6

@@ -47,12 +47,14 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 
 # --- from the trunk cache ------------------------------------------------------------------------
-def cache_batch(cache: TrunkCache, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def cache_batch(cache: TrunkCache, idx: torch.Tensor, image_rows: slice | None = None) -> tuple[torch.Tensor, ...]:
     """Rows ``idx`` of the cache as float32: image trunk outputs, has_image, text states (B, t, H)
-    and mask (B, t), the text trimmed to the batch's longest row."""
+    and mask (B, t), the text trimmed to the batch's longest row; ``image_rows``: only those
+    positions of ``idx`` get their image outputs (a training process's share of the batch)."""
     m = cache.mask[idx]
     t = int(m.sum(1).max())  # trim padding shared by the whole batch
-    return cache.image[idx].float(), cache.has_image[idx], cache.text[idx, :t].float(), m[:, :t]
+    img = cache.image[idx if image_rows is None else idx[image_rows]].float()
+    return img, cache.has_image[idx], cache.text[idx, :t].float(), m[:, :t]
 
 
 def with_empty_text(states: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cache: TrunkCache

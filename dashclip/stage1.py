@@ -29,14 +29,15 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashclip import columns as C
+from dashclip import distributed
 from dashclip.catalog import load_products
 from dashclip.config import load_model_config
 from dashclip.data import category_text
 from dashclip.inference import cache_batch, embed_cached, with_empty_text
 from dashclip.losses import grouped_targets, itc_loss, itm_loss, sample_hard_negatives
 from dashclip.model import DashCLIP
-from dashclip.training import (DeviceName, LoopConfig, LossWeights, fit, length_grouped_batches, lr_lambda, precision,
-                               training_device)
+from dashclip.training import (BatchLoader, DeviceName, LoopConfig, LossWeights, fit, length_grouped_batches, lr_lambda,
+                               precision, to_device, training_device)
 from dashclip.trunk_cache import TrunkCache, build_trunk_cache, text_states
 from dashclip.weight_average import WeightAverage
 
@@ -88,7 +89,10 @@ class Stage1Config(BaseModel):
     threads: int | None = None
     max_train_rows: int | None = None  # faster settings for smoke runs
     cache_dir: str | None = "runs/cache"
-    workers: int = 1
+    workers: int = 1  # image-decoding processes of the trunk-cache build
+    # processes that gather training batches from the trunk cache into pinned memory, on CUDA
+    # (0, or the CPU: in the training process, as the step asks)
+    loader_workers: int = Field(2, ge=0)
 
 
 def class_keys(products: pd.DataFrame) -> torch.Tensor:
@@ -137,20 +141,23 @@ def train_batches(idx: torch.Tensor, lengths: torch.Tensor, batch_size: int, gen
     return [idx[torch.from_numpy(b)] for b in local]
 
 
-def flip_feature_maps(img: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+def flip_feature_maps(img: torch.Tensor, p: float, gen: torch.Generator, shard: distributed.Shard | None = None
+                      ) -> torch.Tensor:
     """Mirror each (C, h, w) cached CNN map left-right with probability p: a horizontal-flip
     augmentation that needs no pass through the frozen trunk (its convolutions are close to
-    flip-equivariant). Token sequences (ViT towers) are returned unchanged."""
+    flip-equivariant). Token sequences (ViT towers) are returned unchanged. With a ``shard``,
+    ``img`` holds its rows of the batch and the draws are the whole batch's."""
     if img.dim() != 4 or p <= 0:
         return img
-    flip = torch.rand(len(img), generator=gen) < p
+    flip = distributed.local(torch.rand(len(img) if shard is None else sum(shard.sizes), generator=gen) < p, shard)
     return torch.where(flip[:, None, None, None], img.flip(-1), img)
 
 
 @dataclass
 class StepInputs:
     """One batch as the model reads it: trunk outputs, the text the fusion encoder sees (the empty
-    text for text-dropped rows) and which rows dropped their text or image."""
+    text for text-dropped rows) and which rows dropped their text or image. Under torchrun
+    ``img`` holds only this process's share of the rows (``local`` gives the share of the rest)."""
 
     img: torch.Tensor
     has: torch.Tensor
@@ -162,14 +169,30 @@ class StepInputs:
     drop_img: torch.Tensor
 
     def to(self, device: torch.device) -> "StepInputs":
-        return StepInputs(*(getattr(self, f.name).to(device) for f in fields(self)))
+        return StepInputs(*(to_device(getattr(self, f.name), device) for f in fields(self)))
+
+    def local(self, shard: distributed.Shard | None) -> "StepInputs":
+        """This process's rows (every field but ``img``, which holds only them already)."""
+        if shard is None:
+            return self
+        return StepInputs(*(getattr(self, f.name) if f.name == "img" else getattr(self, f.name)[shard.rows]
+                            for f in fields(self)))
 
 
-def train_inputs(cache: TrunkCache, idx: torch.Tensor, cfg: Stage1Config, gen: torch.Generator) -> StepInputs:
+def batch_rows(cache: TrunkCache, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """What a training step reads from the trunk cache for batch ``idx`` (``cache_batch``, the image
+    outputs of this process's share only): the ``prepare`` of the stage's ``BatchLoader``."""
+    s = distributed.shard(len(idx))
+    return cache_batch(cache, idx, None if s is None else s.rows)
+
+
+def train_inputs(cache: TrunkCache, idx: torch.Tensor, cfg: Stage1Config, gen: torch.Generator,
+                 rows: tuple[torch.Tensor, ...] | None = None) -> StepInputs:
     """A training batch: mirrored feature maps, text dropout (image-grounded path) and image dropout,
-    drawn on the host from ``gen`` (the same draws on every device)."""
-    img, has, txt, msk = cache_batch(cache, idx)
-    img = flip_feature_maps(img, cfg.feature_flip, gen)
+    drawn on the host from ``gen`` (the same draws on every device, and for the whole batch in
+    every process); ``rows``: ``batch_rows(cache, idx)`` when a loader has read them already."""
+    img, has, txt, msk = batch_rows(cache, idx) if rows is None else rows
+    img = flip_feature_maps(img, cfg.feature_flip, gen, distributed.shard(len(idx)))
     B = len(idx)
     drop_text = (torch.rand(B, generator=gen) < cfg.text_dropout) & has
     drop_img = (torch.rand(B, generator=gen) < cfg.image_dropout) & ~drop_text
@@ -245,12 +268,22 @@ def _forward(model: DashCLIP, x: StepInputs) -> dict[str, torch.Tensor]:
                  fusion_has_image=x.has & ~x.drop_img)
 
 
+def gather_outputs(out: dict[str, torch.Tensor], shard: distributed.Shard | None) -> dict[str, torch.Tensor]:
+    """The per-row outputs of every process's share, with gradients (``distributed.gather``)."""
+    if shard is None:
+        return out
+    return {k: v if k == "logit_scale" else distributed.gather(v, shard) for k, v in out.items()}
+
+
 def train_losses(model: DashCLIP, cache: TrunkCache, idx: torch.Tensor, keys: torch.Tensor, cfg: Stage1Config,
-                 gen: torch.Generator, cats: CategoryTexts | None = None) -> dict[str, torch.Tensor]:
-    """The named loss terms of one training batch and their weighted ``total``, on the model's device."""
+                 gen: torch.Generator, cats: CategoryTexts | None = None, rows: tuple[torch.Tensor, ...] | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """The named loss terms of one training batch and their weighted ``total``, on the model's device.
+    Under torchrun the model runs on this process's share and the losses on every share's outputs."""
     dev = next(model.parameters()).device
-    x = train_inputs(cache, idx, cfg, gen).to(dev)
-    out = _forward(model, x)
+    shard = distributed.shard(len(idx))
+    x = train_inputs(cache, idx, cfg, gen, rows).to(dev)
+    out = gather_outputs(_forward(model, x.local(shard)), shard)
     k, kc, rows_cat = batch_keys(keys, cats, idx, dev)
     terms = contrastive_terms(out, x, k, kc, cfg)
     itm = itm_term(model, out, x, k, cfg, gen)
@@ -358,7 +391,7 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
     np.random.seed(cfg.seed)
     products = load_products(cfg.catalog)
     model = DashCLIP(load_model_config(cfg.model)).to(device)  # the trunk cache is computed there, kept on the host
-    cache = build_trunk_cache(model, products, cache_dir=cfg.cache_dir, progress=progress, workers=cfg.workers)
+    cache = trunk_cache(model, products, cfg.cache_dir, progress, cfg.workers)
     t_cache = time.perf_counter() - t_start
     keys = class_keys(products)
     train_idx, val_idx = split_rows(products, cfg)
@@ -369,23 +402,45 @@ def train_stage1(cfg: Stage1Config, out: str | Path, progress: bool = True) -> d
     gen = torch.Generator().manual_seed(cfg.seed)
     lengths = cache.mask.sum(1)
 
-    def step(b: torch.Tensor):
-        return train_losses(model, cache, b, keys, cfg, gen, cats=cats), len(b)
+    def step(prepared: tuple[torch.Tensor, tuple]):
+        b, rows = prepared
+        return train_losses(model, cache, b, keys, cfg, gen, cats=cats, rows=rows), len(b)
+
+    def epoch_batches(epoch: int) -> BatchLoader:
+        batches = train_batches(train_idx, lengths, cfg.batch_size, gen)
+        return BatchLoader(batches, lambda b: (b, batch_rows(cache, b)), device, cfg.loader_workers)
 
     def validation() -> dict:
         return {**validate(model, cache, val_idx, keys, cfg, cats), "temperature": (1 / model.logit_scale.exp()).item()}
 
     loop = LoopConfig(name="stage1", epochs=cfg.epochs, monitor="val_total", mode="min", patience=cfg.patience)
     avg = WeightAverage(model, cfg.weight_average) if cfg.weight_average > 0 else None
-    result = fit(model, opt, sched, lambda epoch: train_batches(train_idx, lengths, cfg.batch_size, gen), step, loop,
-                 validate=validation, average=avg, t_start=t_start, progress=progress, device=device)
+    result = fit(model, opt, sched, epoch_batches, step, loop, validate=validation, average=avg, t_start=t_start,
+                 progress=progress, device=device)
     history = result.history
     summary = {"best_val_total": result.best, "epochs_run": len(history), "device": str(device),
-               "precision": precision(device), "cache_s": round(t_cache, 1),
+               "precision": precision(device), "processes": distributed.world_size(), "cache_s": round(t_cache, 1),
                "train_s": round(time.perf_counter() - t_start, 1), "train_rows": len(train_idx), "val_rows": len(val_idx)}
+    summary["model_version"] = distributed.main_only(lambda: save_stage1(model, cfg, out, summary, history))
+    return summary
+
+
+def save_stage1(model: DashCLIP, cfg: Stage1Config, out: Path, summary: dict, history: list[dict]) -> str:
+    """The checkpoint, its history and training curve in ``out`` (rank 0's work under torchrun); its version."""
     version = model.save_pretrained(out, stage="stage1", extra_meta={"train_config": cfg.model_dump(),
                                                                       "summary": summary, "history": history})
     (out / "history.json").write_text(json.dumps(history, indent=2))
     plot_history(history, out / "training_curve.png", version)
-    summary["model_version"] = version
-    return summary
+    return version
+
+
+def trunk_cache(model: DashCLIP, products: pd.DataFrame, cache_dir: str | None, progress: bool, workers: int
+                ) -> TrunkCache:
+    """``build_trunk_cache``; under torchrun rank 0 builds (and saves) it first, the other processes
+    then read it from ``cache_dir`` (or, without one, compute their own)."""
+    if distributed.is_main():
+        cache = build_trunk_cache(model, products, cache_dir=cache_dir, progress=progress, workers=workers)
+    distributed.barrier()
+    if not distributed.is_main():
+        cache = build_trunk_cache(model, products, cache_dir=cache_dir, progress=False, workers=workers)
+    return cache

@@ -30,6 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashclip import columns as C
+from dashclip import distributed
 from dashclip.catalog import load_products
 from dashclip.embed import read_queries
 from dashclip.inference import embed_cached, encode_queries, encode_texts, pick_device
@@ -41,11 +42,10 @@ from dashclip.model import DashCLIP
 from dashclip.queries import Annotator, generate_queries
 from dashclip.retrieval import BM25Index, dense_top_k, product_search_text
 from dashclip.seed import SIMULATED, heldout_queries, seed_from_judgments
-from dashclip.stage1 import default_catalog
+from dashclip.stage1 import default_catalog, trunk_cache
 from dashclip.teacher import (CrossEncoder, agreement, label_precision, pair_content_hash, save_teacher, teacher_labels,
                               teacher_product_text, train_teacher)
-from dashclip.training import DeviceName, LoopConfig, fit, lr_lambda, precision, training_device
-from dashclip.trunk_cache import build_trunk_cache
+from dashclip.training import BatchLoader, DeviceName, LoopConfig, fit, lr_lambda, precision, to_device, training_device
 from dashclip.type_negatives import TypeNegativeMiner
 from dashclip.wise_ft import interpolate
 
@@ -112,6 +112,9 @@ class Stage2Config(BaseModel):
     seed: int = 0
     threads: int | None = None
     cache_dir: str | None = "runs/cache"
+    # processes that tokenise training batches (QCC and teacher) into pinned memory, on CUDA
+    # (0, or the CPU: in the training process, as the step asks)
+    loader_workers: int = Field(2, ge=0)
 
 
 def qcc_targets(batch: list[tuple[str, np.ndarray, np.ndarray]], rows: np.ndarray, cat_codes: np.ndarray | None = None,
@@ -259,7 +262,8 @@ def fit_teacher(cfg: Stage2Config, teacher: CrossEncoder, graded: pd.DataFrame, 
     return train_teacher(teacher, graded[C.QUERY].tolist(), [ptext[r] for r in graded["row"]],
                          graded[C.LABEL].to_numpy(), epochs=cfg.teacher_epochs, lr=cfg.teacher_lr,
                          batch_size=cfg.teacher_batch_size, seed=cfg.seed, progress=progress,
-                         length_group=cfg.teacher_length_group, device=teacher_device(cfg))
+                         length_group=cfg.teacher_length_group, device=teacher_device(cfg),
+                         workers=cfg.loader_workers)
 
 
 def teacher_device(cfg: Stage2Config) -> str:
@@ -287,11 +291,17 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     if cfg.labeller == "llm":
         from dashclip.llm_labels import llm_label_set
 
+        if distributed.world_size() > 1:
+            raise ValueError(f"labeller llm: stage 2 under torchrun ({distributed.world_size()} processes) would send "
+                             "every request once per process; label in one process first and pass its folder "
+                             "as reuse_labels_from")
+
         return llm_label_set(cfg, queries, pairs, seed, seed_q, heldout_q, seed_info, train_df, ptext, out, progress)
 
     rest = pairs[~pairs[C.QUERY_ID].isin(seed_q)].copy()
     rest_text = [ptext[r] for r in rest["row"]]
-    write_parquet_atomic(pairs_to_label(rest, train_df), out / "pairs.parquet")  # for spark_jobs/label_pairs.py
+    if distributed.is_main():  # for spark_jobs/label_pairs.py
+        write_parquet_atomic(pairs_to_label(rest, train_df), out / "pairs.parquet")
     if cfg.labels:
         rest[C.LABEL], teacher_stats = labels_from_table(cfg.labels, rest[C.QUERY].tolist(), rest_text)
     else:
@@ -301,10 +311,11 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     seed_train = seed_train.assign(source="seed")  # gold labels stay gold; held-out seed stays out
     labelled = pd.concat([seed_train, rest], ignore_index=True)
     labelled[C.PRODUCT_ID] = train_df[C.PRODUCT_ID].to_numpy()[labelled["row"].to_numpy()]
-    write_parquet_atomic(labelled.drop(columns=["row"]), out / "labels.parquet")
-    write_parquet_atomic(seed.assign(product_id=train_df[C.PRODUCT_ID].to_numpy()[seed["row"].to_numpy()])
-                         .drop(columns=["row"]), out / "seed_labels.parquet")
-    queries.to_csv(out / "train_queries.csv", index=False)
+    if distributed.is_main():  # the other processes wait for these files before validation (``train_stage2``)
+        write_parquet_atomic(labelled.drop(columns=["row"]), out / "labels.parquet")
+        write_parquet_atomic(seed.assign(product_id=train_df[C.PRODUCT_ID].to_numpy()[seed["row"].to_numpy()])
+                             .drop(columns=["row"]), out / "seed_labels.parquet")
+        queries.to_csv(out / "train_queries.csv", index=False)
     stats = {**seed_info, "queries": len(queries), "pairs_mined": len(pairs), "seed_pairs": len(seed),
              "seed_queries": len(seed_q), "seed_heldout_pairs": len(seed_test), "teacher_labelled_pairs": len(rest),
              **teacher_stats, "seed_label_counts": seed[C.LABEL].value_counts().sort_index().to_dict()}
@@ -324,7 +335,7 @@ def label_in_process(cfg: Stage2Config, model: DashCLIP, seed_train: pd.DataFram
                      progress: bool = True) -> tuple[np.ndarray, dict]:
     """Fit the teacher on the seed pairs (product ``row`` into ``ptext``), save it in ``out/teacher``
     and label the (query, product text) pairs: their labels and the teacher's stats."""
-    device = pick_device(teacher_device(cfg))
+    device = distributed.setup(teacher_device(cfg), pick_device)
     teacher = CrossEncoder(model.cfg.text, max_length=cfg.teacher_max_length).to(device)
     before = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16, cfg.teacher_int8)  # as it will label
     t_fit = time.perf_counter()
@@ -332,18 +343,28 @@ def label_in_process(cfg: Stage2Config, model: DashCLIP, seed_train: pd.DataFram
     t_fit = time.perf_counter() - t_fit
     after = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16, cfg.teacher_int8)
     log.info("teacher agreement on held-out seed: before %s after %s", before, after)
-    version = save_teacher(teacher, out / "teacher", {"teacher_agreement": after, "stage1": model.model_version})
+    version = distributed.main_only(lambda: save_teacher(teacher, out / "teacher", {"teacher_agreement": after,
+                                                                                    "stage1": model.model_version}))
     label_prec = label_precision(device, cfg.teacher_bf16, cfg.teacher_int8)
-    print(f"teacher labelling: device={device}, precision={label_prec}", flush=True)
+    if distributed.is_main():
+        print(f"teacher labelling: device={device}, precision={label_prec}", flush=True)
     t_pred = time.perf_counter()
-    labels = teacher_labels(teacher, queries, products, progress=progress, bf16=cfg.teacher_bf16,
-                            int8=cfg.teacher_int8)
+    labels = split_labels(teacher, queries, products, progress=progress and distributed.is_main(),
+                          bf16=cfg.teacher_bf16, int8=cfg.teacher_int8)
     teacher.cpu()
     t_pred = time.perf_counter() - t_pred
     return labels, {"teacher_version": version, "teacher_agreement_untrained": before, "teacher_agreement": after,
                     "teacher_train_loss": losses, "teacher_labels_device": str(device),
                     "teacher_labels_precision": label_prec, "teacher_train_s": round(t_fit, 1),
                     "teacher_label_s": round(t_pred, 1), "teacher_label_pairs_per_s": round(len(queries) / max(t_pred, 1e-9), 1)}
+
+
+def split_labels(teacher: CrossEncoder, queries: list[str], products: list[str], **kw) -> np.ndarray:
+    """``teacher_labels`` of the pairs, each training process labelling its share (all of them with
+    one process); every process gets every label."""
+    s = distributed.shard(len(queries))
+    part = teacher_labels(teacher, distributed.local(queries, s), distributed.local(products, s), **kw)
+    return np.concatenate(distributed.all_parts(part)) if s is not None else part
 
 
 class LabelTableError(ValueError):
@@ -382,7 +403,8 @@ def reuse_label_set(src: Path, train_df: pd.DataFrame, out: Path) -> tuple[pd.Da
         raise ValueError(f"reuse_labels_from={src}: {len(missing)} labelled products are not training products")
     labelled["row"] = labelled[C.PRODUCT_ID].map(row).to_numpy()
     for name in ("labels.parquet", "seed_labels.parquet", "train_queries.csv"):
-        (out / name).write_bytes((src / name).read_bytes())
+        if distributed.is_main():
+            (out / name).write_bytes((src / name).read_bytes())
     prev = json.loads((src / "stage2_summary.json").read_text())
     stats = {k: v for k, v in prev.items() if k.startswith(("queries", "pairs", "seed", "teacher", "labeller", "llm"))}
     stats["labels_reused_from"] = str(src)
@@ -441,14 +463,20 @@ def fit_query_tower(cfg: Stage2Config, model: DashCLIP, labelled: pd.DataFrame, 
     opt, sched, params = qcc_optimizer(model, cfg, cfg.epochs * math.ceil(len(qids) / cfg.batch_size))
     rng = np.random.default_rng(cfg.seed)
 
-    def epoch_batches(epoch: int) -> list[list]:
-        order = rng.permutation(len(qids))
-        return [[groups[qids[i]] for i in order[s:s + cfg.batch_size]] for s in range(0, len(order), cfg.batch_size)]
+    def prepare(batch: list) -> tuple[list, dict[str, torch.Tensor]]:
+        mine = distributed.local(batch, distributed.shard(len(batch)))
+        return batch, model.tokenize([b[0] for b in mine])
 
-    def step(batch: list):
+    def epoch_batches(epoch: int) -> BatchLoader:
+        order = rng.permutation(len(qids))
+        batches = [[groups[qids[i]] for i in order[s:s + cfg.batch_size]] for s in range(0, len(order), cfg.batch_size)]
+        return BatchLoader(batches, prepare, dev, cfg.loader_workers)
+
+    def step(prepared: tuple[list, dict[str, torch.Tensor]]):  # the queries of every process's share (gathered)
+        batch, tokens = prepared
         rows = np.unique(np.concatenate([b[1] for b in batch] + [rng.integers(0, n_products, cfg.random_negatives)]))
         labels, valid = (t.to(dev) for t in qcc_targets(batch, rows, cat_codes, cfg.mask_category_negatives))
-        q = model.encode_queries(**{k: v.to(dev) for k, v in model.tokenize([b[0] for b in batch]).items()})
+        q = distributed.gather(model.encode_queries(**to_device(tokens, dev)), distributed.shard(len(batch)))
         scale = model.logit_scale.exp().clamp(max=100.0)
         return {"qcc": qcc_loss(q, products.train(rows), labels, scale, valid)}, len(batch)
 
@@ -456,7 +484,7 @@ def fit_query_tower(cfg: Stage2Config, model: DashCLIP, labelled: pd.DataFrame, 
         return {"val_ndcg@10": val_ndcg(model, val[0], val[1], products.val()),
                 "temperature": (1 / model.logit_scale.exp()).item()}
 
-    history = [{"epoch": 0, "val_ndcg@10": val_ndcg(model, val[0], val[1], products.val())}]
+    history = [distributed.main_only(lambda: {"epoch": 0, "val_ndcg@10": val_ndcg(model, val[0], val[1], products.val())})]
     log.info("stage 2 start: val nDCG@10 (stage-1 text tower as query tower) %.4f", history[0]["val_ndcg@10"])
     loop = LoopConfig(name="stage2", epochs=cfg.epochs, objective="qcc", monitor="val_ndcg@10", mode="max",
                       patience=cfg.patience)
@@ -467,7 +495,7 @@ def fit_query_tower(cfg: Stage2Config, model: DashCLIP, labelled: pd.DataFrame, 
 def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     device = training_device(cfg.device, "stage 2")  # first: a device that is absent stops the run here
-    pick_device(teacher_device(cfg))  # and the teacher's, rather than after mining and seeding
+    distributed.setup(teacher_device(cfg), pick_device)  # and the teacher's, rather than after mining and seeding
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -477,7 +505,7 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     model = DashCLIP.from_pretrained(stage1_dir)
     model.add_query_tower()
     model.to(device)
-    cache = build_trunk_cache(model, products, cache_dir=cfg.cache_dir, progress=progress)
+    cache = trunk_cache(model, products, cfg.cache_dir, progress, workers=1)
     split = products[C.SPLIT].to_numpy()
     tr_idx, va_idx = np.nonzero(split == "train")[0], np.nonzero(split == "val")[0]
     if len(va_idx) == 0:
@@ -492,6 +520,7 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
         labelled, stats = reuse_label_set(Path(cfg.reuse_labels_from), train_df, out)
     else:
         labelled, stats = build_label_set(cfg, model, train_df, side.p_train, out, progress)
+    distributed.barrier()  # rank 0 has written the label files validation reads
     t_labels = time.perf_counter() - t0
     vq_texts, v_judg, val_on_train, val_source = validation_set(cfg, labelled, val_df, train_df, out)
     if val_on_train:  # held-out seed queries are judged over the training products
@@ -504,7 +533,14 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     summary = {**stats, "label_s": round(t_labels, 1), "train_s": round(time.perf_counter() - t0, 1),
                "best_val_ndcg@10": result.best, "val_queries": len(vq_texts), "validation_judged_by": val_source,
                "epochs_run": len(history) - 1, "wise_ft_alpha": cfg.wise_ft_alpha, "device": str(device),
-               "precision": precision(device)}
+               "precision": precision(device), "processes": distributed.world_size()}
+    return distributed.main_only(lambda: save_stage2(model, cfg, stage1_dir, out, summary, history))
+
+
+def save_stage2(model: DashCLIP, cfg: Stage2Config, stage1_dir: str | Path, out: Path, summary: dict,
+                history: list[dict]) -> dict:
+    """The checkpoint, its history and summary in ``out`` (rank 0's work under torchrun); the summary
+    with the checkpoint's version."""
     stage1_version = json.loads((Path(stage1_dir) / "meta.json").read_text())["model_version"]
     version = model.save_pretrained(out, stage="stage2", extra_meta={"train_config": cfg.model_dump(), "summary": summary,
                                                                       "inputs": file_digests(cfg.queries_file, cfg.seed_judgments),

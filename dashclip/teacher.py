@@ -23,10 +23,11 @@ from tqdm import tqdm
 
 from dashclip import checkpoint as ckpt
 from dashclip import columns as C
+from dashclip import distributed
 from dashclip.config import TextTowerConfig
 from dashclip.metrics import auc
 from dashclip.towers import build_text_tower
-from dashclip.training import LoopConfig, fit, length_grouped_batches, training_device
+from dashclip.training import BatchLoader, LoopConfig, fit, length_grouped_batches, to_device, training_device
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +133,12 @@ def bf16_supported(device: torch.device) -> bool:
 
 def train_teacher(model: CrossEncoder, queries: list[str], products: list[str], labels: np.ndarray,
                   epochs: int = 2, batch_size: int = 32, lr: float = 4e-5, seed: int = 0, progress: bool = True,
-                  length_group: int = 50, device: str | torch.device | None = None) -> list[float]:
+                  length_group: int = 50, device: str | torch.device | None = None, workers: int = 0) -> list[float]:
     """Fine-tune on seed pairs with class-balanced cross-entropy, in length-grouped batches
     (``length_group`` batches per sorted window; 1: random batches), on ``device`` (default: where
-    the model is; the model is moved there and stays); returns the mean loss per epoch."""
+    the model is; the model is moved there and stays), tokenised by ``workers`` loader processes
+    on CUDA (``BatchLoader``); returns the mean loss per epoch. Under torchrun each process
+    encodes its share of a batch and the loss is that of the whole batch (gathered logits)."""
     dev = training_device(next(model.parameters()).device if device is None else device, "teacher training")
     model.to(dev)
     torch.manual_seed(seed)  # the head's dropout
@@ -150,15 +153,21 @@ def train_teacher(model: CrossEncoder, queries: list[str], products: list[str], 
     steps = epochs * math.ceil(len(y) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps))
 
-    def step(b: np.ndarray):
+    def prepare(b: np.ndarray) -> tuple[list[int], dict[str, torch.Tensor]]:
         b = b.tolist()
-        enc = model.tokenize([queries[i] for i in b], [products[i] for i in b])
-        logits = model(**{k: v.to(dev) for k, v in enc.items()})
+        mine = distributed.local(b, distributed.shard(len(b)))
+        return b, model.tokenize([queries[i] for i in mine], [products[i] for i in mine])
+
+    def step(prepared: tuple[list[int], dict[str, torch.Tensor]]):
+        b, enc = prepared
+        logits = distributed.gather(model(**to_device(enc, dev)), distributed.shard(len(b)))
         return {"ce": F.cross_entropy(logits, y[b], weight=weight)}, len(b)
 
     loop = LoopConfig(name="teacher", epochs=epochs, objective="ce")
-    def epoch_batches(epoch: int) -> list[np.ndarray]:
-        return length_grouped_batches(lengths, batch_size, length_group, rng.permutation)
+
+    def epoch_batches(epoch: int) -> BatchLoader:
+        return BatchLoader(length_grouped_batches(lengths, batch_size, length_group, rng.permutation), prepare, dev,
+                           workers)
 
     return fit(model, opt, sched, epoch_batches, step, loop, progress=progress, device=dev).epoch_losses
 

@@ -4,7 +4,8 @@
     python -m dashclip.train stage2 --checkpoint STAGE1_DIR --out DIR [--config FILE] [--catalog PATH] [--labels TABLE]
         [--queries QUERY_LOG [--generate-queries]] [--seed-judgments JUDGMENTS] [--labeller teacher|llm]
 
-(or ``dashclip train ...``).
+(or ``dashclip train ...``). Under ``torchrun --nproc_per_node N -m dashclip.train ...`` the stage
+trains with DistributedDataParallel over N processes (``dashclip.distributed``, docs/gpu.md).
 ``--config`` is a JSON file of Stage1Config / Stage2Config fields; flags override it. The
 defaults train on the shipped catalog. The same command runs on a GPU box with larger settings.
 """
@@ -39,6 +40,7 @@ def _up_to_date(out: str, train_config: dict, stage1: str | None) -> bool:
         if isinstance(cfg, dict) and cfg.get("catalog"):
             cfg["catalog"] = str(Path(cfg["catalog"]).resolve())
         if isinstance(cfg, dict):  # saved before the device fields: the defaults, which it ran with
+            cfg.pop("loader_workers", None)  # how batches are read changes no result
             cfg.setdefault("device", "auto")
             if "teacher_device" in cfg:  # None follows ``device``
                 cfg["teacher_device"] = cfg["teacher_device"] or cfg["device"]
@@ -103,16 +105,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    from dashclip import distributed
     from dashclip.inputs import InputError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    main = distributed.is_main()  # under torchrun, rank 0 logs and prints; the others warn only
+    logging.basicConfig(level=logging.INFO if main else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         summary = _train(args)
     except InputError as e:  # a query log or seed judgments with problems: every one of them, a line each
         for p in e.problems:
             print(f"error: {p.line()}", file=sys.stderr)
         return 2
-    if summary is None:  # --reuse and already up to date
+    finally:
+        distributed.cleanup()
+    if summary is None or not main:  # --reuse and already up to date; or not rank 0
         return 0
     print(json.dumps(summary, indent=2))
     print(f"checkpoint: {args.out}")

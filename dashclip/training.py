@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm import tqdm
 
+from dashclip import distributed
 from dashclip.inference import check_device_name, pick_device
 from dashclip.weight_average import WeightAverage
 
@@ -41,9 +42,16 @@ def autocast(device: torch.device):
 
 def training_device(name: str | torch.device | None, what: str) -> torch.device:
     """``pick_device(name)``, announced in one line at the start of a run:
-    ``stage 1: device=cuda, precision=bf16``."""
-    device = pick_device(name)
-    print(f"{what}: device={device}, precision={precision(device)}", flush=True)
+    ``stage 1: device=cuda, precision=bf16``. Under torchrun (``WORLD_SIZE`` > 1) this also starts
+    the process group and gives each process its own GPU (``distributed.setup``); rank 0 announces
+    the run with the number of processes and the backend."""
+    device = distributed.setup(name, pick_device)
+    if distributed.active():
+        if distributed.is_main():
+            print(f"{what}: device={device}, precision={precision(device)}, processes={distributed.world_size()} "
+                  f"({torch.distributed.get_backend()})", flush=True)
+    else:
+        print(f"{what}: device={device}, precision={precision(device)}", flush=True)
     return device
 
 
@@ -70,6 +78,50 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, group: int, per
         window = window[np.argsort(lengths[window], kind="stable")]
         batches += [window[i:i + batch_size] for i in range(0, len(window), batch_size)]
     return [batches[i] for i in np.asarray(permutation(len(batches))).tolist() if len(batches[i]) >= min_size]
+
+
+def _same(x):
+    return x
+
+
+class BatchLoader:
+    """One epoch's batches, each passed through ``prepare`` (a function of the batch alone, with no
+    random draws: cache rows, tokenisation) before its step. On the CPU, or with ``workers`` 0,
+    ``prepare`` runs in the training process as the step asks for the batch; on CUDA a DataLoader
+    runs it in ``workers`` forked processes, ahead of the steps, into pinned memory (so the copy to
+    the GPU can overlap). Batches with fewer rows than training processes are left out (a row for
+    every process; ``distributed.world_size``)."""
+
+    def __init__(self, batches: list, prepare: Callable, device: torch.device, workers: int = 0):
+        n = distributed.world_size()
+        self.batches = [b for b in batches if len(b) >= n] if n > 1 else batches
+        self.prepare, self.device, self.workers = prepare, device, workers
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int):
+        return self.prepare(self.batches[i])
+
+    def __iter__(self):
+        if self.device.type != "cuda" or self.workers <= 0:
+            return map(self.prepare, self.batches)
+        from torch.utils.data import DataLoader
+
+        return iter(DataLoader(self, batch_size=None, shuffle=False, num_workers=self.workers, pin_memory=True,
+                               collate_fn=_same, multiprocessing_context="fork"))
+
+
+def to_device(x, device: torch.device):
+    """A tensor, or the tensors of a tuple, list or dict, on ``device`` (without waiting for the
+    copy when it comes from pinned memory)."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=x.is_pinned())
+    if isinstance(x, dict):
+        return {k: to_device(v, device) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return type(x)(to_device(v, device) for v in x)
+    return x
 
 
 class LossWeights(BaseModel):
@@ -145,11 +197,19 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, epoch_batches: Call
     early; ``history``/``best`` carry a baseline measured before training. ``average`` (a
     ``WeightAverage``) is updated every step and validated (and kept, when best) in place of the
     last weights, which training then goes on from. ``step`` puts its batch on ``device`` (default:
-    the model's), where it runs under ``autocast(device)``; ``validate`` runs outside it."""
+    the model's), where it runs under ``autocast(device)``; ``validate`` runs outside it.
+
+    Under torchrun (``distributed.active()``) every process runs ``fit`` on the same global batches
+    and ``step`` computes its share of each (``distributed.shard``; ``BatchLoader`` leaves out a
+    batch with fewer rows than processes); the step runs inside DistributedDataParallel, ``validate`` runs
+    on rank 0 and its record (hence the best epoch and early stopping) is sent to every process,
+    and only rank 0 shows progress."""
     t_start = time.perf_counter() if t_start is None else t_start
     device = next(model.parameters()).device if device is None else device
     params = list(model.parameters()) if params is None else params
     history = [] if history is None else history
+    step = distributed.wrap_step(model, step, params)
+    progress = progress and distributed.is_main()
     if best is None and validate is not None:
         best = float("inf") if cfg.mode == "min" else float("-inf")
     best_state, bad, epoch_losses = None, 0, []
@@ -160,8 +220,8 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, epoch_batches: Call
         if validate is None:
             continue
         live = average.swap(model) if average is not None else None
-        rec = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()}, **validate(),
-               "elapsed_s": round(time.perf_counter() - t_start, 1)}
+        rec = distributed.main_only(lambda: {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
+                                             **validate(), "elapsed_s": round(time.perf_counter() - t_start, 1)})
         history.append(rec)
         log.info("%s epoch %d: %s", cfg.name, epoch, {k: round(v, 4) for k, v in rec.items() if isinstance(v, float)})
         if _improves(rec[cfg.monitor], best, cfg):

@@ -3,6 +3,11 @@
     python bench/serve_load.py --sim runs/ranker/sim [--url http://127.0.0.1:8000] [--rate 50] \
         [--duration 60] [--candidates 100] [--ramp 100,150,200,300] [--ramp-duration 15] \
         [--serve "--models runs/ranker/models/with_embeddings --checkpoint runs/pipeline/stage2"]
+    python bench/serve_load.py --synthetic 10000 [--serve "--workers 2"]
+
+With `--synthetic N` no pipeline run is needed: a Feast repo of N synthetic 640-d products, a
+ranker with the real feature list and a catalog are built in a scratch folder
+(bench/serve_synthetic.py) and the server is started on them (`--serve` adds its arguments).
 
 Requests replay the simulated log's (consumer, query) pairs with `--candidates` product ids each.
 Without `--url` it starts `python -m ranking.serve` itself (arguments from `--serve`), in its own
@@ -24,6 +29,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +39,8 @@ import pandas as pd
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python bench/serve_load.py` from the root
+from bench.machine import cpu_model  # noqa: E402
 
 
 def payloads(sim: Path, n: int, candidates: int, seed: int = 0) -> list[bytes]:
@@ -109,6 +117,8 @@ def start_server(args_line: str) -> tuple[subprocess.Popen, str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sim", default="runs/ranker/sim", help="simulated logs of ranking.train (requests, bids)")
+    ap.add_argument("--synthetic", type=int, default=0, metavar="N",
+                    help="serve N synthetic products from a scratch repo (bench/serve_synthetic.py) instead of --sim")
     ap.add_argument("--url", default=None)
     ap.add_argument("--serve", default="", help="arguments for python -m ranking.serve when --url is not given")
     ap.add_argument("--rate", type=float, default=50.0)
@@ -119,11 +129,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--p99-target-ms", type=float, default=25.0)
     ap.add_argument("--out", default=str(RESULTS / "serve_load.json"))
     args = ap.parse_args(argv)
-    bodies = payloads(Path(args.sim), 2000, args.candidates)
+    with tempfile.TemporaryDirectory() as tmp:
+        setup = None
+        if args.synthetic:
+            from bench.serve_synthetic import build
+
+            setup = build(Path(tmp), n_products=args.synthetic, candidates=args.candidates)
+            bodies, serve_args = setup.bodies, f"{setup.serve_args} {args.serve}"
+        else:
+            bodies, serve_args = payloads(Path(args.sim), 2000, args.candidates), args.serve
+        try:
+            result = measure(args, bodies, serve_args)
+        finally:
+            if setup is not None:
+                setup.drop()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("rate_rps", "duration_s", "requests", "errors", "p50_ms", "p99_ms",
+                                              "max_rate_held_rps")}))
+    print(f"written: {out}")
+    return 0
+
+
+def measure(args, bodies: list[bytes], serve_args: str) -> dict:
+    """The main run and the ramp against --url or a server started with `serve_args`."""
     proc = None
     url = args.url
     if url is None:
-        proc, url = start_server(args.serve)
+        proc, url = start_server(serve_args)
     try:
         asyncio.run(run_rate(url, bodies, 20.0, 3.0))  # warm-up: connections, caches
         main_run = asyncio.run(run_rate(url, bodies, args.rate, args.duration))
@@ -146,22 +180,16 @@ def main(argv: list[str] | None = None) -> int:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=10)
-    result = {
+    return {
         "rate_rps": args.rate, "duration_s": args.duration, "requests": main_run["requests"], "errors": main_run["errors"],
         "p50_ms": main_run["p50_ms"], "p99_ms": main_run["p99_ms"], "max_rate_held_rps": best,
         "candidates_per_request": args.candidates, "p99_target_ms": args.p99_target_ms,
         "main_run": main_run, "ramp": ramp, "server": {k: health.get(k) for k in ("model_version", "ranker")},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
                     "note": os.environ.get("BENCH_NOTE", "")},
         "load_generator": "separate process (this script, asyncio + httpx, open loop)",
+        "server_args": serve_args, "synthetic_products": args.synthetic or None,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("rate_rps", "duration_s", "requests", "errors", "p50_ms", "p99_ms",
-                                              "max_rate_held_rps")}))
-    print(f"written: {out}")
-    return 0
 
 
 if __name__ == "__main__":

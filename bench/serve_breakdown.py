@@ -71,7 +71,7 @@ def staged(svc: RankService, clock: _Clock, consumer: str, query_id: str, k: int
     """`RankService.rank` without candidate ids (retrieval by the index), one timed stage at a time."""
     from ranking.online import Ranked
 
-    pids = clock("retrieval", svc._retrieve, query_id, "")
+    pids = clock("retrieval", svc._retrieve, query_id, "", svc.lookup.deadline())
     req = clock("lookup", svc.lookup.lookup, consumer, pids, query_id=query_id)
     cats = [svc.categories.get(p, "") for p in pids]
     uniq = sorted(set(cats))

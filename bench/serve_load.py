@@ -90,6 +90,32 @@ async def run_rate(url: str, bodies: list[bytes], rate: float, duration: float) 
             "max_ms": round(float(ok.max()), 3) if ok.size else None, "first_errors": errors[:5]}
 
 
+def server_cpu_s(proc: subprocess.Popen | None) -> float:
+    """CPU seconds (user + system) of the server process and its workers so far; NaN without one."""
+    if proc is None:
+        return float("nan")
+    import psutil
+
+    p = psutil.Process(proc.pid)
+    total = 0.0
+    for q in [p, *p.children(recursive=True)]:
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def timed_run(proc, url: str, bodies: list[bytes], rate: float, duration: float) -> dict:
+    """`run_rate` plus the CPU it cost: the server's (all its processes) and this load generator's, per request."""
+    s0, c0 = server_cpu_s(proc), time.process_time()
+    r = asyncio.run(run_rate(url, bodies, rate, duration))
+    r["server_cpu_ms_per_request"] = round(1000 * (server_cpu_s(proc) - s0) / max(r["requests"], 1), 3)
+    r["load_generator_cpu_ms_per_request"] = round(1000 * (time.process_time() - c0) / max(r["requests"], 1), 3)
+    return r
+
+
 def held(r: dict, p99_target: float) -> bool:
     return r["errors"] == 0 and r["p99_ms"] is not None and r["p99_ms"] < p99_target and r["achieved_rps"] >= 0.95 * r["rate_rps"]
 
@@ -160,18 +186,19 @@ def measure(args, bodies: list[bytes], serve_args: str) -> dict:
         proc, url = start_server(serve_args)
     try:
         asyncio.run(run_rate(url, bodies, 20.0, 3.0))  # warm-up: connections, caches
-        main_run = asyncio.run(run_rate(url, bodies, args.rate, args.duration))
+        main_run = timed_run(proc, url, bodies, args.rate, args.duration)
         print(f"{args.rate:.0f} req/s for {args.duration:.0f} s: p50 {main_run['p50_ms']} ms, p99 {main_run['p99_ms']} ms, "
-              f"errors {main_run['errors']}", flush=True)
+              f"errors {main_run['errors']}, server {main_run['server_cpu_ms_per_request']} CPU-ms/request, load generator "
+              f"{main_run['load_generator_cpu_ms_per_request']}", flush=True)
         ramp = []
         best = args.rate if held(main_run, args.p99_target_ms) else 0.0
         for rate in [float(x) for x in args.ramp.split(",") if x.strip()]:
             if rate <= best and best:
                 continue
-            r = asyncio.run(run_rate(url, bodies, rate, args.ramp_duration))
+            r = timed_run(proc, url, bodies, rate, args.ramp_duration)
             ramp.append(r)
             print(f"  ramp {rate:.0f} req/s: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}, "
-                  f"achieved {r['achieved_rps']} req/s", flush=True)
+                  f"achieved {r['achieved_rps']} req/s, server {r['server_cpu_ms_per_request']} CPU-ms/request", flush=True)
             if not held(r, args.p99_target_ms):
                 break
             best = rate

@@ -65,7 +65,21 @@ def _utf8(text: str) -> str:
     return text
 
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_utf8)]
+def _utf8_all(ids: list[str]) -> list[str]:
+    """`_utf8` for a list in one encode (a request's 100 candidate ids), naming the first bad one."""
+    try:
+        "".join(ids).encode("utf-8")
+    except UnicodeEncodeError:
+        for i, text in enumerate(ids):
+            try:
+                _utf8(text)
+            except ValueError as e:
+                raise ValueError(f"item {i}: {e}") from None
+    return ids
+
+
+RawId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Id = Annotated[RawId, AfterValidator(_utf8)]
 
 
 class RankRequest(BaseModel):
@@ -73,7 +87,7 @@ class RankRequest(BaseModel):
     consumer_id: Id
     query: Annotated[str, StringConstraints(min_length=1, max_length=512), AfterValidator(_utf8)]
     query_id: Id | None = None
-    candidate_ids: list[Id] | None = Field(None, max_length=MAX_CANDIDATES)
+    candidate_ids: Annotated[list[RawId], AfterValidator(_utf8_all)] | None = Field(None, max_length=MAX_CANDIDATES)
     k: int = Field(10, ge=1, le=MAX_CANDIDATES)
 
 
@@ -144,6 +158,40 @@ class BodyLimit:
         await JSONResponse(status_code=413, content={"detail": f"request body over {self.max_bytes} bytes"})(scope, receive, send)
 
 
+class CountAndTime:
+    """ASGI middleware: each request's latency and status counted by route; an unexpected error
+    is logged and answered 500 (and counted), not lost. Plain ASGI: no per-request task and
+    stream as in Starlette's BaseHTTPMiddleware."""
+
+    ROUTES = ("/rank", "/health", "/metrics")
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t = time.perf_counter()
+        route = scope["path"] if scope["path"] in self.ROUTES else "other"
+        status = []
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        except Exception:  # noqa: BLE001 (an unexpected error: answered and counted, not lost)
+            log.exception("%s %s failed", scope["method"], route)
+            if status:  # the answer had begun: nothing more can be sent
+                raise
+            status.append(500)
+            await JSONResponse(status_code=500, content={"detail": "internal server error"})(scope, receive, send)
+        self.metrics.latency.labels(route).observe(time.perf_counter() - t)
+        self.metrics.requests.labels(route, str(status[0] if status else 500)).inc()
+
+
 def _printable(x):
     """Validation details echo the input; NaN and lone surrogates must not break the JSON answer."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -160,19 +208,7 @@ def _printable(x):
 def _install_fault_handling(app: FastAPI, service: RankService, metrics: Metrics, max_body_bytes: int) -> None:
     """Body cap, 500s counted, 422 for any malformed body, 503 for a sick store (with the reason)."""
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-
-    @app.middleware("http")
-    async def count_and_time(request: Request, call_next):
-        t = time.perf_counter()
-        route = request.url.path if request.url.path in ("/rank", "/health", "/metrics") else "other"
-        try:
-            response = await call_next(request)
-        except Exception:  # noqa: BLE001 (an unexpected error: answered and counted, not lost)
-            log.exception("%s %s failed", request.method, route)
-            response = JSONResponse(status_code=500, content={"detail": "internal server error"})
-        metrics.latency.labels(route).observe(time.perf_counter() - t)
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        return response
+    app.add_middleware(CountAndTime, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -206,7 +242,7 @@ def create_app(service: RankService | None = None, max_body_bytes: int = MAX_BOD
     _install_fault_handling(app, service, metrics, max_body_bytes)
 
     @app.post("/rank", response_model=RankResponse)
-    def rank(req: RankRequest) -> RankResponse:
+    def rank(req: RankRequest) -> Response:
         t = time.perf_counter()
         r = service.rank(req.consumer_id, req.query, req.candidate_ids, req.k, query_id=req.query_id)
         for entity, ids in r.missing.items():
@@ -214,9 +250,11 @@ def create_app(service: RankService | None = None, max_body_bytes: int = MAX_BOD
                 metrics.unknown.labels(entity).inc(len(ids))
         ads = [Ad(product_id=p, rank=i + 1, score=float(s), pctr=float(c), pcvr=float(v), known=bool(f))
                for i, (p, s, c, v, f) in enumerate(zip(r.product_ids, r.score, r.pctr, r.pcvr, r.product_found))]
-        return RankResponse(ads=ads, model_version=service.model_version, retrieval=r.retrieval,
-                            unknown={k: v for k, v in r.missing.items() if v}, query_source=r.query_source,
-                            latency_ms=round(1000 * (time.perf_counter() - t), 3))
+        answer = RankResponse(ads=ads, model_version=service.model_version, retrieval=r.retrieval,
+                              unknown={k: v for k, v in r.missing.items() if v}, query_source=r.query_source,
+                              latency_ms=round(1000 * (time.perf_counter() - t), 3))
+        # serialised by pydantic-core here; returning the model would validate and encode it a second time
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     @app.get("/metrics")
     def prometheus():

@@ -88,8 +88,20 @@ def check_paths(args) -> None:
         raise CliError(f"--catalog {args.catalog} (${env_name('--catalog')}): no such file or folder")
 
 
+SERVE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def one_thread_per_worker() -> None:
+    """Pin OpenMP / BLAS pools (faiss, numpy, torch's query encoder) to one thread unless the user
+    set them: a request is one small matrix, and N workers with a pool of one thread per core
+    each would spin N x cores threads on the machine (LightGBM already predicts on one thread)."""
+    for name in SERVE_THREAD_ENV:
+        os.environ.setdefault(name, "1")
+
+
 def _serve(args) -> int:
     check_paths(args)
+    one_thread_per_worker()  # before faiss, numpy and torch load; worker processes inherit it
     return lazy("ranking.serve:run_cli")(args)
 
 

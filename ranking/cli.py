@@ -20,6 +20,7 @@ from dashclip.cli import CliError, lazy, parser, run_main
 ENV_PREFIX = "DASHCLIP_SERVE_"
 MAX_BODY_BYTES = 256 * 1024  # request bodies above it get 413 (ranking.serve uses these defaults too)
 LOOKUP_TIMEOUT_MS = 50.0  # deadline for one request's Redis reads
+RANK_THREADS = 2  # /rank requests scored at once per worker process
 RENAMED = {"--models": "--ranker", "--repo": "--feature-repo", "--products": "--catalog"}  # older spellings
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -44,6 +45,9 @@ def serve_parser():
     add("--port", "8000", "port to listen on", type=int)
     add("--workers", "1", "worker processes (each loads the models; settings reach them through the environment)",
         type=int)
+    add("--rank-threads", str(RANK_THREADS), "requests a worker process scores at once (threads); more wait in "
+        "line, first come first served: scoring is CPU work under one interpreter lock, so many at once only "
+        "share the core and all finish late", type=int)
     add("--retrieve-k", "100", "candidates retrieved by faiss when a request names none", type=int)
     add("--retriever", "flat", "faiss index kind built in memory when no index is published "
         "(python -m features.build_index)", choices=["flat", "hnsw", "ivf", "ivfpq"])

@@ -43,12 +43,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from anyio import CapacityLimiter
+from anyio.to_thread import run_sync
 from starlette.concurrency import run_in_threadpool
 
 from dashclip import columns as DC
 from features import columns as FC
 from features.store import OnlineStoreUnavailable
-from ranking.cli import LOOKUP_TIMEOUT_MS, MAX_BODY_BYTES  # the defaults the command line shows
+from ranking.cli import LOOKUP_TIMEOUT_MS, MAX_BODY_BYTES, RANK_THREADS  # the defaults the command line shows
 from ranking.online import RankService
 
 log = logging.getLogger(__name__)
@@ -231,18 +233,26 @@ def _install_fault_handling(app: FastAPI, service: RankService, metrics: Metrics
                 "features": service.ranker.features, "circuit": service.lookup.breaker.state}
 
 
-def create_app(service: RankService | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(service: RankService | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+               rank_threads: int = RANK_THREADS) -> FastAPI:
     """The app over ``service``; with none (``uvicorn --factory ranking.serve:create_app``, a
-    gunicorn worker) the service is built from the ``DASHCLIP_SERVE_*`` settings (``ranking.cli``)."""
+    gunicorn worker) the service is built from the ``DASHCLIP_SERVE_*`` settings (``ranking.cli``).
+    At most ``rank_threads`` /rank requests are scored at once; the others wait in line."""
     if service is None:
-        service, max_body_bytes = service_from_settings()
+        service, max_body_bytes, rank_threads = service_from_settings()
+    if rank_threads < 1:
+        raise ValueError(f"rank_threads: {rank_threads}, expected at least 1")
+    limiter = CapacityLimiter(rank_threads)
     app = FastAPI(title="DashCLIP ads ranker")
     metrics = Metrics()
     app.state.service, app.state.metrics = service, metrics
     _install_fault_handling(app, service, metrics, max_body_bytes)
 
     @app.post("/rank", response_model=RankResponse)
-    def rank(req: RankRequest) -> Response:
+    async def rank(req: RankRequest) -> Response:
+        return await run_sync(score, req, limiter=limiter)
+
+    def score(req: RankRequest) -> Response:
         t = time.perf_counter()
         r = service.rank(req.consumer_id, req.query, req.candidate_ids, req.k, query_id=req.query_id)
         for entity, ids in r.missing.items():
@@ -302,8 +312,8 @@ def service_from_args(args) -> RankService:
                          args.lookup_timeout_ms, args.breaker_failures, args.breaker_reset_s, not args.no_store_marker)
 
 
-def service_from_settings(args=None) -> tuple[RankService, int]:
-    """The service (and body limit) from parsed settings, by default ``DASHCLIP_SERVE_*``; logs the
+def service_from_settings(args=None) -> tuple[RankService, int, int]:
+    """The service (and body limit, rank threads) from parsed settings, by default ``DASHCLIP_SERVE_*``; logs the
     start-up line without an address (the process manager prints where it listens)."""
     from dashclip.cli import configure_logging
     from ranking.cli import check_paths, settings
@@ -314,7 +324,7 @@ def service_from_settings(args=None) -> tuple[RankService, int]:
     check_paths(args)
     service = service_from_args(args)
     log.info(startup_line(service))  # one per worker
-    return service, args.max_body_bytes
+    return service, args.max_body_bytes, args.rank_threads
 
 
 def startup_line(service: RankService, address: str | None = None) -> str:
@@ -343,7 +353,7 @@ def run_cli(args) -> int:
                     log_level="warning", access_log=False)
         return 0
     service = service_from_args(args)
-    app = create_app(service, args.max_body_bytes)
+    app = create_app(service, args.max_body_bytes, args.rank_threads)
     log.info(startup_line(service, f"http://{args.host}:{args.port}"))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

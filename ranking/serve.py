@@ -245,7 +245,7 @@ def create_app(service: RankService | None = None, max_body_bytes: int = MAX_BOD
     limiter = CapacityLimiter(rank_threads)
     app = FastAPI(title="DashCLIP ads ranker")
     metrics = Metrics()
-    app.state.service, app.state.metrics = service, metrics
+    app.state.service, app.state.metrics, app.state.rank_limiter = service, metrics, limiter
     _install_fault_handling(app, service, metrics, max_body_bytes)
 
     @app.post("/rank", response_model=RankResponse)

@@ -24,6 +24,7 @@ if __name__ == "__main__":  # the command line lives in features.cli: parsed (an
 import json
 import os
 import shlex
+import socket
 import threading
 import time
 from pathlib import Path
@@ -246,7 +247,12 @@ def _read_replies(conn, n: int) -> list:
     """The next `n` replies on `conn`; an error reply stays in its place as a ResponseError."""
     parser = getattr(conn, "_parser", None)
     if getattr(parser, "_reader", None) is not None and hasattr(parser, "_next_response"):
-        return _read_replies_hiredis(parser, n)
+        try:
+            return _read_replies_hiredis(parser, n)
+        except socket.timeout:  # the socket errors as redis-py's read_response turns them into
+            raise redis.TimeoutError(f"Timeout reading from {conn._host_error()}") from None
+        except OSError as e:
+            raise redis.ConnectionError(f"Error while reading from {conn._host_error()} : {e.args}") from e
     out = []
     for _ in range(n):
         try:

@@ -26,11 +26,23 @@ from features import columns as C
 EPS = 1e-12
 
 
+def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of float64 arrays whose last axis is contiguous (a row may be a
+    broadcast view of one vector: no (n, d) temporary). Each row's sum runs over its own d values
+    in one order, whatever the number of rows or the row stride: a request scored alone and
+    inside a batch get the same bits."""
+    return np.einsum("...i,...i->...", a, b)
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows to unit length (zero rows stay zero). float64 for stable, order-free arithmetic."""
-    x = np.ascontiguousarray(x, dtype=np.float64)  # same memory layout online and offline
-    norm = np.sqrt((x * x).sum(axis=-1, keepdims=True))
-    return np.divide(x, norm, out=np.zeros_like(x), where=norm > EPS)
+    x = np.array(x, dtype=np.float64, order="C")  # a fresh copy, normalised in place
+    norm = np.sqrt(_row_dot(x, x))[..., None]
+    small = norm <= EPS
+    np.divide(x, norm, out=x, where=~small)
+    if small.any():
+        x[np.broadcast_to(small, x.shape)] = 0.0
+    return x
 
 
 def consumer_profile(purchases: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -44,7 +56,7 @@ def consumer_profile(purchases: np.ndarray, weights: np.ndarray | None = None) -
 
 def _unit_rows(x: np.ndarray, n: int) -> np.ndarray:
     """x (d,) or (n, d) -> (n, d) float64 unit rows. A single vector is normalised once and
-    broadcast: the same numbers per row as normalising each copy, at 1/n of the cost."""
+    broadcast (a view): the same numbers per row as normalising each copy, at 1/n of the cost."""
     x = np.asarray(x)
     if x.ndim == 1:
         return np.broadcast_to(l2_normalize(x), (n, x.shape[0]))
@@ -53,7 +65,20 @@ def _unit_rows(x: np.ndarray, n: int) -> np.ndarray:
 
 def _unit_cos(a: np.ndarray, b: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """Row cosines of already unit-length (n, d) rows; NaN where not ok."""
-    return np.where(ok, (a * b).sum(axis=1), np.nan)
+    return np.where(ok, _row_dot(a, b), np.nan)
+
+
+def _group_sums(x: np.ndarray, inv: np.ndarray, ngroups: int) -> np.ndarray:
+    """(ngroups, d) sums of the rows of x (n, d) by group id `inv` (every id in range(ngroups)
+    present), rows added in their order within each group: one `add.reduceat` over the rows
+    sorted by group (no copy when they already are, as in one request)."""
+    if inv.size and np.any(inv[1:] < inv[:-1]):
+        order = np.argsort(inv, kind="stable")
+        x, inv = x[order], inv[order]
+    starts = np.r_[0, np.flatnonzero(inv[1:] != inv[:-1]) + 1] if inv.size else np.zeros(0, np.int64)
+    out = np.zeros((ngroups, x.shape[1]))
+    out[inv[starts]] = np.add.reduceat(x, starts, axis=0) if inv.size else out[:0]
+    return out
 
 
 def _group_rank(score: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -108,11 +133,10 @@ def similarity_features(products: np.ndarray, product_found: np.ndarray, query: 
     cos_cp = _unit_cos(cu, pu, cf & pf)
     best, mean, std = _group_stats(cos_qp, inv, ngroups)
 
-    pn = pu * pf[:, None]  # (n, d), missing rows zero
-    centroid = np.zeros((ngroups, products.shape[1]))
-    np.add.at(centroid, inv, pn)
+    centroid = l2_normalize(_group_sums(pu if pf.all() else pu * pf[:, None], inv, ngroups))  # missing rows: zero
     has = np.bincount(inv, weights=pf, minlength=ngroups) > 0
-    cos_centroid = _unit_cos(l2_normalize(centroid)[inv], pu, pf & has[inv])
+    rows = np.broadcast_to(centroid[0], pu.shape) if ngroups == 1 else centroid[inv]
+    cos_centroid = _unit_cos(rows, pu, pf & has[inv])
 
     return {
         C.COS_QUERY_PRODUCT: cos_qp,

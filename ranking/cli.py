@@ -20,6 +20,7 @@ from dashclip.cli import CliError, lazy, parser, run_main
 ENV_PREFIX = "DASHCLIP_SERVE_"
 MAX_BODY_BYTES = 256 * 1024  # request bodies above it get 413 (ranking.serve uses these defaults too)
 LOOKUP_TIMEOUT_MS = 50.0  # deadline for one request's Redis reads
+RANK_THREADS = 2  # /rank requests scored at once per worker process
 RENAMED = {"--models": "--ranker", "--repo": "--feature-repo", "--products": "--catalog"}  # older spellings
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -44,6 +45,9 @@ def serve_parser():
     add("--port", "8000", "port to listen on", type=int)
     add("--workers", "1", "worker processes (each loads the models; settings reach them through the environment)",
         type=int)
+    add("--rank-threads", str(RANK_THREADS), "requests a worker process scores at once (threads); more wait in "
+        "line, first come first served: scoring is CPU work under one interpreter lock, so many at once only "
+        "share the core and all finish late", type=int)
     add("--retrieve-k", "100", "candidates retrieved by faiss when a request names none", type=int)
     add("--retriever", "flat", "faiss index kind built in memory when no index is published "
         "(python -m features.build_index)", choices=["flat", "hnsw", "ivf", "ivfpq"])
@@ -88,8 +92,20 @@ def check_paths(args) -> None:
         raise CliError(f"--catalog {args.catalog} (${env_name('--catalog')}): no such file or folder")
 
 
+SERVE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def one_thread_per_worker() -> None:
+    """Pin OpenMP / BLAS pools (faiss, numpy, torch's query encoder) to one thread unless the user
+    set them: a request is one small matrix, and N workers with a pool of one thread per core
+    each would spin N x cores threads on the machine (LightGBM already predicts on one thread)."""
+    for name in SERVE_THREAD_ENV:
+        os.environ.setdefault(name, "1")
+
+
 def _serve(args) -> int:
     check_paths(args)
+    one_thread_per_worker()  # before faiss, numpy and torch load; worker processes inherit it
     return lazy("ranking.serve:run_cli")(args)
 
 

@@ -43,12 +43,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from anyio import CapacityLimiter
+from anyio.to_thread import run_sync
 from starlette.concurrency import run_in_threadpool
 
 from dashclip import columns as DC
 from features import columns as FC
 from features.store import OnlineStoreUnavailable
-from ranking.cli import LOOKUP_TIMEOUT_MS, MAX_BODY_BYTES  # the defaults the command line shows
+from ranking.cli import LOOKUP_TIMEOUT_MS, MAX_BODY_BYTES, RANK_THREADS  # the defaults the command line shows
 from ranking.online import RankService
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,21 @@ def _utf8(text: str) -> str:
     return text
 
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_utf8)]
+def _utf8_all(ids: list[str]) -> list[str]:
+    """`_utf8` for a list in one encode (a request's 100 candidate ids), naming the first bad one."""
+    try:
+        "".join(ids).encode("utf-8")
+    except UnicodeEncodeError:
+        for i, text in enumerate(ids):
+            try:
+                _utf8(text)
+            except ValueError as e:
+                raise ValueError(f"item {i}: {e}") from None
+    return ids
+
+
+RawId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Id = Annotated[RawId, AfterValidator(_utf8)]
 
 
 class RankRequest(BaseModel):
@@ -73,7 +89,7 @@ class RankRequest(BaseModel):
     consumer_id: Id
     query: Annotated[str, StringConstraints(min_length=1, max_length=512), AfterValidator(_utf8)]
     query_id: Id | None = None
-    candidate_ids: list[Id] | None = Field(None, max_length=MAX_CANDIDATES)
+    candidate_ids: Annotated[list[RawId], AfterValidator(_utf8_all)] | None = Field(None, max_length=MAX_CANDIDATES)
     k: int = Field(10, ge=1, le=MAX_CANDIDATES)
 
 
@@ -144,6 +160,40 @@ class BodyLimit:
         await JSONResponse(status_code=413, content={"detail": f"request body over {self.max_bytes} bytes"})(scope, receive, send)
 
 
+class CountAndTime:
+    """ASGI middleware: each request's latency and status counted by route; an unexpected error
+    is logged and answered 500 (and counted), not lost. Plain ASGI: no per-request task and
+    stream as in Starlette's BaseHTTPMiddleware."""
+
+    ROUTES = ("/rank", "/health", "/metrics")
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t = time.perf_counter()
+        route = scope["path"] if scope["path"] in self.ROUTES else "other"
+        status = []
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        except Exception:  # noqa: BLE001 (an unexpected error: answered and counted, not lost)
+            log.exception("%s %s failed", scope["method"], route)
+            if status:  # the answer had begun: nothing more can be sent
+                raise
+            status.append(500)
+            await JSONResponse(status_code=500, content={"detail": "internal server error"})(scope, receive, send)
+        self.metrics.latency.labels(route).observe(time.perf_counter() - t)
+        self.metrics.requests.labels(route, str(status[0] if status else 500)).inc()
+
+
 def _printable(x):
     """Validation details echo the input; NaN and lone surrogates must not break the JSON answer."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -160,19 +210,7 @@ def _printable(x):
 def _install_fault_handling(app: FastAPI, service: RankService, metrics: Metrics, max_body_bytes: int) -> None:
     """Body cap, 500s counted, 422 for any malformed body, 503 for a sick store (with the reason)."""
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-
-    @app.middleware("http")
-    async def count_and_time(request: Request, call_next):
-        t = time.perf_counter()
-        route = request.url.path if request.url.path in ("/rank", "/health", "/metrics") else "other"
-        try:
-            response = await call_next(request)
-        except Exception:  # noqa: BLE001 (an unexpected error: answered and counted, not lost)
-            log.exception("%s %s failed", request.method, route)
-            response = JSONResponse(status_code=500, content={"detail": "internal server error"})
-        metrics.latency.labels(route).observe(time.perf_counter() - t)
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        return response
+    app.add_middleware(CountAndTime, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -195,18 +233,26 @@ def _install_fault_handling(app: FastAPI, service: RankService, metrics: Metrics
                 "features": service.ranker.features, "circuit": service.lookup.breaker.state}
 
 
-def create_app(service: RankService | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(service: RankService | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+               rank_threads: int = RANK_THREADS) -> FastAPI:
     """The app over ``service``; with none (``uvicorn --factory ranking.serve:create_app``, a
-    gunicorn worker) the service is built from the ``DASHCLIP_SERVE_*`` settings (``ranking.cli``)."""
+    gunicorn worker) the service is built from the ``DASHCLIP_SERVE_*`` settings (``ranking.cli``).
+    At most ``rank_threads`` /rank requests are scored at once; the others wait in line."""
     if service is None:
-        service, max_body_bytes = service_from_settings()
+        service, max_body_bytes, rank_threads = service_from_settings()
+    if rank_threads < 1:
+        raise ValueError(f"rank_threads: {rank_threads}, expected at least 1")
+    limiter = CapacityLimiter(rank_threads)
     app = FastAPI(title="DashCLIP ads ranker")
     metrics = Metrics()
-    app.state.service, app.state.metrics = service, metrics
+    app.state.service, app.state.metrics, app.state.rank_limiter = service, metrics, limiter
     _install_fault_handling(app, service, metrics, max_body_bytes)
 
     @app.post("/rank", response_model=RankResponse)
-    def rank(req: RankRequest) -> RankResponse:
+    async def rank(req: RankRequest) -> Response:
+        return await run_sync(score, req, limiter=limiter)
+
+    def score(req: RankRequest) -> Response:
         t = time.perf_counter()
         r = service.rank(req.consumer_id, req.query, req.candidate_ids, req.k, query_id=req.query_id)
         for entity, ids in r.missing.items():
@@ -214,9 +260,11 @@ def create_app(service: RankService | None = None, max_body_bytes: int = MAX_BOD
                 metrics.unknown.labels(entity).inc(len(ids))
         ads = [Ad(product_id=p, rank=i + 1, score=float(s), pctr=float(c), pcvr=float(v), known=bool(f))
                for i, (p, s, c, v, f) in enumerate(zip(r.product_ids, r.score, r.pctr, r.pcvr, r.product_found))]
-        return RankResponse(ads=ads, model_version=service.model_version, retrieval=r.retrieval,
-                            unknown={k: v for k, v in r.missing.items() if v}, query_source=r.query_source,
-                            latency_ms=round(1000 * (time.perf_counter() - t), 3))
+        answer = RankResponse(ads=ads, model_version=service.model_version, retrieval=r.retrieval,
+                              unknown={k: v for k, v in r.missing.items() if v}, query_source=r.query_source,
+                              latency_ms=round(1000 * (time.perf_counter() - t), 3))
+        # serialised by pydantic-core here; returning the model would validate and encode it a second time
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     @app.get("/metrics")
     def prometheus():
@@ -264,8 +312,8 @@ def service_from_args(args) -> RankService:
                          args.lookup_timeout_ms, args.breaker_failures, args.breaker_reset_s, not args.no_store_marker)
 
 
-def service_from_settings(args=None) -> tuple[RankService, int]:
-    """The service (and body limit) from parsed settings, by default ``DASHCLIP_SERVE_*``; logs the
+def service_from_settings(args=None) -> tuple[RankService, int, int]:
+    """The service (and body limit, rank threads) from parsed settings, by default ``DASHCLIP_SERVE_*``; logs the
     start-up line without an address (the process manager prints where it listens)."""
     from dashclip.cli import configure_logging
     from ranking.cli import check_paths, settings
@@ -276,7 +324,7 @@ def service_from_settings(args=None) -> tuple[RankService, int]:
     check_paths(args)
     service = service_from_args(args)
     log.info(startup_line(service))  # one per worker
-    return service, args.max_body_bytes
+    return service, args.max_body_bytes, args.rank_threads
 
 
 def startup_line(service: RankService, address: str | None = None) -> str:
@@ -305,7 +353,7 @@ def run_cli(args) -> int:
                     log_level="warning", access_log=False)
         return 0
     service = service_from_args(args)
-    app = create_app(service, args.max_body_bytes)
+    app = create_app(service, args.max_body_bytes, args.rank_threads)
     log.info(startup_line(service, f"http://{args.host}:{args.port}"))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

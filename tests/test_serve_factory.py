@@ -102,6 +102,20 @@ def test_workers_get_the_settings_through_the_environment(built, folders, monkey
     assert (again.ranker, again.checkpoint, again.workers) == ("/srv/r", "/srv/ck", 3)
 
 
+def test_rank_threads_reach_the_app_from_flag_and_environment(built, folders, monkeypatch):
+    ran = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.update(app=app, **kw))
+    paths = ["--ranker", folders["ranker"], "--feature-repo", folders["repo"], "--catalog", folders["ingest"]]
+    assert serve.run_cli(settings([*paths, "--rank-threads", "3"])) == 0
+    assert ran["app"].state.rank_limiter.total_tokens == 3
+    for name, value in (("RANKER", folders["ranker"]), ("FEATURE_REPO", folders["repo"]), ("CATALOG", folders["ingest"]),
+                        ("RANK_THREADS", "1")):
+        monkeypatch.setenv(f"DASHCLIP_SERVE_{name}", value)
+    assert serve.create_app().state.rank_limiter.total_tokens == 1  # a worker process reads the environment
+    with pytest.raises(ValueError, match="rank_threads: 0"):
+        serve.create_app(ran["app"].state.service, rank_threads=0)
+
+
 def test_a_missing_folder_is_one_line_naming_flag_variable_and_value(folders, monkeypatch, capsys):
     from ranking.cli import serve_main
 

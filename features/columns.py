@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from dashclip.columns import EMBEDDING, EVENT_TIMESTAMP, PRODUCT_ID, QUERY_ID  # noqa: F401
+from dashclip.events import CONSUMER_ID  # noqa: F401
 
-CONSUMER_ID = "consumer_id"
 CATEGORY_ID = "category"  # join key of the category stats view (the catalog's category path)
 CREATED_TIMESTAMP = "created_timestamp"
 

@@ -169,7 +169,8 @@ def profiles_parser() -> argparse.ArgumentParser:
     ap.add_argument("--embeddings", required=True, help="product embedding table folder (embed_catalog's --out)")
     ap.add_argument("--out", required=True, help="output folder: the consumer profile table (local)")
     ap.add_argument("--model-version", help="default: the only model version in --embeddings")
-    ap.add_argument("--window-days", type=float, default=84.0, help="trailing purchase window")
+    ap.add_argument("--window-days", type=float,
+                    help="trailing purchase window in days (default: spark_jobs.lib.consumer_profile.WINDOW_DAYS)")
     ap.add_argument("--as-of", nargs="*", default=[], help="snapshot times, ISO 8601 (UTC if no zone); default now")
     _spark_args(ap)
     return ap
@@ -181,8 +182,9 @@ def _profiles_job(a) -> int:
 
     _require_local(a.purchases, "--purchases")
     _require_local(a.embeddings, "--embeddings")
+    window = {} if a.window_days is None else {"window_days": a.window_days}
     cfg = ProfileJobConfig(purchases=a.purchases, embeddings=a.embeddings, out=a.out, model_version=a.model_version,
-                           window_days=a.window_days, as_of=a.as_of, lock_wait_s=a.lock_wait)
+                           as_of=a.as_of, lock_wait_s=a.lock_wait, **window)
     return _run("consumer_profiles", a, lambda spark: profiles.run(spark, cfg))
 
 

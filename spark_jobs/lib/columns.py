@@ -1,7 +1,9 @@
-"""Column and layout names of the tables the Spark jobs read and write (the rest are in dashclip.columns)."""
+"""Column and layout names of the tables the Spark jobs read and write (the rest are in dashclip.columns
+and, for the event logs, dashclip.events)."""
 
-# purchase / engagement table (consumer_profiles input)
-CONSUMER_ID = "consumer_id"
+from dashclip.events import CONSUMER_ID  # noqa: F401
+
+# purchase table as the consumer_profiles command line reads it (the event logs name it event_timestamp)
 TIMESTAMP = "timestamp"
 
 # consumer profile table

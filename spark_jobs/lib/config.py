@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashclip.catalog import IngestConfig
+from spark_jobs.lib.consumer_profile import WINDOW_DAYS
 
 
 class InferenceConfig(BaseModel):
@@ -66,6 +67,6 @@ class ProfileJobConfig(BaseModel):
     embeddings: str = Field(description="product embedding table folder written by embed_catalog")
     out: str = Field(description="consumer profile table folder")
     model_version: str | None = Field(None, description="product embeddings to use; default the only one present")
-    window_days: float = Field(84.0, gt=0, description="trailing window (the paper uses 84 days)")
+    window_days: float = Field(WINDOW_DAYS, gt=0, description="trailing window in days (the profile definition's)")
     as_of: list[str] = Field(default_factory=list, description="snapshot times (ISO, UTC); default now")
     lock_wait_s: float = Field(0.0, ge=0, description="how long to wait for another job writing the same table")

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # the names import nothing heavy (command lines answer --help with them)
+    import pandas as pd
 
 CONSUMER_ID = "consumer_id"
 REQUEST_ID = "request_id"  # same name as features.offline.REQUEST_ID: similarity features group by it
@@ -62,6 +64,8 @@ class EventLogs:
 
     @classmethod
     def read(cls, out_dir: str | Path) -> "EventLogs":
+        import pandas as pd
+
         out = Path(out_dir)
         return cls(**{f.name: pd.read_parquet(out / table_file(f.name)) for f in fields(cls)})
 

@@ -10,8 +10,12 @@ import re
 
 from dashclip.columns import EMBEDDING, EVENT_TIMESTAMP, PRODUCT_ID, QUERY_ID  # noqa: F401
 from dashclip.events import CONSUMER_ID  # noqa: F401
+# the ranker's statistics tables and columns, named where the stats job (their writer) names them
+from spark_jobs.lib.columns import (CATEGORY_CTR, CATEGORY_CVR, CATEGORY_ID, CATEGORY_IMPRESSIONS,  # noqa: F401
+                                    CATEGORY_STATS_TABLE, CONSUMER_CTR, CONSUMER_DAYS_SINCE_LAST_ORDER, CONSUMER_ORDERS,
+                                    CONSUMER_STATS_TABLE, PRODUCT_CLICKS, PRODUCT_CONVERSIONS, PRODUCT_CTR, PRODUCT_CVR,
+                                    PRODUCT_IMPRESSIONS, PRODUCT_STATS_TABLE)
 
-CATEGORY_ID = "category"  # join key of the category stats view (the catalog's category path)
 CREATED_TIMESTAMP = "created_timestamp"
 
 # Feast entities (entity name -> join key)
@@ -26,18 +30,6 @@ JOIN_KEYS = {
     CATEGORY_ENTITY: CATEGORY_ID,
 }
 
-# ranker statistics (non-embedding features; the ranking issue writes these parquet files)
-PRODUCT_IMPRESSIONS = "product_impressions"
-PRODUCT_CLICKS = "product_clicks"
-PRODUCT_CONVERSIONS = "product_conversions"
-PRODUCT_CTR = "product_ctr"
-PRODUCT_CVR = "product_cvr"
-CATEGORY_IMPRESSIONS = "category_impressions"
-CATEGORY_CTR = "category_ctr"
-CATEGORY_CVR = "category_cvr"
-CONSUMER_ORDERS = "consumer_orders"
-CONSUMER_CTR = "consumer_ctr"
-CONSUMER_DAYS_SINCE_LAST_ORDER = "consumer_days_since_last_order"
 HAS_IMAGE_FEATURE = "has_image"
 
 # similarity features (features/similarity.py)
@@ -71,9 +63,6 @@ ENV_SOURCES = "DASHCLIP_FEAST_SOURCES"  # file (default) or spark (feature_store
 PRODUCT_EMBEDDINGS_TABLE = "product_embeddings"
 QUERY_EMBEDDINGS_TABLE = "query_embeddings"
 CONSUMER_EMBEDDINGS_TABLE = "consumer_embeddings"
-PRODUCT_STATS_TABLE = "product_stats.parquet"
-CATEGORY_STATS_TABLE = "category_stats.parquet"
-CONSUMER_STATS_TABLE = "consumer_stats.parquet"
 
 PRODUCT_STATS_VIEW = "product_stats"
 CATEGORY_STATS_VIEW = "category_stats"

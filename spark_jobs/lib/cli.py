@@ -39,6 +39,11 @@ def _inference_args(ap: argparse.ArgumentParser) -> None:
                     help="validate every row even when the input fingerprint equals the committed run's")
 
 
+def _valid_from_arg(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--valid-from", help="time the rows hold from, ISO 8601 (UTC if no zone): new rows get it, committed "
+                                         "rows stamped later too (a log that starts before this run); default: the run time")
+
+
 def _inference(a):
     from spark_jobs.lib.config import InferenceConfig
 
@@ -89,6 +94,7 @@ def catalog_parser() -> argparse.ArgumentParser:
     ap.add_argument("--catalog", required=True, help="catalog (csv/tsv/parquet), local path or Hadoop URI")
     ap.add_argument("--out", required=True, help="output folder: the product embedding table (local)")
     ap.add_argument("--image-root", help="folder images resolve against and must lie in (default: the catalog's folder)")
+    _valid_from_arg(ap)
     ap.add_argument("--config", help="JSON file of IngestConfig fields (validation limits, image root rules)")
     _inference_args(ap)
     _spark_args(ap)
@@ -103,8 +109,8 @@ def _catalog_job(a) -> int:
 
     _require_local(a.catalog, "--catalog")
     ingest = load_config(IngestConfig, a.config)
-    cfg = CatalogJobConfig(catalog=a.catalog, out=a.out, image_root=a.image_root, full=a.full,
-                           revalidate=a.revalidate, lock_wait_s=a.lock_wait, inference=_inference(a), ingest=ingest)
+    cfg = CatalogJobConfig(catalog=a.catalog, out=a.out, image_root=a.image_root, full=a.full, revalidate=a.revalidate,
+                           lock_wait_s=a.lock_wait, valid_from=a.valid_from, inference=_inference(a), ingest=ingest)
     return _run("embed_catalog", a, lambda spark: products.run(spark, cfg))
 
 
@@ -117,6 +123,7 @@ def queries_parser() -> argparse.ArgumentParser:
                 "Embed a query table (query_id, query) with the DashCLIP query tower.")
     ap.add_argument("--queries", required=True, help="query table (query_id, query), local path or Hadoop URI")
     ap.add_argument("--out", required=True, help="output folder: the query embedding table (local)")
+    _valid_from_arg(ap)
     _inference_args(ap)
     _spark_args(ap)
     return ap
@@ -128,7 +135,7 @@ def _queries_job(a) -> int:
 
     _require_local(a.queries, "--queries")
     cfg = QueryJobConfig(queries=a.queries, out=a.out, full=a.full, revalidate=a.revalidate, lock_wait_s=a.lock_wait,
-                         inference=_inference(a))
+                         valid_from=a.valid_from, inference=_inference(a))
     return _run("embed_queries", a, lambda spark: queries.run(spark, cfg))
 
 

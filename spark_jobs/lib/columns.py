@@ -9,6 +9,23 @@ TIMESTAMP = "timestamp"
 # consumer profile table
 N_PURCHASES = "n_purchases"
 
+# the ranker's statistics tables (spark_jobs.lib.stats) under the feature data folder, their columns
+PRODUCT_STATS_TABLE = "product_stats.parquet"
+CATEGORY_STATS_TABLE = "category_stats.parquet"
+CONSUMER_STATS_TABLE = "consumer_stats.parquet"
+CATEGORY_ID = "category"  # key of the category stats (the catalog's category path), the category entity's join key
+PRODUCT_IMPRESSIONS = "product_impressions"
+PRODUCT_CLICKS = "product_clicks"
+PRODUCT_CONVERSIONS = "product_conversions"
+PRODUCT_CTR = "product_ctr"
+PRODUCT_CVR = "product_cvr"
+CATEGORY_IMPRESSIONS = "category_impressions"
+CATEGORY_CTR = "category_ctr"
+CATEGORY_CVR = "category_cvr"
+CONSUMER_ORDERS = "consumer_orders"
+CONSUMER_CTR = "consumer_ctr"
+CONSUMER_DAYS_SINCE_LAST_ORDER = "consumer_days_since_last_order"
+
 # internal columns of the jobs
 ROW_OK = "_ok"  # validation: True for an accepted row, False for a reject
 PID_KEY = "_pid_key"  # normalised product id, the shuffle key of validation

@@ -32,6 +32,8 @@ class CatalogJobConfig(BaseModel):
     full: bool = Field(False, description="re-embed every row even when content hash and model version match")
     revalidate: bool = Field(False, description="validate and join every row even when the input fingerprint is unchanged")
     lock_wait_s: float = Field(0.0, ge=0, description="how long to wait for another job writing the same table")
+    valid_from: str | None = Field(None, description="time the rows hold from (ISO, UTC if no zone; their event_timestamp): "
+                                                 "new rows get it, committed rows stamped later too; default the run time")
     inference: InferenceConfig
     ingest: IngestConfig = Field(default_factory=IngestConfig)
 
@@ -44,6 +46,8 @@ class QueryJobConfig(BaseModel):
     full: bool = False
     revalidate: bool = False
     lock_wait_s: float = Field(0.0, ge=0, description="how long to wait for another job writing the same table")
+    valid_from: str | None = Field(None, description="time the rows hold from (ISO, UTC if no zone; their event_timestamp): "
+                                                 "new rows get it, committed rows stamped later too; default the run time")
     inference: InferenceConfig
 
 

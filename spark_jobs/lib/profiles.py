@@ -29,7 +29,7 @@ from spark_jobs.lib import columns as S
 from spark_jobs.lib import consumer_profile as CP
 from spark_jobs.lib import table
 from spark_jobs.lib.config import ProfileJobConfig
-from spark_jobs.lib.incremental import stage_and_commit
+from spark_jobs.lib.incremental import parse_time, stage_and_commit
 from spark_jobs.lib.reading import read_strings, with_source_row
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,6 @@ TABLE_COLUMNS = CP.TABLE_COLUMNS
 PROFILE_SCHEMA = (f"{S.CONSUMER_ID} string, {C.EMBEDDING} array<float>, {S.N_PURCHASES} long, "
                   f"{C.EVENT_TIMESTAMP} timestamp")
 REJECT_COLUMNS = [C.SOURCE_ROW, S.CONSUMER_ID, C.PRODUCT_ID, C.REJECT_FIELD, C.REJECT_VALUE, C.REJECT_REASON]
-
-
-def parse_time(value: str) -> datetime:
-    """ISO 8601 -> aware UTC datetime (a time without a zone is taken as UTC)."""
-    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 def model_versions(embeddings: Path) -> list[str]:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from dashclip import columns as C
 from dashclip import events as E
-from features import columns as FC
+from spark_jobs.lib import columns as FC
 from spark_jobs.lib.consumer_profile import WINDOW_DAYS, micros
 
 log = logging.getLogger(__name__)

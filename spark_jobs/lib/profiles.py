@@ -16,7 +16,6 @@ import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -92,7 +91,11 @@ def _profile_group(pdf: pd.DataFrame, as_of_us: list[int], window_days: float) -
 
 def profiles(purchases: DataFrame, as_of: list[datetime], window_days: float) -> DataFrame:
     """(consumer_id, timestamp, embedding) purchases -> one profile row per consumer and snapshot."""
-    fn = partial(_profile_group, as_of_us=[int(x) for x in CP.micros(as_of)], window_days=window_days)
+    as_of_us = [int(x) for x in CP.micros(as_of)]
+
+    def fn(pdf):  # a plain function: Spark reads a callable's type hints, a partial has none to read
+        return _profile_group(pdf, as_of_us, window_days)
+
     return (purchases.select(S.CONSUMER_ID, S.TIMESTAMP, C.EMBEDDING).groupBy(S.CONSUMER_ID)
             .applyInPandas(fn, PROFILE_SCHEMA))
 

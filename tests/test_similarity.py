@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from features import columns as C
-from features.similarity import l2_normalize, similarity_features
+from features.similarity import similarity_features
 from features.synthetic import unit_vectors
 
 

@@ -58,8 +58,9 @@ class EventLogs:
     def write(self, out_dir: str | Path) -> Path:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        for f in fields(self):
-            getattr(self, f.name).to_parquet(out / table_file(f.name), index=False)
+        for f in fields(self):  # microsecond times, as Spark reads them (refused if that would truncate one)
+            getattr(self, f.name).to_parquet(out / table_file(f.name), index=False, coerce_timestamps="us",
+                                             allow_truncated_timestamps=False)
         return out
 
     @classmethod

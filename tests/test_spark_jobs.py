@@ -348,6 +348,29 @@ def test_valid_from_stamps_new_rows_and_moves_later_ones_back_alike_on_both_engi
     np.testing.assert_allclose(np.stack(local[C.EMBEDDING]), np.stack(got[C.EMBEDDING]), rtol=0, atol=1e-5)
 
 
+def test_spark_stats_equal_the_in_process_stats(spark, tmp_path):
+    """The stats job's two engines run one definition (spark_jobs.lib.stats) and write equal tables."""
+    from ranking.simulator import SimConfig, simulate
+    from ranking.toy import toy_catalog
+    from ranking.world import WorldConfig, build_world
+    from spark_jobs.lib import stats, stats_job
+    from spark_jobs.lib.config import StatsJobConfig
+
+    world = build_world(toy_catalog(80, seed=0), WorldConfig(n_consumers=30, seed=2, queries_per_category=2))
+    sim = SimConfig(start=datetime(2025, 3, 1, tzinfo=timezone.utc), days=4, requests_per_day=60, history_days=20,
+                    n_candidates=6, n_slots=3, seed=3)
+    logs = simulate(world, sim).write(tmp_path / "logs")
+    stats.write_stats(logs, tmp_path / "local", sim.start_ts, sim.days)
+    stats_job.run(spark, StatsJobConfig(logs=str(logs), out=str(tmp_path / "spark"), start=sim.start_ts.isoformat(),
+                                        days=sim.days))
+    for name in ("product_stats.parquet", "category_stats.parquet", "consumer_stats.parquet"):
+        a, b = (pd.read_parquet(tmp_path / side / name) for side in ("local", "spark"))
+        key = [a.columns[0], C.EVENT_TIMESTAMP]
+        a, b = (d.sort_values(key, kind="stable").reset_index(drop=True) for d in (a, b))
+        assert len(a) > 20, name
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, obj=name)
+
+
 # --- hostile catalogs, ids and malformed files: the Spark job does what ingestion does ----------------
 def _append_malformed_rows(catalog: Path) -> None:
     """Rows 11-15 after make_hostile_files' rows 0-10: extra fields (rejected), a trailing empty

@@ -1,4 +1,4 @@
-"""Command lines of the four jobs: parse, validate the config once, start Spark, run, print.
+"""Command lines of the five jobs: parse, validate the config once, start Spark, run, print.
 
 Parsing needs only the standard library (``--help`` answers before pandas, pyarrow or Spark load);
 errors are one line and exit status 2 (``--debug``: the traceback), a table locked by another
@@ -84,7 +84,8 @@ def _run(app: str, a, job) -> int:
         with open(a.report, "w") as f:
             json.dump(report, f, indent=2, default=str)
     counts = {k: v for k, v in report.items() if k.startswith("rows_")}
-    print(f"{app}: {counts}  model_version: {report['model_version']}  seconds: {report['seconds']}")
+    version = f"  model_version: {report['model_version']}" if "model_version" in report else ""
+    print(f"{app}: {counts}{version}  seconds: {report['seconds']}")
     return 0
 
 
@@ -197,3 +198,30 @@ def _profiles_job(a) -> int:
 
 def profiles_main(argv: list[str] | None = None) -> int:
     return run_main(profiles_parser(), _profiles_job, argv)
+
+
+def stats_parser() -> argparse.ArgumentParser:
+    ap = parser("spark-submit spark_jobs/feature_stats.py",
+                "The ranker's statistics tables (product, category, consumer) from an event-log folder.")
+    ap.add_argument("--logs", required=True, help="event-log folder: impressions, clicks, conversions, purchases (parquet)")
+    ap.add_argument("--out", required=True, help="output folder: the feature data folder (the three stats files)")
+    ap.add_argument("--start", required=True, metavar="TIME", help="first logged day, ISO 8601 (UTC if no zone)")
+    ap.add_argument("--days", required=True, type=int, metavar="N", help="logged days from --start")
+    ap.add_argument("--window-days", type=float,
+                    help="consumer order-count window in days (default: spark_jobs.lib.consumer_profile.WINDOW_DAYS)")
+    _spark_args(ap)
+    return ap
+
+
+def _stats_job(a) -> int:
+    from spark_jobs.lib import stats_job
+    from spark_jobs.lib.config import StatsJobConfig
+
+    _require_local(a.logs, "--logs")
+    window = {} if a.window_days is None else {"window_days": a.window_days}
+    cfg = StatsJobConfig(logs=a.logs, out=a.out, start=a.start, days=a.days, **window)
+    return _run("feature_stats", a, lambda spark: stats_job.run(spark, cfg))
+
+
+def stats_main(argv: list[str] | None = None) -> int:
+    return run_main(stats_parser(), _stats_job, argv)

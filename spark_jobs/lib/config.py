@@ -74,3 +74,13 @@ class ProfileJobConfig(BaseModel):
     window_days: float = Field(WINDOW_DAYS, gt=0, description="trailing window in days (the profile definition's)")
     as_of: list[str] = Field(default_factory=list, description="snapshot times (ISO, UTC); default now")
     lock_wait_s: float = Field(0.0, ge=0, description="how long to wait for another job writing the same table")
+
+
+class StatsJobConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    logs: str = Field(description="event-log folder (dashclip.events: impressions, clicks, conversions, purchases parquet)")
+    out: str = Field(description="feature data folder: product_stats, category_stats and consumer_stats .parquet go here")
+    start: str = Field(description="first logged day, ISO (UTC if no zone); rows are stamped at the end of each day")
+    days: int = Field(gt=0, description="logged days from start")
+    window_days: float = Field(WINDOW_DAYS, gt=0, description="trailing window of the consumer order counts, in days")

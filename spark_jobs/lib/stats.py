@@ -1,6 +1,7 @@
-"""The ranker's statistics tables from an event-log folder (`dashclip.events`), in one process.
+"""The ranker's statistics tables from an event-log folder (`dashclip.events`), defined once.
 
-    write_stats(logs_dir, data_dir, start, days)
+    write_stats(logs_dir, data_dir, start, days)      in one process (small data)
+    spark-submit spark_jobs/feature_stats.py ...     on Spark (`stats_job`), the same functions per entity
 
 writes under the feature data folder (schemas in `features.definitions`), one row per entity and
 day of the logged period [start, start + days), ``event_timestamp`` = the end of the day:
@@ -60,6 +61,12 @@ def _rows(key: str, keys: np.ndarray, ends: pd.DatetimeIndex, cols: dict[str, np
     return df
 
 
+def with_days(ev: pd.DataFrame, start: pd.Timestamp, days: int) -> pd.DataFrame:
+    """Event rows with their 0-based day of the log, those outside [start, start + days) dropped."""
+    day = (ev[C.EVENT_TIMESTAMP] - start) // DAY
+    return ev.assign(**{E.DAY: day.astype(np.int64)}).loc[lambda d: (d[E.DAY] >= 0) & (d[E.DAY] < days)]
+
+
 def read_events(logs_dir: str | Path, start: pd.Timestamp, days: int) -> pd.DataFrame:
     """Impressions, clicks and conversions, each on the day it happened (a conversion an hour after
     a late click belongs to the next day's statistics, so no row counts an event from its future)."""
@@ -71,35 +78,47 @@ def read_events(logs_dir: str | Path, start: pd.Timestamp, days: int) -> pd.Data
         ev = pd.read_parquet(logs_dir / name, columns=keys + [C.EVENT_TIMESTAMP])
         ev = ev.merge(info.drop(columns=C.EVENT_TIMESTAMP), on=keys, how="left")
         parts.append(ev.assign(**{_IMP: 0.0, _CLK: 0.0, _CONV: 0.0, col: 1.0}))
-    ev = pd.concat(parts, ignore_index=True)
-    day = (ev[C.EVENT_TIMESTAMP] - start) // DAY
-    return ev.assign(**{E.DAY: day.astype(np.int64)}).loc[lambda d: (d[E.DAY] >= 0) & (d[E.DAY] < days)]
+    return with_days(pd.concat(parts, ignore_index=True), start, days)
+
+
+def day_ends(start: pd.Timestamp, days: int) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex([pd.Timestamp(start) + d * DAY for d in range(1, days + 1)]).as_unit("us")
+
+
+def priors(ev: pd.DataFrame) -> tuple[float, float]:
+    """The global CTR and CVR of the log, the rates the entities' rates are smoothed towards."""
+    return ev[_CLK].sum() / max(ev[_IMP].sum(), 1.0), ev[_CONV].sum() / max(ev[_CLK].sum(), 1.0)
+
+
+def product_stats(ev: pd.DataFrame, ends: pd.DatetimeIndex, g_ctr: float, g_cvr: float) -> pd.DataFrame:
+    """Rows of the products in ``ev`` (all of a product's events, any set of products)."""
+    keys, m = _daily_cumulative(ev, C.PRODUCT_ID, [_IMP, _CLK, _CONV], len(ends))
+    return _with_sentinels(_rows(C.PRODUCT_ID, keys, ends, {
+        FC.PRODUCT_IMPRESSIONS: m[_IMP].astype(np.int64), FC.PRODUCT_CLICKS: m[_CLK].astype(np.int64),
+        FC.PRODUCT_CONVERSIONS: m[_CONV].astype(np.int64),
+        FC.PRODUCT_CTR: _smoothed(m[_CLK], m[_IMP], g_ctr),
+        FC.PRODUCT_CVR: _smoothed(m[_CONV], m[_CLK], g_cvr)}, m[_IMP] > 0), ends[0] - DAY)
+
+
+def category_stats(ev: pd.DataFrame, ends: pd.DatetimeIndex, g_ctr: float, g_cvr: float) -> pd.DataFrame:
+    """Rows of the categories in ``ev`` (all of a category's events, any set of categories)."""
+    keys, m = _daily_cumulative(ev, C.CATEGORY, [_IMP, _CLK, _CONV], len(ends))
+    return _with_sentinels(_rows(FC.CATEGORY_ID, keys, ends, {
+        FC.CATEGORY_IMPRESSIONS: m[_IMP].astype(np.int64),
+        FC.CATEGORY_CTR: _smoothed(m[_CLK], m[_IMP], g_ctr),
+        FC.CATEGORY_CVR: _smoothed(m[_CONV], m[_CLK], g_cvr)}, m[_IMP] > 0), ends[0] - DAY)
 
 
 def stats_tables(logs_dir: str | Path, start: pd.Timestamp, days: int,
                  window_days: float = WINDOW_DAYS) -> dict[str, pd.DataFrame]:
     """The three stats tables (one row per entity and day of the log, at the end of the day)."""
-    start = pd.Timestamp(start)
-    ev = read_events(logs_dir, start, days)
-    ends = pd.DatetimeIndex([start + d * DAY for d in range(1, days + 1)]).as_unit("us")
-    g_ctr = ev[_CLK].sum() / max(ev[_IMP].sum(), 1.0)
-    g_cvr = ev[_CONV].sum() / max(ev[_CLK].sum(), 1.0)
-    agg = [_IMP, _CLK, _CONV]
-    out = {}
-    keys, m = _daily_cumulative(ev, C.PRODUCT_ID, agg, days)
-    out[FC.PRODUCT_STATS_TABLE] = _rows(C.PRODUCT_ID, keys, ends, {
-        FC.PRODUCT_IMPRESSIONS: m[_IMP].astype(np.int64), FC.PRODUCT_CLICKS: m[_CLK].astype(np.int64),
-        FC.PRODUCT_CONVERSIONS: m[_CONV].astype(np.int64),
-        FC.PRODUCT_CTR: _smoothed(m[_CLK], m[_IMP], g_ctr),
-        FC.PRODUCT_CVR: _smoothed(m[_CONV], m[_CLK], g_cvr)}, m[_IMP] > 0)
-    keys, m = _daily_cumulative(ev, C.CATEGORY, agg, days)
-    out[FC.CATEGORY_STATS_TABLE] = _rows(FC.CATEGORY_ID, keys, ends, {
-        FC.CATEGORY_IMPRESSIONS: m[_IMP].astype(np.int64),
-        FC.CATEGORY_CTR: _smoothed(m[_CLK], m[_IMP], g_ctr),
-        FC.CATEGORY_CVR: _smoothed(m[_CONV], m[_CLK], g_cvr)}, m[_IMP] > 0)
+    ev = read_events(logs_dir, pd.Timestamp(start), days)
+    ends = day_ends(start, days)
+    g_ctr, g_cvr = priors(ev)
     purchases = pd.read_parquet(Path(logs_dir) / E.PURCHASES_TABLE, columns=[E.CONSUMER_ID, C.EVENT_TIMESTAMP])
-    out[FC.CONSUMER_STATS_TABLE] = _consumer_stats(purchases, ev, ends, g_ctr, window_days)
-    return {name: _with_sentinels(df, start) for name, df in out.items()}
+    return {FC.PRODUCT_STATS_TABLE: product_stats(ev, ends, g_ctr, g_cvr),
+            FC.CATEGORY_STATS_TABLE: category_stats(ev, ends, g_ctr, g_cvr),
+            FC.CONSUMER_STATS_TABLE: consumer_stats(ev, purchases, ends, g_ctr, window_days)}
 
 
 def _with_sentinels(df: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
@@ -109,8 +128,9 @@ def _with_sentinels(df: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
     return pd.concat([first, df], ignore_index=True)
 
 
-def _consumer_stats(purchases: pd.DataFrame, imp: pd.DataFrame, ends: pd.DatetimeIndex, g_ctr: float,
-                    window_days: float) -> pd.DataFrame:
+def consumer_stats(imp: pd.DataFrame, purchases: pd.DataFrame, ends: pd.DatetimeIndex, g_ctr: float,
+                   window_days: float = WINDOW_DAYS) -> pd.DataFrame:
+    """Rows of the consumers in ``imp`` or ``purchases`` (all of a consumer's events and purchases)."""
     n_days = len(ends)
     keys = np.unique(np.r_[imp[E.CONSUMER_ID].to_numpy(), purchases[E.CONSUMER_ID].to_numpy()])
     codes = pd.Categorical(imp[E.CONSUMER_ID], keys).codes
@@ -129,9 +149,9 @@ def _consumer_stats(purchases: pd.DataFrame, imp: pd.DataFrame, ends: pd.Datetim
         latest = np.full(len(keys), np.iinfo(np.int64).min)
         np.maximum.at(latest, pc[ok], pts[ok])
         last[:, d] = np.where(latest > np.iinfo(np.int64).min, (t - latest) / 86400e6, np.nan)
-    return _rows(E.CONSUMER_ID, keys, ends, {
+    return _with_sentinels(_rows(E.CONSUMER_ID, keys, ends, {
         FC.CONSUMER_ORDERS: orders, FC.CONSUMER_CTR: _smoothed(full[_CLK], full[_IMP], g_ctr),
-        FC.CONSUMER_DAYS_SINCE_LAST_ORDER: last}, np.ones((len(keys), n_days), dtype=bool))
+        FC.CONSUMER_DAYS_SINCE_LAST_ORDER: last}, np.ones((len(keys), n_days), dtype=bool)), ends[0] - DAY)
 
 
 def write_stats(logs_dir: str | Path, data_dir: str | Path, start: pd.Timestamp, days: int,
@@ -141,11 +161,17 @@ def write_stats(logs_dir: str | Path, data_dir: str | Path, start: pd.Timestamp,
     data_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, df in stats_tables(logs_dir, start, days, window_days).items():
-        df[C.EVENT_TIMESTAMP] = pd.DatetimeIndex(df[C.EVENT_TIMESTAMP]).as_unit("us")
-        for col in _COUNTS:
-            if col in df:  # Int64 in the view schema; nullable because of the sentinel rows
-                df[col] = df[col].astype("Int64")
-        df.to_parquet(data_dir / name, index=False)
-        paths[name] = data_dir / name
-        log.info("wrote %s: %d rows", data_dir / name, len(df))
+        paths[name] = write_table(df, data_dir / name)
     return paths
+
+
+def write_table(df: pd.DataFrame, path: Path) -> Path:
+    """One stats table as the views read it: microsecond UTC times, nullable Int64 counts."""
+    df = df.copy()
+    df[C.EVENT_TIMESTAMP] = pd.DatetimeIndex(df[C.EVENT_TIMESTAMP]).as_unit("us")
+    for col in _COUNTS:
+        if col in df:  # Int64 in the view schema; nullable because of the sentinel rows
+            df[col] = df[col].astype("Int64")
+    df.to_parquet(path, index=False)
+    log.info("wrote %s: %d rows", path, len(df))
+    return path

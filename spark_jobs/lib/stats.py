@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 PRIOR_WEIGHT = 20.0
 DAY = pd.Timedelta(days=1)
-_IMP, _CLK, _CONV = "_impressions", "_clicks", "_conversions"
+IMPRESSIONS, CLICKS, CONVERSIONS = "_impressions", "_clicks", "_conversions"  # the events frame's 0/1 flags
 _COUNTS = (FC.PRODUCT_IMPRESSIONS, FC.PRODUCT_CLICKS, FC.PRODUCT_CONVERSIONS, FC.CATEGORY_IMPRESSIONS, FC.CONSUMER_ORDERS)
 
 
@@ -73,11 +73,11 @@ def read_events(logs_dir: str | Path, start: pd.Timestamp, days: int) -> pd.Data
     logs_dir = Path(logs_dir)
     keys = [E.REQUEST_ID, C.PRODUCT_ID]
     info = pd.read_parquet(logs_dir / E.IMPRESSIONS_TABLE, columns=keys + [E.CONSUMER_ID, C.CATEGORY, C.EVENT_TIMESTAMP])
-    parts = [info.assign(**{_IMP: 1.0, _CLK: 0.0, _CONV: 0.0})]
-    for name, col in ((E.CLICKS_TABLE, _CLK), (E.CONVERSIONS_TABLE, _CONV)):
+    parts = [info.assign(**{IMPRESSIONS: 1.0, CLICKS: 0.0, CONVERSIONS: 0.0})]
+    for name, col in ((E.CLICKS_TABLE, CLICKS), (E.CONVERSIONS_TABLE, CONVERSIONS)):
         ev = pd.read_parquet(logs_dir / name, columns=keys + [C.EVENT_TIMESTAMP])
         ev = ev.merge(info.drop(columns=C.EVENT_TIMESTAMP), on=keys, how="left")
-        parts.append(ev.assign(**{_IMP: 0.0, _CLK: 0.0, _CONV: 0.0, col: 1.0}))
+        parts.append(ev.assign(**{IMPRESSIONS: 0.0, CLICKS: 0.0, CONVERSIONS: 0.0, col: 1.0}))
     return with_days(pd.concat(parts, ignore_index=True), start, days)
 
 
@@ -87,26 +87,26 @@ def day_ends(start: pd.Timestamp, days: int) -> pd.DatetimeIndex:
 
 def priors(ev: pd.DataFrame) -> tuple[float, float]:
     """The global CTR and CVR of the log, the rates the entities' rates are smoothed towards."""
-    return ev[_CLK].sum() / max(ev[_IMP].sum(), 1.0), ev[_CONV].sum() / max(ev[_CLK].sum(), 1.0)
+    return ev[CLICKS].sum() / max(ev[IMPRESSIONS].sum(), 1.0), ev[CONVERSIONS].sum() / max(ev[CLICKS].sum(), 1.0)
 
 
 def product_stats(ev: pd.DataFrame, ends: pd.DatetimeIndex, g_ctr: float, g_cvr: float) -> pd.DataFrame:
     """Rows of the products in ``ev`` (all of a product's events, any set of products)."""
-    keys, m = _daily_cumulative(ev, C.PRODUCT_ID, [_IMP, _CLK, _CONV], len(ends))
+    keys, m = _daily_cumulative(ev, C.PRODUCT_ID, [IMPRESSIONS, CLICKS, CONVERSIONS], len(ends))
     return _with_sentinels(_rows(C.PRODUCT_ID, keys, ends, {
-        FC.PRODUCT_IMPRESSIONS: m[_IMP].astype(np.int64), FC.PRODUCT_CLICKS: m[_CLK].astype(np.int64),
-        FC.PRODUCT_CONVERSIONS: m[_CONV].astype(np.int64),
-        FC.PRODUCT_CTR: _smoothed(m[_CLK], m[_IMP], g_ctr),
-        FC.PRODUCT_CVR: _smoothed(m[_CONV], m[_CLK], g_cvr)}, m[_IMP] > 0), ends[0] - DAY)
+        FC.PRODUCT_IMPRESSIONS: m[IMPRESSIONS].astype(np.int64), FC.PRODUCT_CLICKS: m[CLICKS].astype(np.int64),
+        FC.PRODUCT_CONVERSIONS: m[CONVERSIONS].astype(np.int64),
+        FC.PRODUCT_CTR: _smoothed(m[CLICKS], m[IMPRESSIONS], g_ctr),
+        FC.PRODUCT_CVR: _smoothed(m[CONVERSIONS], m[CLICKS], g_cvr)}, m[IMPRESSIONS] > 0), ends[0] - DAY)
 
 
 def category_stats(ev: pd.DataFrame, ends: pd.DatetimeIndex, g_ctr: float, g_cvr: float) -> pd.DataFrame:
     """Rows of the categories in ``ev`` (all of a category's events, any set of categories)."""
-    keys, m = _daily_cumulative(ev, C.CATEGORY, [_IMP, _CLK, _CONV], len(ends))
+    keys, m = _daily_cumulative(ev, C.CATEGORY, [IMPRESSIONS, CLICKS, CONVERSIONS], len(ends))
     return _with_sentinels(_rows(FC.CATEGORY_ID, keys, ends, {
-        FC.CATEGORY_IMPRESSIONS: m[_IMP].astype(np.int64),
-        FC.CATEGORY_CTR: _smoothed(m[_CLK], m[_IMP], g_ctr),
-        FC.CATEGORY_CVR: _smoothed(m[_CONV], m[_CLK], g_cvr)}, m[_IMP] > 0), ends[0] - DAY)
+        FC.CATEGORY_IMPRESSIONS: m[IMPRESSIONS].astype(np.int64),
+        FC.CATEGORY_CTR: _smoothed(m[CLICKS], m[IMPRESSIONS], g_ctr),
+        FC.CATEGORY_CVR: _smoothed(m[CONVERSIONS], m[CLICKS], g_cvr)}, m[IMPRESSIONS] > 0), ends[0] - DAY)
 
 
 def stats_tables(logs_dir: str | Path, start: pd.Timestamp, days: int,
@@ -134,7 +134,7 @@ def consumer_stats(imp: pd.DataFrame, purchases: pd.DataFrame, ends: pd.Datetime
     n_days = len(ends)
     keys = np.unique(np.r_[imp[E.CONSUMER_ID].to_numpy(), purchases[E.CONSUMER_ID].to_numpy()])
     codes = pd.Categorical(imp[E.CONSUMER_ID], keys).codes
-    _, m = _daily_cumulative(imp.assign(**{E.CONSUMER_ID: codes}), E.CONSUMER_ID, [_IMP, _CLK], n_days)
+    _, m = _daily_cumulative(imp.assign(**{E.CONSUMER_ID: codes}), E.CONSUMER_ID, [IMPRESSIONS, CLICKS], n_days)
     full = {k: np.zeros((len(keys), n_days)) for k in m}
     for k in m:
         full[k][np.unique(codes)] = m[k]
@@ -150,7 +150,7 @@ def consumer_stats(imp: pd.DataFrame, purchases: pd.DataFrame, ends: pd.Datetime
         np.maximum.at(latest, pc[ok], pts[ok])
         last[:, d] = np.where(latest > np.iinfo(np.int64).min, (t - latest) / 86400e6, np.nan)
     return _with_sentinels(_rows(E.CONSUMER_ID, keys, ends, {
-        FC.CONSUMER_ORDERS: orders, FC.CONSUMER_CTR: _smoothed(full[_CLK], full[_IMP], g_ctr),
+        FC.CONSUMER_ORDERS: orders, FC.CONSUMER_CTR: _smoothed(full[CLICKS], full[IMPRESSIONS], g_ctr),
         FC.CONSUMER_DAYS_SINCE_LAST_ORDER: last}, np.ones((len(keys), n_days), dtype=bool)), ends[0] - DAY)
 
 

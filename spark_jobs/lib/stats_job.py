@@ -29,7 +29,7 @@ from spark_jobs.lib.incremental import parse_time
 
 log = logging.getLogger(__name__)
 
-_FLAGS = (ST._IMP, ST._CLK, ST._CONV)
+_FLAGS = (ST.IMPRESSIONS, ST.CLICKS, ST.CONVERSIONS)
 _EVENT_COLUMNS = [E.REQUEST_ID, C.PRODUCT_ID, E.CONSUMER_ID, C.CATEGORY, C.EVENT_TIMESTAMP]
 _VALUES = {
     FC.PRODUCT_STATS_TABLE: (C.PRODUCT_ID, [FC.PRODUCT_IMPRESSIONS, FC.PRODUCT_CLICKS, FC.PRODUCT_CONVERSIONS,
@@ -53,8 +53,8 @@ def events(spark: SparkSession, logs: Path, start: pd.Timestamp, days: int) -> D
     """Impressions, clicks and conversions with their flags and day (as `stats.read_events`)."""
     keys = [E.REQUEST_ID, C.PRODUCT_ID]
     info = spark.read.parquet(table.uri(logs / E.IMPRESSIONS_TABLE)).select(*_EVENT_COLUMNS)
-    parts = [info.select("*", *[F.lit(1.0 if k == ST._IMP else 0.0).alias(k) for k in _FLAGS])]
-    for name, col in ((E.CLICKS_TABLE, ST._CLK), (E.CONVERSIONS_TABLE, ST._CONV)):
+    parts = [info.select("*", *[F.lit(1.0 if k == ST.IMPRESSIONS else 0.0).alias(k) for k in _FLAGS])]
+    for name, col in ((E.CLICKS_TABLE, ST.CLICKS), (E.CONVERSIONS_TABLE, ST.CONVERSIONS)):
         ev = spark.read.parquet(table.uri(logs / name)).select(*keys, C.EVENT_TIMESTAMP)
         ev = ev.join(info.drop(C.EVENT_TIMESTAMP), keys, "left").select(*_EVENT_COLUMNS)
         parts.append(ev.select("*", *[F.lit(1.0 if k == col else 0.0).alias(k) for k in _FLAGS]))

@@ -19,8 +19,8 @@ from feast import FeatureStore
 
 from bench.common import drop_project, redis_url
 from dashclip import columns as DC
-from features.definitions import build_definitions
 from features.materialize import ENGINE_TYPE
+from features.repo import declarations
 from features.store import feast_connection_string
 from features.synthetic import T0, write_stats, write_tables
 
@@ -56,8 +56,7 @@ def build(root: Path, n_products: int = 10000, dim: int = 640, candidates: int =
     t = write_tables(repo / "data", ("v1",), n_products=n_products, n_queries=500, n_consumers=500, d=dim)
     write_stats(repo / "data", t.product_ids, t.consumer_ids, categories=CATEGORIES)
     store = FeatureStore(repo_path=str(repo))
-    defs = build_definitions(repo / "data", ("v1",))
-    store.apply(defs.objects())
+    store.apply(declarations(repo / "data", ("v1",)))
     store.materialize(T0 - timedelta(days=2), T0 + timedelta(days=5))
     _ranker("v1").save(root / "ranker")
     (root / "ingest").mkdir()

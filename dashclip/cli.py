@@ -46,7 +46,7 @@ METAVARS = {"catalog": "PATH", "train_catalog": "PATH", "checkpoint": "DIR", "ou
             "embeddings": "DIR", "threads": "N", "epochs": "N", "batch_size": "N", "gpu_batch_size": "N",
             "partitions": "N", "seed": "N", "max_rows": "N", "per_category": "N", "workers": "N", "port": "N",
             "retrieve_k": "K", "max_body_bytes": "BYTES", "device": "DEVICE", "host": "HOST", "model_version": "VERSION",
-            "window_days": "DAYS", "as_of": "TIME", "master": "URL"}
+            "window_days": "DAYS", "as_of": "TIME", "valid_from": "TIME", "master": "URL"}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

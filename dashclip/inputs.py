@@ -15,7 +15,7 @@ the column and the value, and exits 2 when there is any (0 when all given inputs
 
 The catalog itself is validated row by row by ingestion (`dashclip.catalog`: bad rows are
 rejected, never fatal); here it only has to be readable and supplies the known product ids.
-The log schemas name `ranking.columns` (an import against the data flow, for one list of names).
+The log tables and their column names are `dashclip.events`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dashclip import columns as C
-from ranking import columns as R
+from dashclip import events as E
 
 COUNT = "count"  # query log: how often the query was searched (optional)
 TABLE_SUFFIXES = (".parquet", ".csv")
@@ -61,14 +61,14 @@ QUERY_LOG = Schema("query log", (Col(C.QUERY_ID, "id"), Col(C.QUERY, "text"), Co
 JUDGMENTS = Schema("judgments", (Col(C.QUERY_ID, "id"), Col(C.QUERY, "text"), Col(C.PRODUCT_ID, "id"),
                                  Col(C.LABEL, "int", True, 0, 3)))
 IMPRESSIONS = Schema("impressions", (
-    Col(R.REQUEST_ID, "id"), Col(R.EVENT_TIMESTAMP, "timestamp"), Col(R.CONSUMER_ID, "id"), Col(R.QUERY_ID, "id"),
-    Col(R.PRODUCT_ID, "id"), Col(R.SLOT, "int", True, 0), Col(R.QUERY, "text", False),
-    Col(R.PROPENSITY, "float", False, 0.0, 1.0)))
-CLICKS = Schema("clicks", (Col(R.REQUEST_ID, "id"), Col(R.PRODUCT_ID, "id"), Col(R.EVENT_TIMESTAMP, "timestamp")))
+    Col(E.REQUEST_ID, "id"), Col(C.EVENT_TIMESTAMP, "timestamp"), Col(E.CONSUMER_ID, "id"), Col(C.QUERY_ID, "id"),
+    Col(C.PRODUCT_ID, "id"), Col(E.SLOT, "int", True, 0), Col(C.QUERY, "text", False),
+    Col(E.PROPENSITY, "float", False, 0.0, 1.0)))
+CLICKS = Schema("clicks", (Col(E.REQUEST_ID, "id"), Col(C.PRODUCT_ID, "id"), Col(C.EVENT_TIMESTAMP, "timestamp")))
 CONVERSIONS = Schema("conversions", CLICKS.cols)
-PURCHASES = Schema("purchases", (Col(R.CONSUMER_ID, "id"), Col(R.PRODUCT_ID, "id"), Col(R.EVENT_TIMESTAMP, "timestamp")))
+PURCHASES = Schema("purchases", (Col(E.CONSUMER_ID, "id"), Col(C.PRODUCT_ID, "id"), Col(C.EVENT_TIMESTAMP, "timestamp")))
 LOG_QUERIES = Schema("queries", (Col(C.QUERY_ID, "id"), Col(C.QUERY, "text")))
-CANDIDATES = Schema("candidates", (Col(R.REQUEST_ID, "id"), Col(R.PRODUCT_ID, "id")))
+CANDIDATES = Schema("candidates", (Col(E.REQUEST_ID, "id"), Col(C.PRODUCT_ID, "id")))
 # table stem -> (schema, required)
 LOG_TABLES = {"impressions": (IMPRESSIONS, True), "clicks": (CLICKS, True), "conversions": (CONVERSIONS, True),
               "purchases": (PURCHASES, False), "queries": (LOG_QUERIES, False),
@@ -277,18 +277,18 @@ def check_logs(folder: str | Path, product_ids: set[str] | None, query_log: pd.D
         return problems
     name, imp = tables["impressions"]
     if product_ids is not None:
-        problems += _unknown(imp, R.PRODUCT_ID, product_ids, name, "product_id not in the catalog")
-    problems += _duplicates(imp, [R.REQUEST_ID, R.PRODUCT_ID], name, "(request_id, product_id) impression")
+        problems += _unknown(imp, C.PRODUCT_ID, product_ids, name, "product_id not in the catalog")
+    problems += _duplicates(imp, [E.REQUEST_ID, C.PRODUCT_ID], name, "(request_id, product_id) impression")
     problems += _query_texts(imp, name, tables.get("queries", (None, None))[1], query_log)
     if "candidates" in tables and product_ids is not None:
         cname, cand = tables["candidates"]
-        problems += _unknown(cand, R.PRODUCT_ID, product_ids, cname, "product_id not in the catalog")
+        problems += _unknown(cand, C.PRODUCT_ID, product_ids, cname, "product_id not in the catalog")
     for child, parent in (("clicks", "impressions"), ("conversions", "clicks")):
         problems += _orphans(tables, child, parent)
-    if R.EVENT_TIMESTAMP in imp and not any(p.file == name and p.column == R.EVENT_TIMESTAMP for p in problems):
-        days = log_days(imp[R.EVENT_TIMESTAMP])
+    if C.EVENT_TIMESTAMP in imp and not any(p.file == name and p.column == C.EVENT_TIMESTAMP for p in problems):
+        days = log_days(imp[C.EVENT_TIMESTAMP])
         if days < MIN_LOG_DAYS:
-            problems.append(Problem(name, None, R.EVENT_TIMESTAMP, None, f"the log spans {days} day(s); the ranker "
+            problems.append(Problem(name, None, C.EVENT_TIMESTAMP, None, f"the log spans {days} day(s); the ranker "
                                     f"needs at least {MIN_LOG_DAYS} (train, validation and test days)"))
     return problems
 
@@ -298,11 +298,11 @@ def _orphans(tables: dict[str, tuple[str, pd.DataFrame]], child: str, parent: st
     if child not in tables or parent not in tables:
         return []
     (name, c), (_, p) = tables[child], tables[parent]
-    if any(k not in d for d in (c, p) for k in (R.REQUEST_ID, R.PRODUCT_ID)):
+    if any(k not in d for d in (c, p) for k in (E.REQUEST_ID, C.PRODUCT_ID)):
         return []  # a missing key column is reported with the table
     orphan = ~_keys(c).isin(_keys(p))
-    return [Problem(name, int(i), R.PRODUCT_ID, c[R.PRODUCT_ID].iat[i],
-                    f"no {parent[:-1]} of this product in request {c[R.REQUEST_ID].iat[i]!r}")
+    return [Problem(name, int(i), C.PRODUCT_ID, c[C.PRODUCT_ID].iat[i],
+                    f"no {parent[:-1]} of this product in request {c[E.REQUEST_ID].iat[i]!r}")
             for i in np.flatnonzero(orphan)]
 
 
@@ -312,22 +312,22 @@ def log_days(ts: pd.Series) -> int:
 
 
 def _keys(df: pd.DataFrame) -> pd.Index:
-    return pd.MultiIndex.from_arrays([df[R.REQUEST_ID].astype(str).to_numpy(), df[R.PRODUCT_ID].astype(str).to_numpy()])
+    return pd.MultiIndex.from_arrays([df[E.REQUEST_ID].astype(str).to_numpy(), df[C.PRODUCT_ID].astype(str).to_numpy()])
 
 
 def _query_texts(imp: pd.DataFrame, name: str, log_queries: pd.DataFrame | None,
                  query_log: pd.DataFrame | None) -> list[Problem]:
-    if R.QUERY_ID not in imp:
+    if C.QUERY_ID not in imp:
         return []
-    if R.QUERY in imp:
+    if C.QUERY in imp:
         return []  # row-level emptiness is checked with the column
     known: set[str] = set()
     for q in (log_queries, query_log):
         if q is not None and C.QUERY_ID in q:
             known |= set(q[C.QUERY_ID].astype(str).str.strip())
-    qid = imp[R.QUERY_ID].astype(str).str.strip()
-    bad = ~qid.isin(known).to_numpy() & ~_blank(imp[R.QUERY_ID])
-    return [Problem(name, int(i), R.QUERY_ID, qid.iat[i], "no query text: no 'query' column, and the query_id is in "
+    qid = imp[C.QUERY_ID].astype(str).str.strip()
+    bad = ~qid.isin(known).to_numpy() & ~_blank(imp[C.QUERY_ID])
+    return [Problem(name, int(i), C.QUERY_ID, qid.iat[i], "no query text: no 'query' column, and the query_id is in "
                     "neither the folder's queries table nor the query log") for i in np.flatnonzero(bad)]
 
 

@@ -5,7 +5,7 @@ Entities product / query / consumer / category; the ranker's stats views (`produ
 (`product_embedding__<v>`, `query_embedding__<v>`, `consumer_embedding__<v>`) and one ranker
 feature service (`ranker__<v>`). Tables and columns: `features.definitions`. Data folder:
 `$DASHCLIP_FEATURE_DATA` (default `data/` here); live versions: `<data>/model_versions.json`,
-which the product embedding job updates when it commits a version (`features.versions`).
+which the product embedding job updates when it commits a version (`spark_jobs.lib.versions`).
 """
 
 from pathlib import Path
@@ -16,7 +16,7 @@ from feast.types import Array, Bool, Float32, Float64, Int64, String
 from dashclip.columns import CONTENT_HASH, EMBEDDING, HAS_IMAGE, QUERY
 from features import columns as C
 from features.definitions import EMBEDDING_TTL, STATS_TTL, default_data_dir, parquet_source
-from features.versions import live_model_versions
+from spark_jobs.lib.versions import live_model_versions
 
 DATA = default_data_dir(Path(__file__).resolve().parent)
 MODEL_VERSIONS = live_model_versions(DATA)

@@ -6,12 +6,15 @@ Embedding-table columns (product_id, embedding, model_version, event_timestamp, 
 
 from __future__ import annotations
 
-import re
-
 from dashclip.columns import EMBEDDING, EVENT_TIMESTAMP, PRODUCT_ID, QUERY_ID  # noqa: F401
+from dashclip.events import CONSUMER_ID  # noqa: F401
+# the ranker's statistics tables and columns, named where the stats job (their writer) names them
+from spark_jobs.lib.columns import (CATEGORY_CTR, CATEGORY_CVR, CATEGORY_ID, CATEGORY_IMPRESSIONS,  # noqa: F401
+                                    CATEGORY_STATS_TABLE, CONSUMER_CTR, CONSUMER_DAYS_SINCE_LAST_ORDER, CONSUMER_ORDERS,
+                                    CONSUMER_STATS_TABLE, PRODUCT_CLICKS, PRODUCT_CONVERSIONS, PRODUCT_CTR, PRODUCT_CVR,
+                                    PRODUCT_IMPRESSIONS, PRODUCT_STATS_TABLE)
+from spark_jobs.lib.columns import ENV_MODEL_VERSIONS, version_slug  # noqa: F401  (the live-versions file's names)
 
-CONSUMER_ID = "consumer_id"
-CATEGORY_ID = "category"  # join key of the category stats view (the catalog's category path)
 CREATED_TIMESTAMP = "created_timestamp"
 
 # Feast entities (entity name -> join key)
@@ -26,18 +29,6 @@ JOIN_KEYS = {
     CATEGORY_ENTITY: CATEGORY_ID,
 }
 
-# ranker statistics (non-embedding features; the ranking issue writes these parquet files)
-PRODUCT_IMPRESSIONS = "product_impressions"
-PRODUCT_CLICKS = "product_clicks"
-PRODUCT_CONVERSIONS = "product_conversions"
-PRODUCT_CTR = "product_ctr"
-PRODUCT_CVR = "product_cvr"
-CATEGORY_IMPRESSIONS = "category_impressions"
-CATEGORY_CTR = "category_ctr"
-CATEGORY_CVR = "category_cvr"
-CONSUMER_ORDERS = "consumer_orders"
-CONSUMER_CTR = "consumer_ctr"
-CONSUMER_DAYS_SINCE_LAST_ORDER = "consumer_days_since_last_order"
 HAS_IMAGE_FEATURE = "has_image"
 
 # similarity features (features/similarity.py)
@@ -64,32 +55,17 @@ SIMILARITY_FEATURES = (
 ENV_REDIS_URL = "REDIS_URL"  # redis://[:password@]host:port[/db] or rediss:// for TLS
 ENV_FEAST_REDIS = "FEAST_REDIS_CONNECTION"  # Feast format: host:port,db=0,password=..,ssl=true
 ENV_DATA_DIR = "DASHCLIP_FEATURE_DATA"  # folder with the offline parquet tables
-ENV_MODEL_VERSIONS = "DASHCLIP_MODEL_VERSIONS"  # comma list of live model versions
 ENV_SOURCES = "DASHCLIP_FEAST_SOURCES"  # file (default) or spark (feature_store.spark.yaml)
 
 # offline tables under the data folder (each a parquet file or a folder of parquet files)
 PRODUCT_EMBEDDINGS_TABLE = "product_embeddings"
 QUERY_EMBEDDINGS_TABLE = "query_embeddings"
 CONSUMER_EMBEDDINGS_TABLE = "consumer_embeddings"
-PRODUCT_STATS_TABLE = "product_stats.parquet"
-CATEGORY_STATS_TABLE = "category_stats.parquet"
-CONSUMER_STATS_TABLE = "consumer_stats.parquet"
 
 PRODUCT_STATS_VIEW = "product_stats"
 CATEGORY_STATS_VIEW = "category_stats"
 CONSUMER_STATS_VIEW = "consumer_stats"
 RANKER_SERVICE_PREFIX = "ranker"
-
-_SLUG = re.compile(r"[^0-9A-Za-z_]+")
-
-
-def version_slug(model_version: str) -> str:
-    """A model version as it appears in Feast object names ('2025-01-v1' -> '2025_01_v1')."""
-    slug = _SLUG.sub("_", str(model_version)).strip("_")
-    if not slug:
-        raise ValueError(f"model_version {model_version!r} has no usable characters for a view name")
-    return slug
-
 
 def embedding_view_name(entity: str, model_version: str) -> str:
     """'product', 'v1' -> 'product_embedding__v1': one view per entity and model version."""
@@ -103,3 +79,4 @@ def full_feature_name(view: str, feature: str) -> str:
 
 def ranker_service_name(model_version: str) -> str:
     return f"{RANKER_SERVICE_PREFIX}__{version_slug(model_version)}"
+

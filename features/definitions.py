@@ -23,7 +23,7 @@ stats files are written by the ranking issue from the (simulated) logs, one row 
 day, `event_timestamp` being the end of the day the statistics cover. Each model version gets its
 own embedding views (`product_embedding__<v>`, ...) and its own ranker feature service
 (`ranker__<v>`), so two versions can be live side by side while the ranker switches; the live
-versions are listed in `<data>/model_versions.json` (`features.versions`).
+versions are listed in `<data>/model_versions.json` (`spark_jobs.lib.versions`).
 """
 
 from __future__ import annotations

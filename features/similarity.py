@@ -7,7 +7,8 @@ Both call `similarity_features`, so the numbers are identical by construction (t
 Features (NaN where an input embedding is missing):
 - cos_query_product: cosine(query, product).
 - cos_consumer_product: cosine(consumer profile, product); the profile is the mean of the
-  embeddings of the consumer's recent purchases (`consumer_profile`), as in the DashCLIP paper.
+  embeddings of the consumer's recent purchases (`spark_jobs.lib.consumer_profile`, the table the
+  consumer embedding view reads), as in the DashCLIP paper.
 - rank_query_product / rank_consumer_product: 1-based rank of the candidate within its request
   by those cosines (descending; ties by candidate order; missing last with NaN rank).
 - cos_query_consumer: cosine(query, consumer profile), the same for all candidates of a request.
@@ -43,15 +44,6 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     if small.any():
         x[np.broadcast_to(small, x.shape)] = 0.0
     return x
-
-
-def consumer_profile(purchases: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """(k, d) embeddings of recent purchases -> (d,) float32 unit profile (zeros when k == 0)."""
-    purchases = l2_normalize(purchases)  # (k, d)
-    if purchases.shape[0] == 0:
-        return np.zeros(purchases.shape[1], dtype=np.float32)
-    w = np.ones(len(purchases)) if weights is None else np.asarray(weights, dtype=np.float64)
-    return l2_normalize((w[:, None] * purchases).sum(0) / max(w.sum(), EPS)).astype(np.float32)
 
 
 def _unit_rows(x: np.ndarray, n: int) -> np.ndarray:

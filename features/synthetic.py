@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from dashclip.columns import CONTENT_HASH, EMBEDDING, EVENT_TIMESTAMP, HAS_IMAGE, MODEL_VERSION, PRODUCT_ID, QUERY, QUERY_ID
 from features import columns as C
-from features.versions import register_model_version
+from spark_jobs.lib.versions import register_model_version
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 

@@ -1,40 +1,27 @@
-"""Column and feature names of the simulated logs and the ranker, defined once.
+"""Column and feature names of the ranker, defined once.
 
-Catalog and embedding columns come from `dashclip.columns`, feature-store names from
-`features.columns`; this module adds the simulator's tables and the ranker's feature sets.
+Catalog and embedding columns come from `dashclip.columns`, the event-log schema from
+`dashclip.events`, feature-store names from `features.columns`; this module adds the simulator's
+ground truth and files and the ranker's feature sets.
 """
 
 from __future__ import annotations
 
 from dashclip.columns import CATEGORY, EVENT_TIMESTAMP, PRODUCT_ID, QUERY, QUERY_ID  # noqa: F401
+from dashclip.events import (BID, CANDIDATES_TABLE, CLICKED, CLICKS_TABLE, CONSUMER_ID, CONVERSIONS_TABLE,  # noqa: F401
+                             CONVERTED, DAY, EXPLORED, IMPRESSIONS_TABLE, LEGACY_RANK, LEGACY_SCORE, PROPENSITY,
+                             PURCHASE_SOURCE, PURCHASES_TABLE, REQUEST_ID, REQUESTS_TABLE, SLOT)
 from features import columns as FC
-from features.columns import CONSUMER_ID  # noqa: F401
 
-# simulated logs (one parquet file each, under the simulation folder)
-REQUEST_ID = "request_id"  # same name as features.offline.REQUEST_ID: similarity features group by it
-DAY = "day"  # 0-based day of the logged period
-SLOT = "slot"  # 0-based ad slot (position) on the page; -1 for a candidate that was not shown
-LEGACY_RANK = "legacy_rank"  # rank of the candidate under the logging policy's deterministic ranker
-LEGACY_SCORE = "legacy_score"
-BID = "bid"  # advertiser's cost-per-click bid (synthetic)
-PROPENSITY = "propensity"  # P(logging policy puts this product in this slot | request)
-EXPLORED = "explored"  # the request's slate came from the uniform-random branch of the policy
-GRADE = "grade"  # ground truth ESCI grade (simulator only; never a feature)
-AFFINITY = "affinity"  # ground truth consumer affinity (simulator only; never a feature)
-P_CLICK = "p_click"  # ground truth click probability (simulator only)
-P_CONVERT = "p_convert"  # ground truth P(conversion | click) (simulator only)
-CLICKED = "clicked"
-CONVERTED = "converted"
-PURCHASE_SOURCE = "source"  # organic | ad
+# the simulator's ground truth (never a feature)
+GRADE = "grade"  # ESCI grade of (query, product)
+AFFINITY = "affinity"  # consumer affinity
+P_CLICK = "p_click"  # click probability
+P_CONVERT = "p_convert"  # P(conversion | click)
 ARM = "arm"
 
-# tables written by the simulator
-REQUESTS_TABLE = "requests.parquet"
-CANDIDATES_TABLE = "candidates.parquet"
-IMPRESSIONS_TABLE = "impressions.parquet"
-CLICKS_TABLE = "clicks.parquet"
-CONVERSIONS_TABLE = "conversions.parquet"
-PURCHASES_TABLE = "purchases.parquet"
+# files the simulator writes beside the event logs (dashclip.events)
+PRODUCTS_TABLE = "products.parquet"  # the world's products (ingested catalog rows), the embedding job's input
 QUERIES_TABLE = "queries.parquet"
 BIDS_TABLE = "bids.parquet"
 WORLD_FILE = "world.json"  # the world's settings, its relevance truth among them

@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 from dashclip import columns as DC
+from dashclip.events import EventLogs
 from dashclip.inputs import InputError, check_logs, find_table, read_table
 from ranking import columns as R
-from ranking import feature_data as FD
-from ranking.pipeline import (EVENT_COLS, TrainConfig, frame_for, off_policy, offline_store, test_metrics, time_split,
-                              train_rankers)
-from ranking.simulator import SimConfig, SimLogs
+from ranking.pipeline import (EVENT_COLS, TrainConfig, feature_tables, frame_for, off_policy, offline_store, test_metrics,
+                              time_split, train_rankers)
+from ranking.simulator import SimConfig
 
 log = logging.getLogger(__name__)
 CANDIDATES = "candidates"
@@ -41,7 +41,7 @@ AB_NOT_POSSIBLE = "not possible from logs: an A/B test needs live traffic (the o
 
 @dataclass
 class Logs:
-    tables: SimLogs  # requests, candidates (empty without a candidates table), impressions, ...
+    tables: EventLogs  # requests, candidates (empty without a candidates table), impressions, ...
     period: SimConfig  # start (midnight UTC of the first day) and days of the log
     queries: pd.DataFrame  # query_id, query of the logged requests
     source: str
@@ -114,7 +114,7 @@ def read_logs(folder: str | Path, products: pd.DataFrame, query_log: pd.DataFram
     cand_path = find_table(folder, CANDIDATES)
     candidates = _candidates(read_table(cand_path), requests, category) if cand_path else pd.DataFrame(columns=EVENT_COLS)
     period = SimConfig(start=start.to_pydatetime(), days=max(days, 3), history_days=0, extra_days=0)
-    return Logs(SimLogs(requests, candidates, imp, clicks, conversions, purchases), period, queries, str(folder),
+    return Logs(EventLogs(requests, candidates, imp, clicks, conversions, purchases), period, queries, str(folder),
                 has_prop, cand_path is not None, pur_path is not None)
 
 
@@ -143,9 +143,11 @@ def run_on_logs(logs: Logs, products: pd.DataFrame, checkpoint: str | Path, out:
     period, t = logs.period, logs.tables
     first = min([period.start_ts] + ([t.purchases[R.EVENT_TIMESTAMP].min()] if len(t.purchases) else []))
     valid_from = pd.Timestamp(first).normalize() - pd.Timedelta(days=1)
-    version = FD.ensure_embeddings(data_dir, products, logs.queries, checkpoint, valid_from, progress=progress)
-    FD.write_stats(t, period, data_dir)
-    FD.write_consumer_embeddings(t, period, data_dir, version, np.unique(t.impressions[R.CONSUMER_ID]))
+    typed = t.write(out / "logs")  # the checked, typed tables: the feature jobs' input
+    products.to_parquet(typed / R.PRODUCTS_TABLE, index=False)
+    logs.queries.to_parquet(typed / R.QUERIES_TABLE, index=False)
+    version = feature_tables(typed, typed / R.PRODUCTS_TABLE, typed / R.QUERIES_TABLE, checkpoint, data_dir, period,
+                             np.unique(t.impressions[R.CONSUMER_ID]), valid_from, progress)
     store = offline_store(out / "feast", data_dir, version, cfg.project)
     imp = t.impressions
     frame = frame_for(store, imp[EVENT_COLS + [R.CLICKED, R.CONVERTED]], version)

@@ -1,6 +1,7 @@
 """The ranker's training and lift measurement, as importable steps (`ranking.train` is the CLI).
 
-simulate -> feature tables -> point-in-time frames (Feast historical retrieval, `features.offline`)
+simulate (event logs as parquet) -> the batch jobs that write the feature tables (`spark_jobs`) ->
+point-in-time frames (Feast historical retrieval, `features.offline`)
 -> LightGBM pCTR/pCVR with and without embedding features -> test-period AUC/logloss,
 off-policy CTR/CVR (IPS/SNIPS) and a simulated A/B. Every simulated figure is labelled so.
 """
@@ -20,15 +21,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import log_loss, roc_auc_score
 
 from dashclip import columns as DC
+from dashclip.events import EventLogs
+from features import columns as FC
 from features.offline import training_frame
 from features.repo import open_repo_store
 from ranking import ab as AB
 from ranking import columns as R
-from ranking import feature_data as FD
 from ranking import offpolicy as OPE
 from ranking.model import LGBParams, Ranker, RankerConfig, fit_binary
-from ranking.simulator import SimConfig, SimLogs, candidates_frame, draw_traffic, simulate
+from ranking.simulator import SimConfig, candidates_frame, draw_traffic, simulate
 from ranking.world import World, WorldConfig, build_world, truth_note
+from spark_jobs.lib.consumer_profile import write_consumer_profiles
+from spark_jobs.lib.embed_local import embed_products, embed_queries
+from spark_jobs.lib.stats import write_stats
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +86,7 @@ def frame_for(store: FeatureStore, events: pd.DataFrame, version: str) -> pd.Dat
     frame = training_frame(store, events, version)
     if len(frame) != len(events):
         raise RuntimeError(f"historical retrieval returned {len(frame)} rows for {len(events)} events: an entity "
-                           "lacks a feature row before its first event (see ranking.feature_data)")
+                           "lacks a feature row before its first event (see spark_jobs.lib.stats)")
     log.info("point-in-time frame: %d rows in %.1fs", len(frame), time.perf_counter() - t)
     return frame
 
@@ -119,7 +124,7 @@ def test_metrics(frame: pd.DataFrame, split: Split, rankers: dict[str, Ranker]) 
     return out
 
 
-def off_policy(store, logs: SimLogs, version: str, split_days: list[int], rankers: dict[str, Ranker], K: int,
+def off_policy(store, logs: EventLogs, version: str, split_days: list[int], rankers: dict[str, Ranker], K: int,
                n_boot: int, max_requests: int, seed: int = 0, simulated: bool = True) -> dict:
     """IPS/SNIPS CTR and CVR of each policy on (a sample of) the test days' logged requests (and of
     the logging policy without exploration when the candidates carry its legacy rank)."""
@@ -170,28 +175,67 @@ def ab_test(store, world: World, cfg: TrainConfig, version: str, rankers: dict[s
     return AB.compare(arms, "with_embeddings", "baseline", n_boot=cfg.n_boot)
 
 
-def run(products: pd.DataFrame, checkpoint: str | Path, out: Path, data_dir: Path, cfg: TrainConfig,
-        progress: bool = False) -> dict:
-    """The whole measurement; writes logs, feature tables, models and the report; returns the report."""
-    t0 = time.perf_counter()
-    if cfg.sim.start is None:  # the log ends today (UTC), so `feast materialize-incremental` covers it
-        today = pd.Timestamp.now(tz="UTC").normalize()
-        cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(
-            update={"start": (today - pd.Timedelta(days=cfg.sim.days + cfg.sim.extra_days)).to_pydatetime()})})
+def feature_tables(logs_dir: Path, products: Path, queries: Path, checkpoint: str | Path, data_dir: Path,
+                   period: SimConfig, consumer_ids, valid_from: pd.Timestamp, progress: bool = False) -> str:
+    """Run the batch jobs (`spark_jobs`, in-process) that write the ranker's offline tables under
+    ``data_dir`` from a written event-log folder; returns the model version.
+
+    Embedding tables hold from ``valid_from`` (the log may start before the embedding run);
+    stats cover the logged days; daily consumer profiles cover them and the days after (the A/B).
+    """
+    kw = dict(valid_from=valid_from, progress=progress)
+    version = embed_products(products, checkpoint, data_dir / FC.PRODUCT_EMBEDDINGS_TABLE, **kw)["model_version"]
+    embed_queries(queries, checkpoint, data_dir / FC.QUERY_EMBEDDINGS_TABLE, **kw)
+    write_stats(logs_dir, data_dir, period.start_ts, period.days)
+    as_of = [period.day_start(d) for d in range(period.days + period.extra_days + 1)]
+    write_consumer_profiles(logs_dir / R.PURCHASES_TABLE, data_dir / FC.PRODUCT_EMBEDDINGS_TABLE,
+                            data_dir / FC.CONSUMER_EMBEDDINGS_TABLE, version, as_of, consumer_ids)
+    return version
+
+
+def with_start(cfg: TrainConfig) -> TrainConfig:
+    """A config whose log ends today (UTC) when it sets no start, so `feast materialize-incremental` covers it."""
+    if cfg.sim.start is not None:
+        return cfg
+    today = pd.Timestamp.now(tz="UTC").normalize()
+    start = (today - pd.Timedelta(days=cfg.sim.days + cfg.sim.extra_days)).to_pydatetime()
+    return cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"start": start})})
+
+
+def simulate_to(products: pd.DataFrame, cfg: TrainConfig, folder: Path) -> tuple[World, EventLogs]:
+    """Simulate and write the event logs, the world's products, queries, bids and settings to ``folder``."""
     world = build_world(products, cfg.world)
     logs = simulate(world, cfg.sim)
-    logs.write(out / "sim")
-    world.queries.to_parquet(out / "sim" / R.QUERIES_TABLE, index=False)
-    pd.DataFrame({R.PRODUCT_ID: world.products[DC.PRODUCT_ID], R.BID: world.bids}).to_parquet(out / "sim" / R.BIDS_TABLE, index=False)
-    (out / "sim" / R.WORLD_FILE).write_text(json.dumps(world.config.model_dump(mode="json"), indent=2) + "\n")
+    logs.write(folder)
+    world.products.to_parquet(folder / R.PRODUCTS_TABLE, index=False)
+    world.queries.to_parquet(folder / R.QUERIES_TABLE, index=False)
+    pd.DataFrame({R.PRODUCT_ID: world.products[DC.PRODUCT_ID], R.BID: world.bids}).to_parquet(folder / R.BIDS_TABLE, index=False)
+    (folder / R.WORLD_FILE).write_text(json.dumps(world.config.model_dump(mode="json"), indent=2) + "\n")
     log.info("simulated %d requests, %d impressions, %d clicks, %d conversions", len(logs.requests),
              len(logs.impressions), len(logs.clicks), len(logs.conversions))
-    valid_from = cfg.sim.day_start(-cfg.sim.history_days - 1)
-    version = FD.ensure_embeddings(data_dir, world.products, world.queries, checkpoint, valid_from, progress=progress)
-    FD.write_stats(logs, cfg.sim, data_dir)
-    FD.write_consumer_embeddings(logs, cfg.sim, data_dir, version, world.consumer_ids)
-    store = offline_store(out / "feast", data_dir, version, cfg.project)
+    return world, logs
 
+
+def run(products: pd.DataFrame, checkpoint: str | Path, out: Path, data_dir: Path, cfg: TrainConfig,
+        progress: bool = False) -> dict:
+    """The whole measurement: simulate, run the feature jobs, then `measure`; returns the report."""
+    t0 = time.perf_counter()
+    cfg = with_start(cfg)
+    sim = out / "sim"
+    world, logs = simulate_to(products, cfg, sim)
+    valid_from = cfg.sim.day_start(-cfg.sim.history_days - 1)
+    version = feature_tables(sim, sim / R.PRODUCTS_TABLE, sim / R.QUERIES_TABLE, checkpoint, data_dir, cfg.sim,
+                             world.consumer_ids, valid_from, progress)
+    report = measure(world, logs, cfg, checkpoint, version, out, data_dir)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    return report
+
+
+def measure(world: World, logs: EventLogs, cfg: TrainConfig, checkpoint: str | Path, version: str, out: Path,
+            data_dir: Path) -> dict:
+    """The ranker's part, which only reads the feature data: point-in-time frames, the two rankers
+    (saved under ``out/models``), test metrics, off-policy estimates and the simulated A/B."""
+    store = offline_store(out / "feast", data_dir, version, cfg.project)
     imp = logs.impressions
     frame = frame_for(store, imp[EVENT_COLS + [R.CLICKED, R.CONVERTED]], version)
     split = time_split(frame[R.DAY].to_numpy(), cfg.sim.days, cfg.val_fraction, cfg.test_fraction)
@@ -201,7 +245,7 @@ def run(products: pd.DataFrame, checkpoint: str | Path, out: Path, data_dir: Pat
     metrics = test_metrics(frame, split, rankers)
     ope = off_policy(store, logs, version, split.days["test"], rankers, cfg.sim.n_slots, cfg.n_boot, cfg.ope_requests)
     ab = ab_test(store, world, cfg, version, rankers)
-    report = {
+    return {
         "simulated": True,
         "note": "all clicks, conversions and rates come from the traffic simulator (ranking/simulator.py), not real users",
         "truth": cfg.world.truth, "truth_note": truth_note(cfg.world.truth),
@@ -213,6 +257,4 @@ def run(products: pd.DataFrame, checkpoint: str | Path, out: Path, data_dir: Pat
                 "logged_ctr": float(imp[R.CLICKED].mean())},
         "features": {name: rk.features for name, rk in rankers.items()},
         "config": cfg.model_dump(mode="json"),
-        "seconds": round(time.perf_counter() - t0, 1),
     }
-    return report

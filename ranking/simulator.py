@@ -26,17 +26,18 @@ first request, so every consumer has a purchase history for the profile embeddin
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dashclip import columns as DC
+from dashclip.events import EventLogs
 from ranking import columns as R
 from ranking.world import World
+from spark_jobs.lib.consumer_profile import WINDOW_DAYS
 
 DAY_NS = 86_400 * 10**9
 _WORD = re.compile(r"[a-z0-9]+")
@@ -49,7 +50,7 @@ class SimConfig(BaseModel):
     start: datetime | None = None  # first logged day, 00:00 UTC; None: the log ends today (ranking.pipeline)
     days: int = Field(28, ge=3)  # logged period
     requests_per_day: int = Field(1500, ge=1)
-    history_days: int = Field(84, ge=0)  # organic purchases before the first request
+    history_days: int = Field(int(WINDOW_DAYS), ge=0)  # organic purchases before the first request: a profile window
     extra_days: int = Field(2, ge=0)  # organic purchases after the log (the A/B runs there)
     n_candidates: int = Field(20, ge=2)
     n_slots: int = Field(4, ge=1)
@@ -91,28 +92,6 @@ class Traffic:
     cand: np.ndarray  # (n_requests, n_candidates) product indices
     legacy_score: np.ndarray  # (n_requests, n_candidates)
     legacy_rank: np.ndarray  # (n_requests, n_candidates) 0-based
-
-
-@dataclass
-class SimLogs:
-    requests: pd.DataFrame
-    candidates: pd.DataFrame
-    impressions: pd.DataFrame
-    clicks: pd.DataFrame
-    conversions: pd.DataFrame
-    purchases: pd.DataFrame
-
-    def write(self, out_dir: str | Path) -> Path:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for f in fields(self):
-            getattr(self, f.name).to_parquet(out / f"{f.name}.parquet", index=False)
-        return out
-
-    @classmethod
-    def read(cls, out_dir: str | Path) -> "SimLogs":
-        out = Path(out_dir)
-        return cls(**{f.name: pd.read_parquet(out / f"{f.name}.parquet") for f in fields(cls)})
 
 
 # --- sampling helpers -----------------------------------------------------------------------
@@ -267,7 +246,7 @@ def candidates_frame(world: World, traffic: Traffic) -> pd.DataFrame:
     })
 
 
-def simulate(world: World, cfg: SimConfig) -> SimLogs:
+def simulate(world: World, cfg: SimConfig) -> EventLogs:
     """The logged period: organic purchases, requests, logged slates, clicks and conversions."""
     rng = np.random.default_rng(cfg.seed)
     purchases = organic_purchases(world, cfg, rng)
@@ -296,5 +275,5 @@ def simulate(world: World, cfg: SimConfig) -> SimLogs:
         **{R.EVENT_TIMESTAMP: conv_ts[imp[R.CONVERTED]]})
     ad_purchases = conversions[[R.CONSUMER_ID, R.PRODUCT_ID, R.EVENT_TIMESTAMP]].assign(**{R.PURCHASE_SOURCE: "ad"})
     purchases = pd.concat([purchases, ad_purchases], ignore_index=True).sort_values(R.EVENT_TIMESTAMP, kind="stable")
-    return SimLogs(req.drop(columns=["_c", "_q"]), cands, imp, clicks.reset_index(drop=True),
+    return EventLogs(req.drop(columns=["_c", "_q"]), cands, imp, clicks.reset_index(drop=True),
                    conversions.reset_index(drop=True), purchases.reset_index(drop=True))

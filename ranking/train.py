@@ -4,10 +4,11 @@
         [--out runs/ranker] [--feature-data DIR] [--config cfg.json] [--fast] [--truth annotator|independent|both] \
         [--logs DIR [--queries Q] | --simulate]
 
-Simulates traffic (SIMULATED, `ranking/simulator.py`), writes the stats and consumer-profile
-tables under the feature data folder (`$DASHCLIP_FEATURE_DATA`, default `feature_repo/data`),
-reusing the product/query embedding tables the Spark jobs wrote for the checkpoint's model
-version (missing rows are embedded here), builds point-in-time frames through Feast, and writes
+Simulates traffic (SIMULATED, `ranking/simulator.py`), runs the batch jobs (`spark_jobs`, in one
+process) that write the stats, consumer-profile and missing product/query embedding rows under the
+feature data folder (`$DASHCLIP_FEATURE_DATA`, default `feature_repo/data`; rows the Spark jobs
+wrote for the checkpoint's model version are reused), builds point-in-time frames through Feast
+(which only read that folder), and writes
 `OUT/models/{with_embeddings,baseline}/` and `OUT/report.{json,md}` + `OUT/*.png`.
 `--logs DIR` trains on a user's own ads logs instead (`ranking.logs`; no simulation, no A/B).
 `--fast` is a small setting (fewer consumers, days and requests) for a quick end-to-end run.

@@ -83,8 +83,9 @@ else
   SETS+=(handwritten)
 fi
 for set in "${SETS[@]}"; do
+  READ=(); [ "$set" = handwritten ] && READ=(--read-judgments dashclip/resources/handwritten_read_judgments.csv)
   "$PY" -m dashclip.evaluate queries --checkpoint "$RUN_DIR/stage2" --catalog "$RUN_DIR/eval/$set/products.parquet" \
-    --judgments "$RUN_DIR/eval/$set/judgments.csv" --out "$RUN_DIR/eval/$set"
+    --judgments "$RUN_DIR/eval/$set/judgments.csv" --out "$RUN_DIR/eval/$set" "${READ[@]}"
 done
 
 step "5. Spark batch inference (product and query embedding tables)"

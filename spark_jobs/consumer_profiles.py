@@ -1,7 +1,7 @@
 """Consumer embeddings: the mean product embedding of each consumer's purchases in a trailing window.
 
     spark-submit spark_jobs/consumer_profiles.py --purchases PATH --embeddings DIR --out DIR \
-        [--window-days 84] [--as-of 2024-06-30T00:00:00Z ...]
+        [--window-days DAYS] [--as-of 2024-06-30T00:00:00Z ...]
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ ENTRY_POINTS = {
     "spark_jobs/embed_queries.py": ["spark_jobs/embed_queries.py"],
     "spark_jobs/consumer_profiles.py": ["spark_jobs/consumer_profiles.py"],
     "spark_jobs/label_pairs.py": ["spark_jobs/label_pairs.py"],
+    "spark_jobs/feature_stats.py": ["spark_jobs/feature_stats.py"],
 }
 # the heavy libraries no --help may load (a parse before the imports is what keeps --help fast)
 HEAVY = ("torch", "pandas", "pyarrow", "fastapi", "feast", "faiss", "pyspark", "lightgbm", "transformers")

@@ -10,7 +10,7 @@ import pytest
 
 from features import columns as C
 from features.repo import declarations, template_dir
-from features.versions import (MODEL_VERSIONS_FILE, live_model_versions, read_model_versions, register_model_version)
+from spark_jobs.lib.versions import (MODEL_VERSIONS_FILE, live_model_versions, read_model_versions, register_model_version)
 from ranking import columns as R
 
 

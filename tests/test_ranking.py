@@ -202,6 +202,25 @@ def test_training_frames_are_point_in_time_correct(pipeline_run):
     assert emb.notna().mean() > 0.5
 
 
+def test_the_ranker_writes_nothing_under_the_feature_data_folder(pipeline_run, products, tmp_path):
+    """The jobs (spark_jobs) write the tables; the ranker's part of a run only reads them."""
+    from dashclip.events import EventLogs
+    from ranking.pipeline import measure
+
+    data, cfg = pipeline_run["data"], pipeline_run["cfg"]
+
+    def files():
+        return {str(p.relative_to(data)): (p.stat().st_mtime_ns, p.stat().st_size) for p in data.rglob("*")}
+
+    before = files()
+    assert any(k.endswith(".parquet") for k in before)
+    world = build_world(products, cfg.world)
+    logs = EventLogs.read(pipeline_run["out"] / "sim")
+    again = measure(world, logs, cfg, "ckpt", pipeline_run["report"]["model_version"], tmp_path / "out", data)
+    assert files() == before
+    assert again["auc"] == pipeline_run["report"]["auc"]  # the same tables read, the same figures
+
+
 # --- whose relevance the simulated clicks follow (world.truth) -------------------------------------
 def test_each_truth_grades_the_world_with_its_own_grader_and_only_the_grades_differ(products, world):
     from dashclip.judge import Judge

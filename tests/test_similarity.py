@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from features import columns as C
-from features.similarity import consumer_profile, l2_normalize, similarity_features
+from features.similarity import similarity_features
 from features.synthetic import unit_vectors
 
 
@@ -62,14 +61,3 @@ def test_batched_offline_equals_per_request_online():
     offline = similarity_features(P, np.concatenate(founds), Q, np.ones(len(P), bool), Cm, cf, group=group)
     for name in C.SIMILARITY_FEATURES:
         np.testing.assert_array_equal(offline[name], np.concatenate([o[name] for o in online]), err_msg=name)
-
-
-def test_consumer_profile_is_normalised_mean_of_purchases():
-    rng = np.random.default_rng(3)
-    buys = unit_vectors(rng, 4, 8)
-    prof = consumer_profile(buys)
-    np.testing.assert_allclose(prof, l2_normalize(buys.mean(0)), rtol=1e-6)
-    assert prof.dtype == np.float32 and np.linalg.norm(prof) == pytest.approx(1, abs=1e-6)
-    assert not consumer_profile(np.zeros((0, 8))).any()
-    w = consumer_profile(buys, weights=np.array([1, 0, 0, 0]))
-    np.testing.assert_allclose(w, buys[0], rtol=1e-6)

@@ -14,7 +14,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from dashclip import columns as C
-from features.versions import read_model_versions
+from spark_jobs.lib.versions import read_model_versions
 from tests.hostile import jpeg_bytes, make_hostile_catalog
 
 pytestmark = pytest.mark.spark
@@ -299,6 +299,79 @@ def test_consumer_profile_is_the_window_mean(spark, base, tmp_path):
     profiles.run(spark, cfg)
     again = pd.read_parquet(tmp_path / "prof")
     assert len(again) == 4 + 2 and not again.duplicated([S.CONSUMER_ID, C.EVENT_TIMESTAMP]).any()
+
+
+def test_in_process_profiles_equal_the_spark_job(spark, base, tmp_path):
+    """The two engines of the consumer profile table call one definition; their tables agree."""
+    from spark_jobs.lib.consumer_profile import write_consumer_profiles
+
+    t = datetime(2024, 6, 30, tzinfo=timezone.utc)
+    rng = np.random.default_rng(0)
+    pids = read_table(base["out"])[C.PRODUCT_ID].tolist()
+    n = 60
+    pur = pd.DataFrame({S.CONSUMER_ID: [f"c{i}" for i in rng.integers(0, 8, n)], C.PRODUCT_ID: rng.choice(pids, n),
+                        C.EVENT_TIMESTAMP: [t - timedelta(days=float(d)) for d in rng.uniform(-5, 120, n)]})
+    as_of = [t, t - timedelta(days=30), t + timedelta(days=3)]
+    pur.rename(columns={C.EVENT_TIMESTAMP: S.TIMESTAMP}).assign(**{S.TIMESTAMP: lambda d: d[S.TIMESTAMP].map(
+        datetime.isoformat)}).to_csv(tmp_path / "purchases.csv", index=False)
+    profiles.run(spark, ProfileJobConfig(purchases=str(tmp_path / "purchases.csv"), embeddings=str(base["out"]),
+                                         out=str(tmp_path / "spark"), as_of=[x.isoformat() for x in as_of]))
+    pur.to_parquet(tmp_path / "purchases.parquet", index=False)
+    version = profiles.pick_model_version(base["out"], None)
+    write_consumer_profiles(tmp_path / "purchases.parquet", base["out"], tmp_path / "local", version,
+                            [pd.Timestamp(x) for x in as_of])
+    key = [S.CONSUMER_ID, C.EVENT_TIMESTAMP]
+    a = pd.read_parquet(tmp_path / "spark").sort_values(key).reset_index(drop=True)
+    b = pd.read_parquet(tmp_path / "local").sort_values(key).reset_index(drop=True)
+    assert len(a) > 10 and a[key + [S.N_PURCHASES]].astype(str).equals(b[key + [S.N_PURCHASES]].astype(str))
+    np.testing.assert_allclose(np.stack(a[C.EMBEDDING]), np.stack(b[C.EMBEDDING]), rtol=0, atol=1e-6)
+
+
+def test_valid_from_stamps_new_rows_and_moves_later_ones_back_alike_on_both_engines(spark, ckpt, tmp_path):
+    from spark_jobs.lib.embed_local import embed_queries
+
+    texts = {"q1": "red shirt", "q2": "green tea", "q3": "usb c charger"}
+    pd.DataFrame({C.QUERY_ID: ["q1", "q2"], C.QUERY: ["red shirt", "green tea"]}).to_csv(tmp_path / "two.csv", index=False)
+    pd.DataFrame({C.QUERY_ID: list(texts), C.QUERY: list(texts.values())}).to_csv(tmp_path / "three.csv", index=False)
+    inference = InferenceConfig(checkpoint=str(ckpt), batch_size=2)
+    first = queries.run(spark, QueryJobConfig(queries=str(tmp_path / "two.csv"), out=str(tmp_path / "q"), inference=inference))
+    run_ts = pd.Timestamp(first["event_timestamp"])
+    t = "2024-01-01T00:00:00+00:00"
+    cfg = QueryJobConfig(queries=str(tmp_path / "three.csv"), out=str(tmp_path / "q"), inference=inference, valid_from=t)
+    again = queries.run(spark, cfg)
+    assert (again["rows_embedded"], again["rows_reused"]) == (1, 2)
+    got = pd.read_parquet(tmp_path / "q").sort_values(C.QUERY_ID).reset_index(drop=True)
+    assert (got[C.EVENT_TIMESTAMP] == pd.Timestamp(t)).all() and run_ts > pd.Timestamp(t)
+    assert queries.run(spark, cfg).get("unchanged_input")  # the same valid-from again: nothing to do
+
+    pd.read_csv(tmp_path / "three.csv").to_parquet(tmp_path / "three.parquet", index=False)
+    embed_queries(tmp_path / "three.parquet", ckpt, tmp_path / "local", valid_from=pd.Timestamp(t))
+    local = pd.read_parquet(tmp_path / "local").sort_values(C.QUERY_ID).reset_index(drop=True)
+    assert local[[C.QUERY_ID, C.EVENT_TIMESTAMP, C.CONTENT_HASH]].equals(got[[C.QUERY_ID, C.EVENT_TIMESTAMP, C.CONTENT_HASH]])
+    np.testing.assert_allclose(np.stack(local[C.EMBEDDING]), np.stack(got[C.EMBEDDING]), rtol=0, atol=1e-5)
+
+
+def test_spark_stats_equal_the_in_process_stats(spark, tmp_path):
+    """The stats job's two engines run one definition (spark_jobs.lib.stats) and write equal tables."""
+    from ranking.simulator import SimConfig, simulate
+    from ranking.toy import toy_catalog
+    from ranking.world import WorldConfig, build_world
+    from spark_jobs.lib import stats, stats_job
+    from spark_jobs.lib.config import StatsJobConfig
+
+    world = build_world(toy_catalog(80, seed=0), WorldConfig(n_consumers=30, seed=2, queries_per_category=2))
+    sim = SimConfig(start=datetime(2025, 3, 1, tzinfo=timezone.utc), days=4, requests_per_day=60, history_days=20,
+                    n_candidates=6, n_slots=3, seed=3)
+    logs = simulate(world, sim).write(tmp_path / "logs")
+    stats.write_stats(logs, tmp_path / "local", sim.start_ts, sim.days)
+    stats_job.run(spark, StatsJobConfig(logs=str(logs), out=str(tmp_path / "spark"), start=sim.start_ts.isoformat(),
+                                        days=sim.days))
+    for name in ("product_stats.parquet", "category_stats.parquet", "consumer_stats.parquet"):
+        a, b = (pd.read_parquet(tmp_path / side / name) for side in ("local", "spark"))
+        key = [a.columns[0], C.EVENT_TIMESTAMP]
+        a, b = (d.sort_values(key, kind="stable").reset_index(drop=True) for d in (a, b))
+        assert len(a) > 20, name
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, obj=name)
 
 
 # --- hostile catalogs, ids and malformed files: the Spark job does what ingestion does ----------------

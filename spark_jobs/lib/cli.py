@@ -1,4 +1,4 @@
-"""Command lines of the four jobs: parse, validate the config once, start Spark, run, print.
+"""Command lines of the five jobs: parse, validate the config once, start Spark, run, print.
 
 Parsing needs only the standard library (``--help`` answers before pandas, pyarrow or Spark load);
 errors are one line and exit status 2 (``--debug``: the traceback), a table locked by another
@@ -37,6 +37,11 @@ def _inference_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--full", action="store_true", help="re-embed every row (ignore the incremental cache)")
     ap.add_argument("--revalidate", action="store_true",
                     help="validate every row even when the input fingerprint equals the committed run's")
+
+
+def _valid_from_arg(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--valid-from", help="time the rows hold from, ISO 8601 (UTC if no zone): new rows get it, committed "
+                                         "rows stamped later too (a log that starts before this run); default: the run time")
 
 
 def _inference(a):
@@ -79,7 +84,8 @@ def _run(app: str, a, job) -> int:
         with open(a.report, "w") as f:
             json.dump(report, f, indent=2, default=str)
     counts = {k: v for k, v in report.items() if k.startswith("rows_")}
-    print(f"{app}: {counts}  model_version: {report['model_version']}  seconds: {report['seconds']}")
+    version = f"  model_version: {report['model_version']}" if "model_version" in report else ""
+    print(f"{app}: {counts}{version}  seconds: {report['seconds']}")
     return 0
 
 
@@ -89,6 +95,7 @@ def catalog_parser() -> argparse.ArgumentParser:
     ap.add_argument("--catalog", required=True, help="catalog (csv/tsv/parquet), local path or Hadoop URI")
     ap.add_argument("--out", required=True, help="output folder: the product embedding table (local)")
     ap.add_argument("--image-root", help="folder images resolve against and must lie in (default: the catalog's folder)")
+    _valid_from_arg(ap)
     ap.add_argument("--config", help="JSON file of IngestConfig fields (validation limits, image root rules)")
     _inference_args(ap)
     _spark_args(ap)
@@ -103,8 +110,8 @@ def _catalog_job(a) -> int:
 
     _require_local(a.catalog, "--catalog")
     ingest = load_config(IngestConfig, a.config)
-    cfg = CatalogJobConfig(catalog=a.catalog, out=a.out, image_root=a.image_root, full=a.full,
-                           revalidate=a.revalidate, lock_wait_s=a.lock_wait, inference=_inference(a), ingest=ingest)
+    cfg = CatalogJobConfig(catalog=a.catalog, out=a.out, image_root=a.image_root, full=a.full, revalidate=a.revalidate,
+                           lock_wait_s=a.lock_wait, valid_from=a.valid_from, inference=_inference(a), ingest=ingest)
     return _run("embed_catalog", a, lambda spark: products.run(spark, cfg))
 
 
@@ -117,6 +124,7 @@ def queries_parser() -> argparse.ArgumentParser:
                 "Embed a query table (query_id, query) with the DashCLIP query tower.")
     ap.add_argument("--queries", required=True, help="query table (query_id, query), local path or Hadoop URI")
     ap.add_argument("--out", required=True, help="output folder: the query embedding table (local)")
+    _valid_from_arg(ap)
     _inference_args(ap)
     _spark_args(ap)
     return ap
@@ -128,7 +136,7 @@ def _queries_job(a) -> int:
 
     _require_local(a.queries, "--queries")
     cfg = QueryJobConfig(queries=a.queries, out=a.out, full=a.full, revalidate=a.revalidate, lock_wait_s=a.lock_wait,
-                         inference=_inference(a))
+                         valid_from=a.valid_from, inference=_inference(a))
     return _run("embed_queries", a, lambda spark: queries.run(spark, cfg))
 
 
@@ -169,7 +177,8 @@ def profiles_parser() -> argparse.ArgumentParser:
     ap.add_argument("--embeddings", required=True, help="product embedding table folder (embed_catalog's --out)")
     ap.add_argument("--out", required=True, help="output folder: the consumer profile table (local)")
     ap.add_argument("--model-version", help="default: the only model version in --embeddings")
-    ap.add_argument("--window-days", type=float, default=84.0, help="trailing purchase window")
+    ap.add_argument("--window-days", type=float,
+                    help="trailing purchase window in days (default: spark_jobs.lib.consumer_profile.WINDOW_DAYS)")
     ap.add_argument("--as-of", nargs="*", default=[], help="snapshot times, ISO 8601 (UTC if no zone); default now")
     _spark_args(ap)
     return ap
@@ -181,10 +190,38 @@ def _profiles_job(a) -> int:
 
     _require_local(a.purchases, "--purchases")
     _require_local(a.embeddings, "--embeddings")
+    window = {} if a.window_days is None else {"window_days": a.window_days}
     cfg = ProfileJobConfig(purchases=a.purchases, embeddings=a.embeddings, out=a.out, model_version=a.model_version,
-                           window_days=a.window_days, as_of=a.as_of, lock_wait_s=a.lock_wait)
+                           as_of=a.as_of, lock_wait_s=a.lock_wait, **window)
     return _run("consumer_profiles", a, lambda spark: profiles.run(spark, cfg))
 
 
 def profiles_main(argv: list[str] | None = None) -> int:
     return run_main(profiles_parser(), _profiles_job, argv)
+
+
+def stats_parser() -> argparse.ArgumentParser:
+    ap = parser("spark-submit spark_jobs/feature_stats.py",
+                "The ranker's statistics tables (product, category, consumer) from an event-log folder.")
+    ap.add_argument("--logs", required=True, help="event-log folder: impressions, clicks, conversions, purchases (parquet)")
+    ap.add_argument("--out", required=True, help="output folder: the feature data folder (the three stats files)")
+    ap.add_argument("--start", required=True, metavar="TIME", help="first logged day, ISO 8601 (UTC if no zone)")
+    ap.add_argument("--days", required=True, type=int, metavar="N", help="logged days from --start")
+    ap.add_argument("--window-days", type=float,
+                    help="consumer order-count window in days (default: spark_jobs.lib.consumer_profile.WINDOW_DAYS)")
+    _spark_args(ap)
+    return ap
+
+
+def _stats_job(a) -> int:
+    from spark_jobs.lib import stats_job
+    from spark_jobs.lib.config import StatsJobConfig
+
+    _require_local(a.logs, "--logs")
+    window = {} if a.window_days is None else {"window_days": a.window_days}
+    cfg = StatsJobConfig(logs=a.logs, out=a.out, start=a.start, days=a.days, **window)
+    return _run("feature_stats", a, lambda spark: stats_job.run(spark, cfg))
+
+
+def stats_main(argv: list[str] | None = None) -> int:
+    return run_main(stats_parser(), _stats_job, argv)

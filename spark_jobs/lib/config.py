@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashclip.catalog import IngestConfig
+from spark_jobs.lib.consumer_profile import WINDOW_DAYS
 
 
 class InferenceConfig(BaseModel):
@@ -31,6 +32,8 @@ class CatalogJobConfig(BaseModel):
     full: bool = Field(False, description="re-embed every row even when content hash and model version match")
     revalidate: bool = Field(False, description="validate and join every row even when the input fingerprint is unchanged")
     lock_wait_s: float = Field(0.0, ge=0, description="how long to wait for another job writing the same table")
+    valid_from: str | None = Field(None, description="time the rows hold from (ISO, UTC if no zone; their event_timestamp): "
+                                                 "new rows get it, committed rows stamped later too; default the run time")
     inference: InferenceConfig
     ingest: IngestConfig = Field(default_factory=IngestConfig)
 
@@ -43,6 +46,8 @@ class QueryJobConfig(BaseModel):
     full: bool = False
     revalidate: bool = False
     lock_wait_s: float = Field(0.0, ge=0, description="how long to wait for another job writing the same table")
+    valid_from: str | None = Field(None, description="time the rows hold from (ISO, UTC if no zone; their event_timestamp): "
+                                                 "new rows get it, committed rows stamped later too; default the run time")
     inference: InferenceConfig
 
 
@@ -66,6 +71,16 @@ class ProfileJobConfig(BaseModel):
     embeddings: str = Field(description="product embedding table folder written by embed_catalog")
     out: str = Field(description="consumer profile table folder")
     model_version: str | None = Field(None, description="product embeddings to use; default the only one present")
-    window_days: float = Field(84.0, gt=0, description="trailing window (the paper uses 84 days)")
+    window_days: float = Field(WINDOW_DAYS, gt=0, description="trailing window in days (the profile definition's)")
     as_of: list[str] = Field(default_factory=list, description="snapshot times (ISO, UTC); default now")
     lock_wait_s: float = Field(0.0, ge=0, description="how long to wait for another job writing the same table")
+
+
+class StatsJobConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    logs: str = Field(description="event-log folder (dashclip.events: impressions, clicks, conversions, purchases parquet)")
+    out: str = Field(description="feature data folder: product_stats, category_stats and consumer_stats .parquet go here")
+    start: str = Field(description="first logged day, ISO (UTC if no zone); rows are stamped at the end of each day")
+    days: int = Field(gt=0, description="logged days from start")
+    window_days: float = Field(WINDOW_DAYS, gt=0, description="trailing window of the consumer order counts, in days")

@@ -24,6 +24,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -160,12 +161,29 @@ def split_increment(accepted: DataFrame, existing: DataFrame | None, key: str, f
     return Increment(todo, reused.drop(*olds))
 
 
-def assemble(embedded: DataFrame | None, reused: DataFrame | None, columns: list[str], run_ts) -> DataFrame:
-    """New rows stamped with this run's time, plus reused rows, in the table's column order."""
+def parse_time(value: str) -> datetime:
+    """ISO 8601 -> aware UTC datetime (a time without a zone is taken as UTC)."""
+    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+def valid_from_setting(valid_from: str | None) -> dict:
+    """The valid-from time as a fingerprint setting (absent when not set, so fingerprints recorded
+    before the option existed still match)."""
+    return {"valid_from": valid_from} if valid_from else {}
+
+
+def assemble(embedded: DataFrame | None, reused: DataFrame | None, columns: list[str], run_ts,
+             valid_from: str | None = None) -> DataFrame:
+    """New rows stamped with this run's time (or ``valid_from``), plus reused rows (stamped
+    ``valid_from`` where theirs is later), in the table's column order."""
     parts = []
+    stamp = F.lit(parse_time(valid_from) if valid_from else run_ts).cast("timestamp")
     if embedded is not None:
-        parts.append(embedded.withColumn(C.EVENT_TIMESTAMP, F.lit(run_ts).cast("timestamp")).select(*columns))
+        parts.append(embedded.withColumn(C.EVENT_TIMESTAMP, stamp).select(*columns))
     if reused is not None:
+        if valid_from:
+            reused = reused.withColumn(C.EVENT_TIMESTAMP, F.least(F.col(C.EVENT_TIMESTAMP), stamp))
         parts.append(reused.select(*columns))
     out = parts[0]
     for p in parts[1:]:

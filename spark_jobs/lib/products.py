@@ -29,12 +29,12 @@ from dashclip.catalog import (REJECT_COLUMNS, IngestConfig, image_root, ingest_f
                               resolve_image)
 from dashclip.checkpoint import verify_checkpoint
 from dashclip.image_source import within
-from features.versions import register_model_version
+from spark_jobs.lib.versions import register_model_version
 from spark_jobs.lib import columns as S
 from spark_jobs.lib import table
 from spark_jobs.lib.config import CatalogJobConfig, InferenceConfig
 from spark_jobs.lib.incremental import (assemble, committed, end_if_unchanged, existing_partition, fingerprint,
-                                        split_increment, stage_and_commit)
+                                        split_increment, stage_and_commit, valid_from_setting)
 from spark_jobs.lib.reading import is_local, local_dir_of, read_strings, with_source_row
 from spark_jobs.lib.workers import embedder
 
@@ -149,7 +149,7 @@ def catalog_fingerprint(cfg: CatalogJobConfig, local: tuple[Path, pd.DataFrame] 
     images = [resolve_image(r, Path(base_dir)) for r in refs]
     root = image_root(Path(base_dir), cfg.ingest)
     settings = {"job": "embed_catalog", "model_version": version, "base_dir": base_dir,
-                "ingest": json.loads(cfg.ingest.model_dump_json())}
+                "ingest": json.loads(cfg.ingest.model_dump_json()), **valid_from_setting(cfg.valid_from)}
     readable = None if cfg.ingest.allow_images_outside_root else (lambda p: within(p, root))
     return fingerprint([path], settings, images, cfg.ingest.max_image_bytes, readable)
 
@@ -195,7 +195,7 @@ def _run(spark: SparkSession, cfg: CatalogJobConfig, out: Path, run_id: str,
     existing = None if done.damage else existing_partition(spark, out, version, C.PRODUCT_ID)
     inc = split_increment(accepted, existing, C.PRODUCT_ID, cfg.full)
     counter = sc.accumulator(0)  # rows embedded; an empty increment loads no model
-    result = assemble(embed(inc.todo, cfg.inference, n_tasks, counter), inc.reused, TABLE_COLUMNS, run_ts)
+    result = assemble(embed(inc.todo, cfg.inference, n_tasks, counter), inc.reused, TABLE_COLUMNS, run_ts, cfg.valid_from)
     rejects = validated.filter(~F.col(S.ROW_OK)).select(*REJECT_COLUMNS).orderBy(C.SOURCE_ROW)
 
     def report() -> dict:

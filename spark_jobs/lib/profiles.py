@@ -1,12 +1,12 @@
-"""Consumer profiles: the mean product embedding of each consumer's purchases in a trailing window.
+"""Consumer profiles on Spark: `spark_jobs.lib.consumer_profile` (the definition) per consumer.
 
 For every snapshot time T (``as_of``), a consumer with at least one purchase in (T - window, T]
-whose product has an embedding gets ``embedding`` = mean of those products' embeddings (one term
-per purchase, so repeat purchases weigh more), ``n_purchases`` and ``event_timestamp = T`` — the
-time the profile is valid from, which is what Feast's point-in-time joins read. The paper uses
-84 days. Snapshots for other times already in the table are kept, so daily runs build a history
-and a rerun for the same T replaces its rows (no duplicates). Purchases with an empty id, an
-unreadable timestamp or a product without an embedding go to the rejects table.
+whose product has an embedding gets ``embedding`` = the window mean of those products' embeddings
+(`consumer_profile.window_means`), ``n_purchases`` and ``event_timestamp = T`` — the time the
+profile is valid from, which is what Feast's point-in-time joins read. Snapshots for other times
+already in the table are kept, so daily runs build a history and a rerun for the same T replaces
+its rows (no duplicates). Purchases with an empty id, an unreadable timestamp or a product without
+an embedding go to the rejects table.
 """
 
 from __future__ import annotations
@@ -18,26 +18,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dashclip import columns as C
 from spark_jobs.lib import columns as S
+from spark_jobs.lib import consumer_profile as CP
 from spark_jobs.lib import table
 from spark_jobs.lib.config import ProfileJobConfig
-from spark_jobs.lib.incremental import stage_and_commit
+from spark_jobs.lib.incremental import parse_time, stage_and_commit
 from spark_jobs.lib.reading import read_strings, with_source_row
 
 log = logging.getLogger(__name__)
 
-TABLE_COLUMNS = [S.CONSUMER_ID, C.EMBEDDING, S.N_PURCHASES, C.EVENT_TIMESTAMP]
+TABLE_COLUMNS = CP.TABLE_COLUMNS
+PROFILE_SCHEMA = (f"{S.CONSUMER_ID} string, {C.EMBEDDING} array<float>, {S.N_PURCHASES} long, "
+                  f"{C.EVENT_TIMESTAMP} timestamp")
 REJECT_COLUMNS = [C.SOURCE_ROW, S.CONSUMER_ID, C.PRODUCT_ID, C.REJECT_FIELD, C.REJECT_VALUE, C.REJECT_REASON]
-
-
-def parse_time(value: str) -> datetime:
-    """ISO 8601 -> aware UTC datetime (a time without a zone is taken as UTC)."""
-    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 def model_versions(embeddings: Path) -> list[str]:
@@ -75,18 +74,30 @@ def check_purchases(raw: DataFrame, products: DataFrame) -> DataFrame:
             .withColumn(S.TIMESTAMP, F.col("_ts")).drop("_ts", "_known"))
 
 
+def _profile_group(pdf: pd.DataFrame, as_of_us: list[int], window_days: float) -> pd.DataFrame:
+    """One consumer's purchases (timestamp, embedding) -> its profile row per snapshot with a purchase."""
+    ts = CP.micros(pdf[S.TIMESTAMP])
+    emb = np.stack(pdf[C.EMBEDDING].to_numpy()).astype(np.float32)
+    codes = np.zeros(len(pdf), dtype=np.int64)
+    rows = []
+    for t in as_of_us:
+        mean, n = CP.window_means(codes, 1, ts, emb, t, window_days)
+        if n[0] > 0:
+            rows.append((pdf[S.CONSUMER_ID].iat[0], mean[0], int(n[0]), t))
+    out = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    out[C.EVENT_TIMESTAMP] = pd.to_datetime(out[C.EVENT_TIMESTAMP].astype(np.int64), unit="us", utc=True)
+    return out
+
+
 def profiles(purchases: DataFrame, as_of: list[datetime], window_days: float) -> DataFrame:
     """(consumer_id, timestamp, embedding) purchases -> one profile row per consumer and snapshot."""
-    spark = purchases.sparkSession
-    snaps = spark.createDataFrame([(t,) for t in as_of], f"{C.EVENT_TIMESTAMP} timestamp")
-    age_s = F.col(C.EVENT_TIMESTAMP).cast("double") - F.col(S.TIMESTAMP).cast("double")
-    inside = purchases.crossJoin(F.broadcast(snaps)).filter((age_s >= 0) & (age_s < window_days * 86400.0))
-    g = inside.groupBy(S.CONSUMER_ID, C.EVENT_TIMESTAMP).agg(
-        F.collect_list(C.EMBEDDING).alias("_embs"), F.count(F.lit(1)).alias(S.N_PURCHASES))
-    zero = F.transform(F.element_at("_embs", 1), lambda _: F.lit(0.0).cast("double"))
-    total = F.aggregate("_embs", zero, lambda acc, e: F.zip_with(acc, e, lambda a, b: a + b))
-    mean = F.transform(total, lambda s: (s / F.col(S.N_PURCHASES)).cast("float"))
-    return g.withColumn(C.EMBEDDING, mean).select(*TABLE_COLUMNS)
+    as_of_us = [int(x) for x in CP.micros(as_of)]
+
+    def fn(pdf):  # a plain function: Spark reads a callable's type hints, a partial has none to read
+        return _profile_group(pdf, as_of_us, window_days)
+
+    return (purchases.select(S.CONSUMER_ID, S.TIMESTAMP, C.EMBEDDING).groupBy(S.CONSUMER_ID)
+            .applyInPandas(fn, PROFILE_SCHEMA))
 
 
 def run(spark: SparkSession, cfg: ProfileJobConfig, before_commit: Callable[[], None] | None = None) -> dict:

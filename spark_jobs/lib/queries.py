@@ -26,7 +26,7 @@ from spark_jobs.lib import columns as S
 from spark_jobs.lib import table
 from spark_jobs.lib.config import InferenceConfig, QueryJobConfig
 from spark_jobs.lib.incremental import (assemble, committed, end_if_unchanged, existing_partition, fingerprint,
-                                        split_increment, stage_and_commit)
+                                        split_increment, stage_and_commit, valid_from_setting)
 from spark_jobs.lib.products import model_version_of
 from spark_jobs.lib.reading import is_local, read_strings, with_source_row
 from spark_jobs.lib.workers import embedder
@@ -94,7 +94,8 @@ def _run(spark: SparkSession, cfg: QueryJobConfig, out: Path, run_id: str,
     fp = None
     if not (cfg.full or cfg.revalidate) and is_local(cfg.queries):
         path = table.local_path(cfg.queries)
-        fp = fingerprint([path], {"job": "embed_queries", "model_version": version}) if path.is_file() else None
+        settings = {"job": "embed_queries", "model_version": version, **valid_from_setting(cfg.valid_from)}
+        fp = fingerprint([path], settings) if path.is_file() else None
     done = committed(out, version)
     unchanged = end_if_unchanged(out, done, fp, run_id, t0, json.loads(cfg.model_dump_json()))
     if unchanged is not None:
@@ -107,7 +108,7 @@ def _run(spark: SparkSession, cfg: QueryJobConfig, out: Path, run_id: str,
     existing = None if done.damage else existing_partition(spark, out, version, C.QUERY_ID)
     inc = split_increment(accepted, existing, C.QUERY_ID, cfg.full)
     counter = sc.accumulator(0)  # rows embedded; an empty increment loads no model
-    result = assemble(embed(inc.todo, cfg.inference, n_tasks, counter), inc.reused, TABLE_COLUMNS, run_ts)
+    result = assemble(embed(inc.todo, cfg.inference, n_tasks, counter), inc.reused, TABLE_COLUMNS, run_ts, cfg.valid_from)
     rejects = validated.filter(~F.col(S.ROW_OK)).select(*REJECT_COLUMNS).orderBy(C.SOURCE_ROW)
 
     def report() -> dict:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dashclip import columns as C
@@ -299,3 +300,17 @@ def verify(out: Path, recorded: dict) -> str | None:
             if p.stat().st_size != f["bytes"] or _sha256(p) != f["sha256"]:
                 return f"{rel}/{name} changed since it was committed"
     return None
+
+
+# --- a table partition written in one process (the jobs' in-process twins) ------------------------
+def commit_partition(out: Path, run_id: str, model_version: str, rows: pa.Table, report: dict) -> dict:
+    """Stage ``rows`` as the whole partition of ``model_version``, check and commit it with its
+    manifest, as the Spark jobs do (the caller holds ``writer_lock``); returns the saved report."""
+    rel = partition(model_version)
+    folder = staging(out, run_id) / rel
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(rows, folder / "part-00000.parquet")
+    report = {**report, "run_id": run_id, "model_version": model_version, "rows_out": rows.num_rows}
+    report["table"] = check_staged(out, run_id, {rel: rows.num_rows})
+    commit(out, run_id, [rel], report)
+    return report

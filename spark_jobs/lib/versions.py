@@ -20,7 +20,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from features import columns as C
+from spark_jobs.lib import columns as C
 
 MODEL_VERSIONS_FILE = "model_versions.json"
 KEY = "model_versions"
@@ -56,7 +56,7 @@ def live_model_versions(data_dir: str | Path) -> tuple[str, ...]:
     if not versions:
         raise FileNotFoundError(
             f"{versions_file(data_dir)}: no model version registered (the product embedding job adds its version "
-            f"when it commits: features.versions.register_model_version); or set ${C.ENV_MODEL_VERSIONS}=v1,v2")
+            f"when it commits: spark_jobs.lib.versions.register_model_version); or set ${C.ENV_MODEL_VERSIONS}=v1,v2")
     return versions
 
 

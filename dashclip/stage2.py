@@ -103,10 +103,12 @@ class Stage2Config(BaseModel):
     # random negatives in the leaf category of a candidate labelled at least this grade are left out
     # of the query's softmax instead of counting as irrelevant (broad queries); 0: off
     mask_category_negatives: float = Field(0.0, ge=0, le=3)
-    # WiSE-FT: query encoder saved at (1 - a) * zero-shot + a * fine-tuned weights (dashclip.wise_ft);
-    # 1.0 keeps the fine-tuned weights, which `python -m dashclip.wise_ft` needs to choose a on
-    # validation queries under the independent judge
-    wise_ft_alpha: float = Field(1.0, ge=0.0, le=1.0)
+    # WiSE-FT: query encoder saved at (1 - a) * zero-shot + a * fine-tuned weights (dashclip.wise_ft),
+    # and the served text-channel weight saved with it (None: the model config's). Both chosen by
+    # `python -m dashclip.wise_ft` on validation queries under the independent judge (docs/evaluation.md);
+    # a sweep needs a checkpoint saved with 1.0 and None.
+    wise_ft_alpha: float = Field(0.5, ge=0.0, le=1.0)
+    served_text_channel: float | None = Field(0.4, ge=0.0, lt=1.0)
     warmup_steps: int = 20
     patience: int = 2
     seed: int = 0
@@ -530,6 +532,8 @@ def train_stage2(cfg: Stage2Config, stage1_dir: str | Path, out: str | Path, pro
     history = result.history
     if cfg.wise_ft_alpha < 1.0:
         interpolate(model, cfg.wise_ft_alpha)
+    if cfg.served_text_channel is not None:
+        model.cfg.text_channel = cfg.served_text_channel
     summary = {**stats, "label_s": round(t_labels, 1), "train_s": round(time.perf_counter() - t0, 1),
                "best_val_ndcg@10": result.best, "val_queries": len(vq_texts), "validation_judged_by": val_source,
                "epochs_run": len(history) - 1, "wise_ft_alpha": cfg.wise_ft_alpha, "device": str(device),

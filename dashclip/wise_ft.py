@@ -57,9 +57,11 @@ def fine_tuned_alpha(model: DashCLIP) -> float:
 
 
 def sweep(checkpoint: str | Path, catalog: str | Path, queries: str | Path, alphas=DEFAULT_ALPHAS,
-          split: str | None = "val", cache_dir: str | None = "runs/cache") -> dict:
-    """Served nDCG@10 and relevance AUC under the independent judge for each alpha, overall and
-    per intent class; ``best_alpha`` the best nDCG@10 (ties: the larger alpha)."""
+          split: str | None = "val", cache_dir: str | None = "runs/cache", channel_weights=None) -> dict:
+    """Served nDCG@10 and relevance AUC under the independent judge for each alpha (and, with
+    ``channel_weights``, each text-channel weight b of ``DashCLIP.with_text_channel``), overall and
+    per intent class; ``best_alpha`` / ``best_text_channel`` the best nDCG@10 (ties: the larger
+    alpha, then the checkpoint's own weight)."""
     import pandas as pd
 
     from dashclip.catalog import load_products
@@ -71,7 +73,8 @@ def sweep(checkpoint: str | Path, catalog: str | Path, queries: str | Path, alph
     model = DashCLIP.from_pretrained(checkpoint)
     if fine_tuned_alpha(model) != 1.0:
         raise ValueError(f"{checkpoint}: saved with wise_ft_alpha {fine_tuned_alpha(model)}; a sweep needs the "
-                         "fine-tuned weights (alpha 1)")
+                         "fine-tuned weights: train stage 2 with --config '{\"wise_ft_alpha\": 1.0, "
+                         "\"served_text_channel\": null}'")
     products = load_products(catalog)
     if split and split != "all":
         products = products[products[C.SPLIT] == split]
@@ -86,38 +89,46 @@ def sweep(checkpoint: str | Path, catalog: str | Path, queries: str | Path, alph
     intents = np.array([intent_of.get(q) or judge.intent(t) for q, t in zip(qdf[C.QUERY_ID], texts)])
     labels = np.stack([judge.grade_all(t) for t in texts])
     keep = (labels >= 2).any(axis=1)
-    channel = model.cfg.text_channel > 0
+    own = float(model.cfg.text_channel)
+    weights = sorted(set([own] + [float(w) for w in (channel_weights or [])]))
+    channel = max(weights) > 0
     e = dashclip_embeddings(model, products, texts, cache_dir, channel=channel)
-    p_served = model.with_text_channel(e["p_shared"], e["p_chan"]) if channel else e["p_shared"]
     fine = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("query_tower.", "query_proj."))}
     rows = []
     for a in sorted(set(float(x) for x in alphas)):
         model.load_state_dict(fine, strict=False)
         interpolate(model, a)
         q = torch.from_numpy(encode_queries(model, texts))
-        scores = ((model.with_text_channel(q, e["q_chan"]) if channel else q) @ p_served.T).numpy()
-        rec = {"alpha": a, **mean_metrics(scores[keep], labels[keep]),
-               "by_intent": {i: mean_metrics(scores[keep & (intents == i)], labels[keep & (intents == i)])["ndcg@10"]
-                             for i in sorted(set(intents[keep]))}}
-        rows.append(rec)
-        log.info("alpha %.2f: nDCG@10 %.4f AUC %.4f", a, rec["ndcg@10"], rec["auc_relevant"])
-    best = max(rows, key=lambda r: (round(r["ndcg@10"], 6), r["alpha"]))
+        for b in weights:
+            served = (lambda x, c: model.with_text_channel(x, c, weight=b)) if b > 0 else (lambda x, c: x)
+            scores = (served(q, e.get("q_chan")) @ served(e["p_shared"], e.get("p_chan")).T).numpy()
+            rec = {"alpha": a, "text_channel": b, **mean_metrics(scores[keep], labels[keep]),
+                   "by_intent": {i: mean_metrics(scores[keep & (intents == i)], labels[keep & (intents == i)])["ndcg@10"]
+                                 for i in sorted(set(intents[keep]))}}
+            rows.append(rec)
+            log.info("alpha %.2f text channel %.2f: nDCG@10 %.4f AUC %.4f", a, b, rec["ndcg@10"], rec["auc_relevant"])
+    best = max(rows, key=lambda r: (round(r["ndcg@10"], 6), r["alpha"], r["text_channel"] == own))
     return {"checkpoint": str(checkpoint), "model_version": model.model_version, "catalog": str(catalog),
             "split": split, "queries_file": str(queries), "queries": int(keep.sum()),
             "queries_without_relevant": int((~keep).sum()), "products": len(products), "judge": "independent_judge",
-            "sweep": rows, "best_alpha": best["alpha"]}
+            "sweep": rows, "best_alpha": best["alpha"], "best_text_channel": best["text_channel"]}
 
 
-def save_with_alpha(checkpoint: str | Path, alpha: float, out: str | Path, sweep_report: dict | None = None) -> str:
-    """A copy of a stage-2 checkpoint with the query encoder interpolated; meta records the alpha."""
+def save_with_alpha(checkpoint: str | Path, alpha: float, out: str | Path, sweep_report: dict | None = None,
+                    text_channel: float | None = None) -> str:
+    """A copy of a stage-2 checkpoint with the query encoder interpolated (and, when given, the served
+    text-channel weight set); meta records the alpha."""
     model = DashCLIP.from_pretrained(checkpoint)
     if fine_tuned_alpha(model) != 1.0:
         raise ValueError(f"{checkpoint}: already saved with wise_ft_alpha {fine_tuned_alpha(model)}")
     interpolate(model, alpha)
+    if text_channel is not None:
+        model.cfg.text_channel = float(text_channel)
     keep = {k: v for k, v in model.meta.items() if k not in ("model_version", "stage")}
     extra = {**keep, "wise_ft_alpha": alpha, "wise_ft_from": model.model_version}
     if sweep_report:
-        extra["wise_ft_sweep"] = {k: sweep_report[k] for k in ("queries_file", "split", "queries", "sweep", "best_alpha")}
+        extra["wise_ft_sweep"] = {k: sweep_report.get(k) for k in ("queries_file", "split", "queries", "sweep", "best_alpha",
+                                                                    "best_text_channel")}
     return model.save_pretrained(out, stage=model.meta.get("stage", "stage2"), extra_meta=extra)
 
 
@@ -133,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="val", help="catalog split whose products are searched (all: every product)")
     ap.add_argument("--queries", default=None, help="validation queries (query_id, query[, intent]); default: packaged")
     ap.add_argument("--alphas", default=",".join(str(a) for a in DEFAULT_ALPHAS))
+    ap.add_argument("--text-channels", default="",
+                    help="also sweep the served text-channel weight over these values (comma list; the checkpoint's own is always in)")
     ap.add_argument("--out", help="write the sweep here (json)")
     ap.add_argument("--save", help="write a checkpoint with the chosen alpha here")
     ap.add_argument("--cache-dir", default="runs/cache", help="trunk cache folder (\"\": none)")
@@ -141,10 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
         queries = args.queries or resource_path("validation_queries.csv")
-        report = sweep(args.checkpoint, args.catalog, queries, alphas, args.split, args.cache_dir or None)
+        weights = [float(w) for w in args.text_channels.split(",") if w.strip()]
+        report = sweep(args.checkpoint, args.catalog, queries, alphas, args.split, args.cache_dir or None, weights)
         if args.save:
             report["saved"] = {"path": args.save, "model_version": save_with_alpha(
-                args.checkpoint, report["best_alpha"], args.save, report)}
+                args.checkpoint, report["best_alpha"], args.save, report, report["best_text_channel"])}
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -152,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(report, args.out)
     print(json.dumps({k: v for k, v in report.items() if k != "sweep"}, indent=1, default=str))
     for r in report["sweep"]:
-        print(f"alpha {r['alpha']:.2f}  nDCG@10 {r['ndcg@10']:.4f}  AUC {r['auc_relevant']:.4f}")
+        print(f"alpha {r['alpha']:.2f}  text channel {r['text_channel']:.2f}  nDCG@10 {r['ndcg@10']:.4f}  "
+              f"AUC {r['auc_relevant']:.4f}")
     return 0
 
 

@@ -66,16 +66,21 @@ def test_sweep_picks_an_alpha_under_the_independent_judge_and_saves_it(tmp_path)
                   "intent": ["footwear_apparel_type", "fresh_vs_made_from", "general"]}).to_csv(qpath, index=False)
     out, saved = tmp_path / "sweep.json", tmp_path / "ck_wise"
     assert wise_ft_main(["--checkpoint", str(ck), "--catalog", str(cat), "--split", "all", "--queries", str(qpath),
-                         "--alphas", "0,0.5,1", "--out", str(out), "--save", str(saved), "--cache-dir", ""]) == 0
+                         "--alphas", "0,0.5,1", "--text-channels", "0.3", "--out", str(out), "--save", str(saved),
+                         "--cache-dir", ""]) == 0
     r = json.loads(out.read_text())
-    assert [x["alpha"] for x in r["sweep"]] == [0.0, 0.5, 1.0] and r["judge"] == "independent_judge"
+    own = DashCLIP.from_pretrained(ck).cfg.text_channel
+    assert [(x["alpha"], x["text_channel"]) for x in r["sweep"]] == [(a, b) for a in (0.0, 0.5, 1.0)
+                                                                    for b in sorted({own, 0.3})]
+    assert r["judge"] == "independent_judge"
     assert r["queries"] == 2 and r["queries_without_relevant"] == 1  # nothing in the catalog answers "zzz"
-    best = max(r["sweep"], key=lambda x: (round(x["ndcg@10"], 6), x["alpha"]))
-    assert r["best_alpha"] == best["alpha"]
+    best = max(r["sweep"], key=lambda x: (round(x["ndcg@10"], 6), x["alpha"], x["text_channel"] == own))
+    assert (r["best_alpha"], r["best_text_channel"]) == (best["alpha"], best["text_channel"])
     assert set(r["sweep"][0]["by_intent"]) == {"footwear_apparel_type", "fresh_vs_made_from"}
     # the saved copy carries the chosen alpha and encodes queries as the interpolated model does
     m = DashCLIP.from_pretrained(saved)
     assert m.meta["wise_ft_alpha"] == r["best_alpha"] and m.meta["wise_ft_sweep"]["best_alpha"] == r["best_alpha"]
+    assert m.cfg.text_channel == pytest.approx(r["best_text_channel"])
     ref = interpolate(DashCLIP.from_pretrained(ck), r["best_alpha"])
     tok = m.tokenize(["blue jeans"])
     assert torch.allclose(m.encode_queries(**tok), ref.encode_queries(**tok), atol=1e-6)

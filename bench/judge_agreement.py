@@ -9,7 +9,9 @@ each pair graded by reading the product, with a reason) are the reference. Every
 by the rule annotator (``dashclip.queries``, stage 2's seed labeller), the independent judge
 (``dashclip.judge``) and, with ``--teacher``, the stage-2 teacher (the cross-encoder that labels
 stage 2's pairs; its expected grade rounded). Reports per grader: exact grade agreement, agreement
-on relevant (grade >= 2) vs not, Cohen's kappa of the relevant split, and the same by intent class.
+on relevant (grade >= 2) vs not, Cohen's kappa of the relevant split, and the same by intent class;
+``against_independent_judge``: the annotator's and the teacher's agreement with the independent
+judge on the same pairs.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
               "pairs": int(len(pairs)), "queries": int(pairs[C.QUERY_ID].nunique()),
               "read_label_counts": {int(k): int(v) for k, v in pairs[C.LABEL].value_counts().sort_index().items()},
               "graders": {name: scores(g, ref) for name, g in graded.items()},
+              "against_independent_judge": {name: scores(g, graded["independent_judge"]) for name, g in graded.items()
+                                            if name != "independent_judge"},
               "by_intent": {i: {name: scores(g[intent == i], ref[intent == i]) for name, g in graded.items()}
                             for i in sorted(set(intent))},
               "teacher": args.teacher, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "cpu": cpu_model()}

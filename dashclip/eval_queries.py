@@ -54,14 +54,19 @@ JUDGES = ("annotator", "independent_judge", "read_judge")  # read_judge only wit
 def read_judgments(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path, dtype={C.QUERY_ID: str, C.PRODUCT_ID: str})
-    missing = [c for c in (C.QUERY_ID, C.QUERY, C.PRODUCT_ID, C.LABEL) if c not in df.columns]
+    return checked_judgments(df, path, (C.QUERY_ID, C.QUERY, C.PRODUCT_ID, C.LABEL), "judgments")
+
+
+def checked_judgments(df: pd.DataFrame, path: str | Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
+    """``df`` when it has ``columns`` and every label is 0..3; else one line naming the file, row and value."""
+    missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"judgments {path}: missing column(s) {missing}; found {list(df.columns)}")
+        raise ValueError(f"{what} {path}: missing column(s) {missing}; found {list(df.columns)}")
     bad = ~df[C.LABEL].isin([0, 1, 2, 3])
     if bad.any():
         i = int(np.nonzero(bad.to_numpy())[0][0])
         v = df[C.LABEL].iloc[i]
-        raise ValueError(f"judgments {path}: row {i} has label {v.item() if hasattr(v, 'item') else v!r}; labels are 0..3")
+        raise ValueError(f"{what} {path}: row {i} has label {v.item() if hasattr(v, 'item') else v!r}; labels are 0..3")
     return df
 
 
@@ -248,37 +253,27 @@ def two_judge_reports(products: pd.DataFrame, qs: pd.DataFrame, intents: list[st
             "intents": dict(sorted(pd.Series(intents).value_counts().to_dict().items()))}
 
 
+def read_judgment_matrix(products: pd.DataFrame, qs: pd.DataFrame, path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """A read-judgments file (``query_id, product_id, label[, query, reason]``) over the queries ``qs``
+    and the catalog's rows: the (Q, N) labels (unjudged = 0), which pairs were judged, and how many."""
+    judg = checked_judgments(pd.read_csv(path, dtype={C.QUERY_ID: str, C.PRODUCT_ID: str}), path,
+                             (C.QUERY_ID, C.PRODUCT_ID, C.LABEL), "read judgments")
+    judg = judg.drop(columns=[C.QUERY], errors="ignore").merge(qs[[C.QUERY_ID, C.QUERY]], on=C.QUERY_ID, how="inner")
+    # labels shifted by one in a single matrix: 0 = not judged, 1 + label = judged
+    _, shifted, n = judgment_matrix(products, judg.assign(**{C.LABEL: judg[C.LABEL] + 1}), qs)
+    return np.maximum(shifted - 1, 0), shifted > 0, n
+
+
 def read_judge_report(products: pd.DataFrame, qs: pd.DataFrame, path: str | Path, intents: list[str],
                       systems: dict[str, np.ndarray]) -> dict:
     """The ``read_judge`` figures (same layout as the other judges) and each system's judged share of
     its top 10 (``read_judge_coverage``), for the queries of ``qs`` that the file judges."""
-    judg = pd.read_csv(path, dtype={C.QUERY_ID: str, C.PRODUCT_ID: str})
-    judg = judg.drop(columns=[C.QUERY], errors="ignore").merge(qs[[C.QUERY_ID, C.QUERY]], on=C.QUERY_ID, how="inner")
-    judg = read_judgments_frame(judg, path)
-    _, labels, n = judgment_matrix(products, judg, qs)
-    judged = np.zeros_like(labels, dtype=bool)
-    pid_row = {p: i for i, p in enumerate(products[C.PRODUCT_ID])}
-    known = judg[judg[C.PRODUCT_ID].isin(pid_row)]
-    qrow = {q: i for i, q in enumerate(qs[C.QUERY_ID])}
-    judged[known[C.QUERY_ID].map(qrow).to_numpy(dtype=np.int64), known[C.PRODUCT_ID].map(pid_row).to_numpy(dtype=np.int64)] = True
+    labels, judged, n = read_judgment_matrix(products, qs, path)
     rows = judged.any(axis=1)
     report = judge_report({k: v[rows] for k, v in systems.items()}, labels[rows], list(np.asarray(intents)[rows]))
     top10 = {name: np.argsort(-scores[rows], axis=1)[:, :10] for name, scores in systems.items()}
     coverage = {name: float(np.take_along_axis(judged[rows], t, 1).mean()) for name, t in top10.items()}
     return {"read_judge": report, "read_judge_coverage": coverage, "read_judged_pairs": int(n)}
-
-
-def read_judgments_frame(judg: pd.DataFrame, path: str | Path) -> pd.DataFrame:
-    """Checks of a read-judgments frame (``query_id, product_id, label`` 0..3), one line per fault."""
-    missing = [c for c in (C.QUERY_ID, C.PRODUCT_ID, C.LABEL) if c not in judg.columns]
-    if missing:
-        raise ValueError(f"read judgments {path}: missing column(s) {missing}; found {list(judg.columns)}")
-    bad = ~judg[C.LABEL].isin([0, 1, 2, 3])
-    if bad.any():
-        i = int(np.nonzero(bad.to_numpy())[0][0])
-        v = judg[C.LABEL].iloc[i]
-        raise ValueError(f"read judgments {path}: row {i} has label {v.item() if hasattr(v, 'item') else v!r}; labels are 0..3")
-    return judg
 
 
 def markdown_table(r: dict) -> str:

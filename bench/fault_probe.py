@@ -101,22 +101,6 @@ def build_store(root: Path, url: str):
     return store
 
 
-def toy_ranker():
-    import pandas as pd
-
-    from features import columns as FC
-    from ranking import columns as R
-    from ranking.model import LGBParams, Ranker, RankerConfig, fit_binary
-
-    feats = list(R.EMBEDDING_FEATURES)
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame(rng.random((600, len(feats))), columns=feats)
-    y = (X[FC.COS_QUERY_PRODUCT] + 0.5 * rng.random(600) > 0.9).to_numpy(float)
-    p = LGBParams(num_boost_round=20, early_stopping_rounds=5, min_data_in_leaf=10)
-    return Ranker({t: fit_binary(X[:450], y[:450], X[450:], y[450:], p) for t in R.TASKS},
-                  RankerConfig(name="toy", features=feats, model_version=VERSION, params=p))
-
-
 def serve(args) -> None:
     """Child process: the ads server on the probe's store."""
     import uvicorn
@@ -124,13 +108,14 @@ def serve(args) -> None:
     from features.online import OnlineLookup
     from features.store import CircuitBreaker
     from ranking.online import RankService
+    from ranking.toy import toy_ranker
     from ranking.serve import create_app
 
     store = open_store(Path(args.root), args.redis_url)
     lookup = OnlineLookup(store, VERSION, timeout=args.lookup_timeout_ms / 1000,
                           breaker=CircuitBreaker(args.breaker_failures, args.breaker_reset_s))
     cats = {f"p{i}": "AB"[i % 2] for i in range(N_PRODUCTS)}
-    service = RankService(store, toy_ranker(), VERSION, cats, lookup=lookup)
+    service = RankService(store, toy_ranker(VERSION, name="toy"), VERSION, cats, lookup=lookup)
     uvicorn.run(create_app(service), host="127.0.0.1", port=args.port, log_level="error", access_log=False)
 
 

@@ -7,7 +7,6 @@ import json
 from datetime import timedelta
 
 import numpy as np
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,8 +15,7 @@ from features.materialize import ENGINE_TYPE
 from features.retriever import FaissRetriever, RetrieverConfig
 from features.repo import open_repo_store
 from features.synthetic import T0, unit_vectors, write_stats, write_tables
-from ranking import columns as R
-from ranking.model import LGBParams, Ranker, RankerConfig, fit_binary
+from ranking.toy import toy_ranker
 from ranking.online import RankService
 from ranking.serve import MAX_CANDIDATES, create_app
 from tests.redis_fixture import db_url, delete_project_keys, redis_server, redis_url, unique_project  # noqa: F401
@@ -28,16 +26,6 @@ D = 16
 
 def encoder(texts):
     return np.stack([unit_vectors(np.random.default_rng(abs(hash(t)) % 2**32), 1, D)[0] for t in texts])
-
-
-def toy_ranker() -> Ranker:
-    feats = list(R.EMBEDDING_FEATURES)
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame(rng.random((600, len(feats))), columns=feats)
-    y = (X[FC.COS_QUERY_PRODUCT] + 0.5 * rng.random(600) > 0.9).to_numpy(float)
-    p = LGBParams(num_boost_round=20, early_stopping_rounds=5, min_data_in_leaf=10)
-    return Ranker({t: fit_binary(X[:450], y[:450], X[450:], y[450:], p) for t in R.TASKS},
-                  RankerConfig(name="with_embeddings", features=feats, model_version="v1", params=p))
 
 
 def make_service(root, url: str, project: str, **kw) -> tuple[RankService, dict]:

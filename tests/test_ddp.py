@@ -20,7 +20,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -30,13 +29,12 @@ from dashclip import columns as C
 from dashclip import distributed
 from dashclip.config import load_model_config
 from dashclip.model import DashCLIP
-from dashclip.queries import Annotator, generate_queries
 from dashclip.stage1 import Stage1Config, train_stage1
 from dashclip.stage2 import ProductSide, Stage2Config, fit_query_tower
-from dashclip.teacher import CrossEncoder, teacher_product_text, train_teacher
+from dashclip.teacher import CrossEncoder, train_teacher
 from dashclip.training import BatchLoader
 from tests.test_stage1 import small_catalog
-from tests.test_stage2 import fashion_products
+from tests.test_training import annotated_pairs
 
 REL = 1e-6
 REPO = Path(__file__).resolve().parents[1]
@@ -80,13 +78,7 @@ def _no_dropout_text():
 def teacher_and_qcc() -> dict:
     """A short teacher fit and a short QCC fit of the query tower, seeded, without dropout."""
     torch.set_num_threads(1)
-    p = fashion_products()
-    ann = Annotator(p)
-    queries = generate_queries(p, per_category=4, per_product=1.0, seed=0)[C.QUERY].tolist()
-    rng = np.random.default_rng(0)
-    pairs = [(q, int(r)) for q in queries for r in rng.choice(len(p), 4, replace=False)]
-    labels = np.array(ann.grade_pairs([q for q, _ in pairs], [r for _, r in pairs]))
-    texts = [teacher_product_text(r) for r in p.to_dict("records")]
+    p, ann, queries, pairs, labels, texts = annotated_pairs()
     torch.manual_seed(0)
     cfg = _no_dropout_text()
     teacher = CrossEncoder(cfg.text, max_length=32)

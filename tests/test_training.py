@@ -72,9 +72,9 @@ def test_stage2_and_its_teacher_losses_are_those_of_the_former_loops(tmp_path, c
     assert [r.get("train_qcc") for r in h[1:]] == pytest.approx([2.197254180908203, 2.3500256538391113], rel=REL)
 
 
-def test_teacher_losses_are_those_of_the_former_loop():
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+def annotated_pairs():
+    """The fashion products, their annotator, generated queries, 4 random (query, product row) pairs
+    per query with the annotator's grades, and the products' teacher texts (no torch randomness)."""
     p = fashion_products()
     ann = Annotator(p)
     queries = generate_queries(p, per_category=4, per_product=1.0, seed=0)[C.QUERY].tolist()
@@ -82,6 +82,13 @@ def test_teacher_losses_are_those_of_the_former_loop():
     pairs = [(q, int(r)) for q in queries for r in rng.choice(len(p), 4, replace=False)]
     labels = np.array(ann.grade_pairs([q for q, _ in pairs], [r for _, r in pairs]))
     texts = [teacher_product_text(r) for r in p.to_dict("records")]
+    return p, ann, queries, pairs, labels, texts
+
+
+def test_teacher_losses_are_those_of_the_former_loop():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    _, _, _, pairs, labels, texts = annotated_pairs()
     teacher = CrossEncoder(load_model_config("tiny-random").text, max_length=32)
     losses = train_teacher(teacher, [q for q, _ in pairs], [texts[r] for _, r in pairs], labels, epochs=3,
                            batch_size=16, lr=2e-3, progress=False, length_group=2, device="cpu")

@@ -94,14 +94,14 @@ def sweep(checkpoint: str | Path, catalog: str | Path, queries: str | Path, alph
     channel = max(weights) > 0
     e = dashclip_embeddings(model, products, texts, cache_dir, channel=channel)
     fine = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("query_tower.", "query_proj."))}
+    p_served = {b: model.with_text_channel(e["p_shared"], e.get("p_chan"), weight=b) for b in weights}
     rows = []
     for a in sorted(set(float(x) for x in alphas)):
         model.load_state_dict(fine, strict=False)
         interpolate(model, a)
         q = torch.from_numpy(encode_queries(model, texts))
         for b in weights:
-            served = (lambda x, c: model.with_text_channel(x, c, weight=b)) if b > 0 else (lambda x, c: x)
-            scores = (served(q, e.get("q_chan")) @ served(e["p_shared"], e.get("p_chan")).T).numpy()
+            scores = (model.with_text_channel(q, e.get("q_chan"), weight=b) @ p_served[b].T).numpy()
             rec = {"alpha": a, "text_channel": b, **mean_metrics(scores[keep], labels[keep]),
                    "by_intent": {i: mean_metrics(scores[keep & (intents == i)], labels[keep & (intents == i)])["ndcg@10"]
                                  for i in sorted(set(intents[keep]))}}

@@ -71,6 +71,9 @@ class Stage2Config(BaseModel):
     val_queries: int = 300
     seed_budget: int = 5000  # annotated ("human") pairs the teacher learns from
     seed_heldout: float = 0.2  # share of seed queries kept to measure the teacher
+    # how the simulated seed's queries are drawn: "random" (in proportion to the query mix) or
+    # "department" (in turn from each top-level category, so small departments get a share)
+    seed_spread: Literal["random", "department"] = "random"
     cand_bm25: int = 8
     cand_dense: int = 8
     cand_random: int = 4  # random catalog products labelled per query (0: ~14% faster, no clear loss)
@@ -165,13 +168,19 @@ def mine_candidates(queries: list[str], q_emb: np.ndarray, p_emb: np.ndarray, bm
     return out
 
 
-def choose_seed(qids: list[str], n_cands: list[int], cfg: Stage2Config, rng: np.random.Generator
-                ) -> tuple[set[str], set[str]]:
+def choose_seed(qids: list[str], n_cands: list[int], cfg: Stage2Config, rng: np.random.Generator,
+                strata: list[str] | None = None) -> tuple[set[str], set[str]]:
     """Seed queries (whole queries in a seeded random order until ``seed_budget`` pairs are spent,
     at most half of all queries so the teacher has queries of its own to label) and the held-out
     share of them, chosen by a hash of the query id (`dashclip.seed.heldout_queries`): a rerun, or
-    the same seed given as a file, holds out the same queries."""
+    the same seed given as a file, holds out the same queries. With ``strata`` (one label per
+    query), the order takes one query from each stratum in turn, so every stratum gets a share of
+    the budget whatever its size."""
     order = rng.permutation(len(qids))
+    if strata is not None:
+        labels = np.asarray(strata, dtype=object)[order]
+        turn = pd.Series(labels).groupby(labels, sort=False).cumcount().to_numpy()  # i-th query of its stratum
+        order = order[np.argsort(turn, kind="stable")]
     n_seed = int(np.searchsorted(np.cumsum([n_cands[i] for i in order]), cfg.seed_budget, side="right"))
     n_seed = max(min(n_seed, len(qids) // 2), 2)
     seed = [qids[i] for i in order[:n_seed]]
@@ -227,10 +236,17 @@ def seed_pairs(cfg: Stage2Config, queries: pd.DataFrame, pairs: pd.DataFrame, ca
     if cfg.labeller == "llm":  # no human seed: the LLM grades every mined pair, the annotator is not asked
         empty = pairs.iloc[:0].assign(**{C.LABEL: pd.Series(dtype=np.int64)})
         return empty, set(), set(), {"seed_source": "none: the LLM labels every mined pair"}
-    seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng)
+    strata = query_departments(cands, train_df) if cfg.seed_spread == "department" else None
+    seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng, strata)
     seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].copy()
     seed[C.LABEL] = Annotator(train_df).grade_pairs(seed[C.QUERY].tolist(), seed["row"].tolist())
     return seed, seed_q, heldout_q, {"seed_source": SIMULATED}
+
+
+def query_departments(cands: list[np.ndarray], products: pd.DataFrame) -> list[str]:
+    """Each query's department: the top-level category most of its mined candidates are in."""
+    top = products[C.CATEGORY].fillna("").str.split(" > ").str[0].to_numpy(dtype=object)
+    return [pd.Series(top[c]).mode().iloc[0] if len(c) else "" for c in cands]
 
 
 def validation_set(cfg: Stage2Config, labelled: pd.DataFrame, val_df: pd.DataFrame, train_df: pd.DataFrame,

@@ -16,11 +16,12 @@ the validation queries (default ``dashclip/resources/validation_queries.csv``, w
 the handwritten test queries) over the catalog's validation split, graded by ``dashclip.judge``,
 beside MiniLM zero-shot on the same queries, and picks a setting by ``--criterion``:
 
-- ``floor`` (default): the best served nDCG@10 among the settings that are not below MiniLM
-  zero-shot on any intent class of the validation queries; when none is, the setting whose worst
-  class is least below it. Fine-tuning is meant to add shopper intent without losing what the
-  pretrained text model knows, so a setting that trades one class for the mean is not chosen;
-- ``mean``: the best served nDCG@10 over all validation queries.
+- ``mean`` (default): the best served nDCG@10 over all validation queries;
+- ``floor``: the best served nDCG@10 among the settings that are not below MiniLM zero-shot on any
+  intent class of the validation queries; when none is, the setting whose worst class is least
+  below it. With 8-13 validation queries per class the per-class figures are noisy, and the
+  minimum of noisy figures more so: on a default retrain it moved one test class above MiniLM and
+  another further below (docs/evaluation.md), so it is an option, not the default.
 
 Ties: the larger alpha, then the checkpoint's own text-channel weight. ``--save`` writes a
 checkpoint with the choice applied; its meta records ``wise_ft_alpha`` and the sweep.
@@ -42,7 +43,7 @@ from dashclip.model import DashCLIP
 
 log = logging.getLogger(__name__)
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
-CRITERIA = ("floor", "mean")
+CRITERIA = ("mean", "floor")
 
 
 @torch.no_grad()
@@ -65,7 +66,7 @@ def fine_tuned_alpha(model: DashCLIP) -> float:
     return float(getattr(model, "meta", {}).get("wise_ft_alpha", 1.0))
 
 
-def choose(rows: list[dict], reference: dict[str, float], own: float, criterion: str = "floor") -> dict:
+def choose(rows: list[dict], reference: dict[str, float], own: float, criterion: str = "mean") -> dict:
     """The sweep row ``criterion`` picks (module docstring). Each row gets ``worst_class_margin``: its
     lowest per-class nDCG@10 minus the ``reference``'s (MiniLM zero-shot) on the same class."""
     if criterion not in CRITERIA:
@@ -85,7 +86,7 @@ def choose(rows: list[dict], reference: dict[str, float], own: float, criterion:
 
 def sweep(checkpoint: str | Path, catalog: str | Path, queries: str | Path, alphas=DEFAULT_ALPHAS,
           split: str | None = "val", cache_dir: str | None = "runs/cache", channel_weights=None,
-          criterion: str = "floor") -> dict:
+          criterion: str = "mean") -> dict:
     """Served nDCG@10 and relevance AUC under the independent judge for each alpha (and, with
     ``channel_weights``, each text-channel weight b of ``DashCLIP.with_text_channel``), overall and
     per intent class, beside MiniLM zero-shot's; ``best_alpha`` / ``best_text_channel`` the setting
@@ -181,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alphas", default=",".join(str(a) for a in DEFAULT_ALPHAS))
     ap.add_argument("--text-channels", default="",
                     help="also sweep the served text-channel weight over these values (comma list; the checkpoint's own is always in)")
-    ap.add_argument("--criterion", choices=CRITERIA, default="floor",
-                    help="floor: best nDCG@10 not below MiniLM zero-shot on any intent class; mean: best nDCG@10")
+    ap.add_argument("--criterion", choices=CRITERIA, default="mean",
+                    help="mean: best nDCG@10; floor: best nDCG@10 not below MiniLM zero-shot on any intent class")
     ap.add_argument("--out", help="write the sweep here (json)")
     ap.add_argument("--save", help="write a checkpoint with the chosen alpha here")
     ap.add_argument("--cache-dir", default="runs/cache", help="trunk cache folder (\"\": none)")

@@ -190,6 +190,27 @@ def test_seed_choice_spends_the_budget_on_whole_queries_and_holds_out_a_fixed_pr
     assert len(seed_all) == 20
 
 
+def test_seed_spread_by_department_gives_a_small_department_its_turn():
+    import pandas as pd
+
+    from dashclip.stage2 import Stage2Config, choose_seed, query_departments
+
+    # 36 fashion queries and 4 grocery ones; a budget of 8 whole queries
+    strata = ["Apparel"] * 36 + ["Fruit"] * 4
+    qids = [f"q{i}" for i in range(40)]
+    cfg = Stage2Config(catalog="unused", seed_budget=80, seed_heldout=0.2)
+    seed, _ = choose_seed(qids, [10] * 40, cfg, np.random.default_rng(3), strata)
+    fruit = {q for q, s in zip(qids, strata) if s == "Fruit"}
+    assert len(seed) == 8 and seed & fruit == fruit  # every grocery query, then fashion ones
+    # in random order the same budget reaches the grocery queries in proportion (here none)
+    plain, _ = choose_seed(qids, [10] * 40, cfg, np.random.default_rng(3))
+    assert len(plain) == 8 and len(plain & fruit) < len(fruit)
+    # a query's department: where most of its mined candidates are
+    products = pd.DataFrame({C.CATEGORY: ["Fruit > Apple", "Fruit > Pear", "Apparel > Topwear", None]})
+    assert query_departments([np.array([0, 1, 2]), np.array([2, 3]), np.array([], dtype=int)], products) == \
+        ["Fruit", "", ""]
+
+
 def test_qcc_targets_leave_out_other_queries_candidates_and_same_category_random_products():
     from dashclip.stage2 import qcc_targets
 

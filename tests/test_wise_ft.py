@@ -74,7 +74,7 @@ def test_sweep_picks_an_alpha_under_the_independent_judge_and_saves_it(tmp_path)
                                                                     for b in sorted({own, 0.3})]
     assert r["judge"] == "independent_judge"
     assert r["queries"] == 2 and r["queries_without_relevant"] == 1  # nothing in the catalog answers "zzz"
-    assert r["criterion"] == "floor" and set(r["minilm_zero_shot"]["by_intent"]) == set(r["sweep"][0]["by_intent"])
+    assert r["criterion"] == "mean" and set(r["minilm_zero_shot"]["by_intent"]) == set(r["sweep"][0]["by_intent"])
     for x in r["sweep"]:  # each setting's worst intent class against MiniLM zero-shot on the same queries
         assert x["worst_class_margin"] == pytest.approx(min(x["by_intent"][i] - r["minilm_zero_shot"]["by_intent"][i]
                                                             for i in x["by_intent"]))
@@ -104,11 +104,11 @@ def test_floor_picks_the_best_mean_among_settings_no_class_below_minilm():
     rows = [_row(1.0, 0.90, 0.95, 0.55),  # best mean, but dairy below MiniLM
             _row(0.5, 0.85, 0.82, 0.61),  # every class at or above MiniLM
             _row(0.25, 0.84, 0.90, 0.70)]
-    assert choose([dict(r) for r in rows], minilm, own=0.2, criterion="mean")["alpha"] == 1.0
-    assert choose([dict(r) for r in rows], minilm, own=0.2)["alpha"] == 0.5
+    assert choose([dict(r) for r in rows], minilm, own=0.2)["alpha"] == 1.0
+    assert choose([dict(r) for r in rows], minilm, own=0.2, criterion="floor")["alpha"] == 0.5
     # when every setting has a class below MiniLM: the one whose worst class is least below
     worse = [_row(1.0, 0.90, 0.70, 0.55), _row(0.5, 0.85, 0.78, 0.59), _row(0.0, 0.80, 0.79, 0.50)]
-    picked = choose([dict(r) for r in worse], minilm, own=0.2)
+    picked = choose([dict(r) for r in worse], minilm, own=0.2, criterion="floor")
     assert picked["alpha"] == 0.5 and picked["worst_class_margin"] == pytest.approx(-0.02)
     with pytest.raises(ValueError, match="criterion"):
         choose(rows, minilm, own=0.2, criterion="best")

@@ -71,9 +71,10 @@ class Stage2Config(BaseModel):
     val_queries: int = 300
     seed_budget: int = 5000  # annotated ("human") pairs the teacher learns from
     seed_heldout: float = 0.2  # share of seed queries kept to measure the teacher
-    # how the simulated seed's queries are drawn: "random" (in proportion to the query mix) or
-    # "department" (in turn from each top-level category, so small departments get a share)
-    seed_spread: Literal["random", "department"] = "random"
+    # how the simulated seed's queries are drawn: "random" (in proportion to the query mix),
+    # "department" (in turn from each top-level category: an equal share each) or "department_sqrt"
+    # (each department's share in proportion to the square root of its query count: in between)
+    seed_spread: Literal["random", "department", "department_sqrt"] = "random"
     cand_bm25: int = 8
     cand_dense: int = 8
     cand_random: int = 4  # random catalog products labelled per query (0: ~14% faster, no clear loss)
@@ -169,18 +170,19 @@ def mine_candidates(queries: list[str], q_emb: np.ndarray, p_emb: np.ndarray, bm
 
 
 def choose_seed(qids: list[str], n_cands: list[int], cfg: Stage2Config, rng: np.random.Generator,
-                strata: list[str] | None = None) -> tuple[set[str], set[str]]:
+                strata: list[str] | None = None, power: float = 0.0) -> tuple[set[str], set[str]]:
     """Seed queries (whole queries in a seeded random order until ``seed_budget`` pairs are spent,
     at most half of all queries so the teacher has queries of its own to label) and the held-out
     share of them, chosen by a hash of the query id (`dashclip.seed.heldout_queries`): a rerun, or
     the same seed given as a file, holds out the same queries. With ``strata`` (one label per
-    query), the order takes one query from each stratum in turn, so every stratum gets a share of
-    the budget whatever its size."""
+    query), the strata take turns: a stratum of n queries gets a share of the budget in proportion
+    to n ** ``power`` (0: the same share each, whatever its size; 1: in proportion to its size)."""
     order = rng.permutation(len(qids))
     if strata is not None:
-        labels = np.asarray(strata, dtype=object)[order]
-        turn = pd.Series(labels).groupby(labels, sort=False).cumcount().to_numpy()  # i-th query of its stratum
-        order = order[np.argsort(turn, kind="stable")]
+        labels = pd.Series(np.asarray(strata, dtype=object)[order])
+        turn = labels.groupby(labels, sort=False).cumcount().to_numpy()  # i-th query of its stratum
+        rate = labels.map(labels.value_counts() ** power).to_numpy(dtype=float)
+        order = order[np.argsort((turn + 0.5) / rate, kind="stable")]
     n_seed = int(np.searchsorted(np.cumsum([n_cands[i] for i in order]), cfg.seed_budget, side="right"))
     n_seed = max(min(n_seed, len(qids) // 2), 2)
     seed = [qids[i] for i in order[:n_seed]]
@@ -236,8 +238,9 @@ def seed_pairs(cfg: Stage2Config, queries: pd.DataFrame, pairs: pd.DataFrame, ca
     if cfg.labeller == "llm":  # no human seed: the LLM grades every mined pair, the annotator is not asked
         empty = pairs.iloc[:0].assign(**{C.LABEL: pd.Series(dtype=np.int64)})
         return empty, set(), set(), {"seed_source": "none: the LLM labels every mined pair"}
-    strata = query_departments(cands, train_df) if cfg.seed_spread == "department" else None
-    seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng, strata)
+    strata = query_departments(cands, train_df) if cfg.seed_spread != "random" else None
+    seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng, strata,
+                                    power=0.5 if cfg.seed_spread == "department_sqrt" else 0.0)
     seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].copy()
     seed[C.LABEL] = Annotator(train_df).grade_pairs(seed[C.QUERY].tolist(), seed["row"].tolist())
     return seed, seed_q, heldout_q, {"seed_source": SIMULATED}

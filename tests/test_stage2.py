@@ -202,6 +202,9 @@ def test_seed_spread_by_department_gives_a_small_department_its_turn():
     seed, _ = choose_seed(qids, [10] * 40, cfg, np.random.default_rng(3), strata)
     fruit = {q for q, s in zip(qids, strata) if s == "Fruit"}
     assert len(seed) == 8 and seed & fruit == fruit  # every grocery query, then fashion ones
+    # the square-root share: 36 ** 0.5 = 6 fashion turns to 4 ** 0.5 = 2 grocery ones
+    sqrt_seed, _ = choose_seed(qids, [10] * 40, cfg, np.random.default_rng(3), strata, power=0.5)
+    assert len(sqrt_seed) == 8 and len(sqrt_seed & fruit) == 2
     # in random order the same budget reaches the grocery queries in proportion (here none)
     plain, _ = choose_seed(qids, [10] * 40, cfg, np.random.default_rng(3))
     assert len(plain) == 8 and len(plain & fruit) < len(fruit)

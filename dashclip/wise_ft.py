@@ -84,27 +84,16 @@ def choose(rows: list[dict], reference: dict[str, float], own: float, criterion:
     return max(ok, key=rank) if ok else max(rows, key=lambda r: (round(r["worst_class_margin"], 6), *rank(r)))
 
 
-def sweep(checkpoint: str | Path, catalog: str | Path, queries: str | Path, alphas=DEFAULT_ALPHAS,
-          split: str | None = "val", cache_dir: str | None = "runs/cache", channel_weights=None,
-          criterion: str = "mean") -> dict:
-    """Served nDCG@10 and relevance AUC under the independent judge for each alpha (and, with
-    ``channel_weights``, each text-channel weight b of ``DashCLIP.with_text_channel``), overall and
-    per intent class, beside MiniLM zero-shot's; ``best_alpha`` / ``best_text_channel`` the setting
-    ``criterion`` picks (``choose``)."""
+def validation_queries(catalog: str | Path, queries: str | Path, split: str | None):
+    """The searched products (the catalog's ``split``), the validation query texts, each one's
+    intent class (the file's ``intent`` column, else the judge's reading) and the independent
+    judge's (Q, N) grades."""
     import pandas as pd
 
     from dashclip.catalog import load_products
     from dashclip.embed import read_queries
-    from dashclip.eval_queries import dashclip_embeddings, mean_metrics, minilm_scores
     from dashclip.judge import Judge
-    from dashclip.retrieval import product_search_text
-    from dashclip.stage2 import encode_queries
 
-    model = DashCLIP.from_pretrained(checkpoint)
-    if fine_tuned_alpha(model) != 1.0:
-        raise ValueError(f"{checkpoint}: saved with wise_ft_alpha {fine_tuned_alpha(model)}; a sweep needs the "
-                         "fine-tuned weights: train stage 2 with --config '{\"wise_ft_alpha\": 1.0, "
-                         "\"served_text_channel\": null}'")
     products = load_products(catalog)
     if split and split != "all":
         products = products[products[C.SPLIT] == split]
@@ -117,18 +106,37 @@ def sweep(checkpoint: str | Path, catalog: str | Path, queries: str | Path, alph
     texts = qdf[C.QUERY].tolist()
     intent_of = dict(zip(raw[C.QUERY_ID], raw["intent"])) if raw is not None and "intent" in raw else {}
     intents = np.array([intent_of.get(q) or judge.intent(t) for q, t in zip(qdf[C.QUERY_ID], texts)])
-    labels = np.stack([judge.grade_all(t) for t in texts])
+    return products, texts, intents, np.stack([judge.grade_all(t) for t in texts])
+
+
+def sweep(checkpoint: str | Path, catalog: str | Path, queries: str | Path, alphas=DEFAULT_ALPHAS,
+          split: str | None = "val", cache_dir: str | None = "runs/cache", channel_weights=None,
+          criterion: str = "mean") -> dict:
+    """Served nDCG@10 and relevance AUC under the independent judge for each alpha (and, with
+    ``channel_weights``, each text-channel weight b of ``DashCLIP.with_text_channel``), overall and
+    per intent class, beside MiniLM zero-shot's; ``best_alpha`` / ``best_text_channel`` the setting
+    ``criterion`` picks (``choose``)."""
+    from dashclip.eval_queries import dashclip_embeddings, mean_metrics, minilm_scores
+    from dashclip.retrieval import product_search_text
+    from dashclip.stage2 import encode_queries
+
+    model = DashCLIP.from_pretrained(checkpoint)
+    if fine_tuned_alpha(model) != 1.0:
+        raise ValueError(f"{checkpoint}: saved with wise_ft_alpha {fine_tuned_alpha(model)}; a sweep needs the "
+                         "fine-tuned weights: train stage 2 with --config '{\"wise_ft_alpha\": 1.0, "
+                         "\"served_text_channel\": null}'")
+    products, texts, intents, labels = validation_queries(catalog, queries, split)
     keep = (labels >= 2).any(axis=1)
-    own = float(model.cfg.text_channel)
-    weights = sorted(set([own] + [float(w) for w in (channel_weights or [])]))
-    channel = max(weights) > 0
-    e = dashclip_embeddings(model, products, texts, cache_dir, channel=channel)
-    fine = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("query_tower.", "query_proj."))}
-    p_served = {b: model.with_text_channel(e["p_shared"], e.get("p_chan"), weight=b) for b in weights}
+
     def by_intent(scores: np.ndarray) -> dict[str, float]:
         return {i: mean_metrics(scores[keep & (intents == i)], labels[keep & (intents == i)])["ndcg@10"]
                 for i in sorted(set(intents[keep]))}
 
+    own = float(model.cfg.text_channel)
+    weights = sorted(set([own] + [float(w) for w in (channel_weights or [])]))
+    e = dashclip_embeddings(model, products, texts, cache_dir, channel=max(weights) > 0)
+    fine = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("query_tower.", "query_proj."))}
+    p_served = {b: model.with_text_channel(e["p_shared"], e.get("p_chan"), weight=b) for b in weights}
     zs = minilm_scores(texts, product_search_text(products), model.cfg.text)
     minilm = {**mean_metrics(zs[keep], labels[keep]), "by_intent": by_intent(zs)}
     rows = []

@@ -88,10 +88,8 @@ def validation_queries(catalog: str | Path, queries: str | Path, split: str | No
     """The searched products (the catalog's ``split``), the validation query texts, each one's
     intent class (the file's ``intent`` column, else the judge's reading) and the independent
     judge's (Q, N) grades."""
-    import pandas as pd
-
     from dashclip.catalog import load_products
-    from dashclip.embed import read_queries
+    from dashclip.eval_queries import read_query_file
     from dashclip.judge import Judge
 
     products = load_products(catalog)
@@ -100,12 +98,11 @@ def validation_queries(catalog: str | Path, queries: str | Path, split: str | No
     products = products.reset_index(drop=True)
     if products.empty:
         raise ValueError(f"catalog {catalog}: no products in split {split!r}")
-    qdf = read_queries(queries)[0]
-    raw = pd.read_csv(queries, dtype=str, keep_default_na=False) if str(queries).endswith(".csv") else None
+    qdf = read_query_file(queries)
     judge = Judge(products)
     texts = qdf[C.QUERY].tolist()
-    intent_of = dict(zip(raw[C.QUERY_ID], raw["intent"])) if raw is not None and "intent" in raw else {}
-    intents = np.array([intent_of.get(q) or judge.intent(t) for q, t in zip(qdf[C.QUERY_ID], texts)])
+    given = qdf["intent"] if "intent" in qdf else [""] * len(texts)
+    intents = np.array([i or judge.intent(t) for i, t in zip(given, texts)])
     return products, texts, intents, np.stack([judge.grade_all(t) for t in texts])
 
 

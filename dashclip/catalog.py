@@ -532,6 +532,11 @@ def ingest(catalog: str | os.PathLike, out_dir: str | os.PathLike | None = None,
 INGESTED_COLUMNS = (C.IMAGE_PATH, C.IMAGE_STATUS, C.HAS_IMAGE, C.SPLIT, C.CONTENT_HASH)
 
 
+def departments(products: pd.DataFrame) -> pd.Series:
+    """Each product's department: the first part of its category path ("" without one)."""
+    return products[C.CATEGORY].fillna("").str.split(" > ").str[0]
+
+
 def load_products(path: str | os.PathLike) -> pd.DataFrame:
     """Ingested products: from an ingested parquet file (``products.parquet`` or any parquet holding
     ingestion's columns, e.g. a filtered copy), a folder holding products.parquet, or a raw

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dashclip import columns as C
 from dashclip import distributed
-from dashclip.catalog import load_products
+from dashclip.catalog import departments, load_products
 from dashclip.config import TextTowerConfig
 from dashclip.embed import read_queries
 from dashclip.inference import embed_cached, encode_queries, encode_texts, pick_device
@@ -248,7 +248,7 @@ def seed_pairs(cfg: Stage2Config, queries: pd.DataFrame, pairs: pd.DataFrame, ca
 
 def query_departments(cands: list[np.ndarray], products: pd.DataFrame) -> list[str]:
     """Each query's department: the top-level category most of its mined candidates are in."""
-    top = products[C.CATEGORY].fillna("").str.split(" > ").str[0].to_numpy(dtype=object)
+    top = departments(products).to_numpy(dtype=object)
     return [pd.Series(top[c]).mode().iloc[0] if len(c) else "" for c in cands]
 
 

@@ -33,6 +33,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashclip import columns as DC
+from dashclip.catalog import departments
 from dashclip.judge import Judge
 from dashclip.queries import Annotator, generate_query
 
@@ -153,7 +154,7 @@ def build_world(products: pd.DataFrame, cfg: WorldConfig | None = None) -> World
     cfg = cfg or WorldConfig()
     products = products.reset_index(drop=True)
     rng = np.random.default_rng(cfg.seed)
-    dept = products[DC.CATEGORY].fillna("").str.split(" > ").str[0]
+    dept = departments(products)
     attr, sizes = {}, {}
     for name, values in ((DC.COLOR, products[DC.COLOR]), (DC.USAGE, products[DC.USAGE]), ("department", dept),
                          (DC.CATEGORY, products[DC.CATEGORY]), (DC.GENDER, products[DC.GENDER])):

@@ -101,7 +101,7 @@ def report(run_dir: Path, smoke: bool) -> dict:
     s1 = _json(run_dir / "stage1" / "meta.json").get("summary", {})
     s2 = _json(run_dir / "stage2" / "stage2_summary.json")
     lab, emb = _json(run_dir / "label_pairs.json"), _json(run_dir / "embed_catalog.json")
-    prod, gen = _json(run_dir / "eval" / "products.json"), _json(run_dir / "eval" / "queries_generated.json")
+    prod, gen = _json(run_dir / "eval" / "products.json"), _json(run_dir / "eval" / "generated" / "queries.json")
     gpu = torch.cuda.is_available() and not smoke
     rates = {
         "stage1_trunk_cache_products_per_s": _rate(s1.get("train_rows", 0) + s1.get("val_rows", 0), s1.get("cache_s")),

@@ -57,7 +57,7 @@ step() {  # step NAME COMMAND...: run it, log it, record its wall seconds
 step ingest "$PY" -m dashclip.catalog ingest --catalog "$CATALOG" --image-root "$DATA" --out "$RUN/ingest"
 PRODUCTS="$RUN/ingest/products.parquet"
 step stage1 "$PY" -m dashclip.train stage1 --out "$RUN/stage1" --catalog "$PRODUCTS" --config "$RUN/stage1.json"
-step stage2 "$PY" -m dashclip.train stage2 --stage1 "$RUN/stage1" --out "$RUN/stage2" --catalog "$PRODUCTS" \
+step stage2 "$PY" -m dashclip.train stage2 --checkpoint "$RUN/stage1" --out "$RUN/stage2" --catalog "$PRODUCTS" \
   --config "$RUN/stage2.json"
 step label_pairs "$SPARK_SUBMIT" --master "$MASTER" spark_jobs/label_pairs.py --checkpoint "$RUN/stage2/teacher" \
   --pairs "$RUN/stage2/pairs.parquet" --out "$RUN/tables/labels" --device "$DEVICE" --partitions "$PARTS" \
@@ -66,12 +66,12 @@ step embed_catalog "$SPARK_SUBMIT" --master "$MASTER" spark_jobs/embed_catalog.p
   --catalog "$CATALOG" --image-root "$DATA" --out "$RUN/tables/products" --device "$DEVICE" --partitions "$PARTS" \
   --report "$RUN/embed_catalog.json"
 step eval_products "$PY" -m dashclip.evaluate products --checkpoint "$RUN/stage2" --catalog "$PRODUCTS" \
-  --device "$DEVICE" --out "$RUN/eval/products.json"
+  --device "$DEVICE" --out "$RUN/eval"
 step eval_judgments "$PY" -m dashclip.evaluate judgments --catalog "$PRODUCTS" --split test \
-  --exclude-queries "$RUN/stage2/train_queries.csv" --out-dir "$RUN/eval/generated"
+  --exclude-queries "$RUN/stage2/train_queries.csv" --out "$RUN/eval/generated"
 step eval_queries "$PY" -m dashclip.evaluate queries --checkpoint "$RUN/stage2" \
   --catalog "$RUN/eval/generated/products.parquet" --judgments "$RUN/eval/generated/judgments.csv" \
-  --device "$DEVICE" --out "$RUN/eval/queries_generated.json"
+  --device "$DEVICE" --out "$RUN/eval/generated"
 printf 'total\t%s\n' "$(awk "BEGIN{print $(date +%s.%N) - $T_ALL}")" >> "$RUN/steps.tsv"
 
 [ -n "$MEM_PID" ] && kill "$MEM_PID" 2>/dev/null || true

@@ -7,7 +7,7 @@
 3. Seed: the user's relevance judgments (``seed_judgments``), or the rule annotator grading a
    budget of pairs (simulated "human" labels; every report says so). `dashclip.seed`.
 4. Teacher: a cross-encoder fine-tuned on the seed, checked on held-out seed pairs, labels
-   every mined pair.
+   the other mined pairs (the type negatives: the seed's annotator, ``cand_type_labeller``).
 5. QCC: the query tower (a copy of the stage-1 text tower) is trained with graded soft targets
    over each query's labelled candidates, other queries' candidates it has labels for, and
    random catalog negatives; the product tower stays frozen (its embeddings are precomputed).
@@ -51,6 +51,7 @@ from dashclip.type_negatives import TypeNegativeMiner
 from dashclip.wise_ft import interpolate
 
 log = logging.getLogger(__name__)
+BY_TYPE = "by_type"  # a mined pair's column: the type miner found it (``cand_type``)
 
 
 class Stage2Config(BaseModel):
@@ -81,6 +82,10 @@ class Stage2Config(BaseModel):
     # hard negatives by type per query (dashclip.type_negatives): the juice for "apples", the
     # vanilla yoghurt for "natural yoghurt"; 0: off
     cand_type: int = Field(2, ge=0)
+    # who grades the type negatives of the queries outside the seed: "seed", the seed's grader where it
+    # can grade any pair (the rule annotator of a simulated seed: the seed grows by those pairs and
+    # the teacher labels as many fewer; a human seed: the teacher), or "teacher", like every mined pair
+    cand_type_labeller: Literal["seed", "teacher"] = "seed"
     teacher_epochs: int = 6  # fits stage 2 in its time budget over the default seed
     teacher_lr: float = 1e-4
     teacher_batch_size: int = 32
@@ -189,9 +194,13 @@ def choose_seed(qids: list[str], n_cands: list[int], cfg: Stage2Config, rng: np.
     return set(seed), heldout_queries(seed, cfg.seed_heldout, cfg.seed)
 
 
-def _pairs_frame(qids, queries, cands) -> pd.DataFrame:
+def _pairs_frame(qids, queries, cands, by_type=None) -> pd.DataFrame:
+    """(query_id, query, row, by_type) per candidate; ``by_type``: per query, its rows mined by type."""
     rows = [(qid, q, int(p)) for qid, q, c in zip(qids, queries, cands) for p in c]
-    return pd.DataFrame(rows, columns=[C.QUERY_ID, C.QUERY, "row"])
+    pairs = pd.DataFrame(rows, columns=[C.QUERY_ID, C.QUERY, "row"])
+    typed = [np.isin(c, t) for c, t in zip(cands, by_type)] if by_type is not None else []
+    pairs[BY_TYPE] = np.concatenate(typed) if typed else np.zeros(len(pairs), dtype=bool)
+    return pairs
 
 
 def val_ndcg(model: DashCLIP, queries: list[str], judgments: list[np.ndarray], p_val: np.ndarray) -> float:
@@ -209,10 +218,11 @@ def candidate_pairs(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     qtexts = queries[C.QUERY].tolist()
     bm25 = BM25Index(product_search_text(train_df))
     cands = mine_candidates(qtexts, encode_texts(model, qtexts), p_train, bm25, cfg, rng)
+    by_type = None
     if cfg.cand_type:  # its own generator: the other draws stay as they were
         by_type = TypeNegativeMiner(train_df).mine(qtexts, cfg.cand_type, seed=cfg.seed)
         cands = [np.union1d(c, t) for c, t in zip(cands, by_type)]
-    return queries, cands, _pairs_frame(queries[C.QUERY_ID], qtexts, cands)
+    return queries, cands, _pairs_frame(queries[C.QUERY_ID], qtexts, cands, by_type)
 
 
 def training_queries(cfg: Stage2Config, train_df: pd.DataFrame) -> pd.DataFrame:
@@ -241,7 +251,7 @@ def seed_pairs(cfg: Stage2Config, queries: pd.DataFrame, pairs: pd.DataFrame, ca
     strata = query_departments(cands, train_df) if cfg.seed_spread != "random" else None
     seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng, strata,
                                     power=0.5 if cfg.seed_spread == "department_sqrt" else 0.0)
-    seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].copy()
+    seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].drop(columns=[BY_TYPE])
     seed[C.LABEL] = Annotator(train_df).grade_pairs(seed[C.QUERY].tolist(), seed["row"].tolist())
     return seed, seed_q, heldout_q, {"seed_source": SIMULATED}
 
@@ -321,9 +331,16 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
                              "every request once per process; label in one process first and pass its folder "
                              "as reuse_labels_from")
 
-        return llm_label_set(cfg, queries, pairs, seed, seed_q, heldout_q, seed_info, train_df, ptext, out, progress)
+        return llm_label_set(cfg, queries, pairs.drop(columns=[BY_TYPE]), seed, seed_q, heldout_q, seed_info, train_df,
+                             ptext, out, progress)
 
     rest = pairs[~pairs[C.QUERY_ID].isin(seed_q)].copy()
+    annotator_grades_type = cfg.cand_type_labeller == "seed" and seed_info["seed_source"] == SIMULATED
+    by_seed = rest[BY_TYPE].to_numpy() & annotator_grades_type
+    typed = rest[by_seed].copy()  # the seed's annotator grades them (``cand_type_labeller``)
+    if len(typed):
+        typed[C.LABEL] = Annotator(train_df).grade_pairs(typed[C.QUERY].tolist(), typed["row"].tolist())
+    rest = rest[~by_seed].copy()
     rest_text = [ptext[r] for r in rest["row"]]
     if distributed.is_main():  # for spark_jobs/label_pairs.py
         write_parquet_atomic(pairs_to_label(rest, train_df), out / "pairs.parquet")
@@ -334,7 +351,8 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
                                                         rest_text, ptext, out, progress)
     rest["source"] = "teacher"
     seed_train = seed_train.assign(source="seed")  # gold labels stay gold; held-out seed stays out
-    labelled = pd.concat([seed_train, rest], ignore_index=True)
+    labelled = pd.concat([seed_train, typed.assign(source="seed_type"), rest], ignore_index=True)
+    labelled = labelled.drop(columns=[BY_TYPE], errors="ignore")  # ``source`` says who graded a pair
     labelled[C.PRODUCT_ID] = train_df[C.PRODUCT_ID].to_numpy()[labelled["row"].to_numpy()]
     if distributed.is_main():  # the other processes wait for these files before validation (``train_stage2``)
         write_parquet_atomic(labelled.drop(columns=["row"]), out / "labels.parquet")
@@ -342,7 +360,8 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
                              .drop(columns=["row"]), out / "seed_labels.parquet")
         queries.to_csv(out / "train_queries.csv", index=False)
     stats = {**seed_info, "queries": len(queries), "pairs_mined": len(pairs), "seed_pairs": len(seed),
-             "seed_queries": len(seed_q), "seed_heldout_pairs": len(seed_test), "teacher_labelled_pairs": len(rest),
+             "seed_queries": len(seed_q), "seed_heldout_pairs": len(seed_test), "seed_type_pairs": len(typed),
+             "teacher_labelled_pairs": len(rest),
              **teacher_stats, "seed_label_counts": seed[C.LABEL].value_counts().sort_index().to_dict()}
     return labelled, stats
 

@@ -160,7 +160,7 @@ def test_stage2_end_to_end_on_a_tiny_model(tmp_path):
     assert summary["model_version"].startswith("dashclip-tiny-stage2-")
     assert summary["teacher_labelled_pairs"] > 0 and summary["seed_pairs"] <= 60 + 8
     labels = pd.read_parquet(tmp_path / "ck2" / "labels.parquet")
-    assert set(labels["source"]) == {"seed", "teacher"}
+    assert {"seed", "teacher"} <= set(labels["source"]) <= {"seed", "seed_type", "teacher"}
     assert labels[C.LABEL].between(0, 3).all()
     # one directory embeds both sides, into the same space
     q = QueryEmbedder(tmp_path / "ck2").embed(["red shirt", "green apple"])
@@ -302,3 +302,39 @@ def test_mining_adds_type_negatives_to_the_candidates_only_when_the_knob_is_on(t
         found[k] = (juice in set(c.tolist()), len(c))
     # the embedding's two (random here) do not reach the juice; the type miner adds it
     assert found[0] == (False, 2) and found[2][0] and found[2][1] > 2
+
+
+def test_type_negatives_outside_the_seed_take_the_seed_annotators_grade_when_asked(tmp_path):
+    from dashclip.model import DashCLIP
+    from dashclip.stage2 import Stage2Config, build_label_set
+    from dashclip.tiny import make_tiny_checkpoint
+    from dashclip.type_negatives import TypeNegativeMiner
+
+    prods = _grocery_catalog()
+    qpath = tmp_path / "q.csv"
+    queries = ["apples", "natural yoghurt", "oranges", "granny smith apples", "apple juice", "royal gala apples"]
+    pd.DataFrame({C.QUERY_ID: [f"u{i}" for i in range(len(queries))], C.QUERY: queries}).to_csv(qpath, index=False)
+    model = DashCLIP.from_pretrained(make_tiny_checkpoint(tmp_path / "ck1", with_query_tower=False))
+    p_train = np.random.default_rng(0).normal(size=(len(prods), 16)).astype(np.float32)
+    runs = {}
+    for who in ("teacher", "seed"):
+        cfg = Stage2Config(catalog="unused", queries_file=str(qpath), queries_per_category=0, queries_per_product=0.0,
+                           cand_bm25=0, cand_dense=2, cand_random=0, cand_type=2, seed_budget=4, teacher_epochs=1,
+                           teacher_text=TEACHER_TEXT, cand_type_labeller=who)
+        (tmp_path / who).mkdir()
+        runs[who] = build_label_set(cfg, model, prods, p_train, tmp_path / who, progress=False)
+    (teach, teach_stats), (seeded, seed_stats) = runs["teacher"], runs["seed"]
+    typed = seeded[seeded["source"] == "seed_type"]
+    # every type negative of a query outside the seed, graded by the annotator; the teacher labels the others
+    mined = TypeNegativeMiner(prods).mine(queries, 2, seed=0)
+    by_type = {(f"u{i}", int(r)) for i, rows in enumerate(mined) for r in rows}
+    outside = {(q, r) for q, r in zip(teach[C.QUERY_ID], teach["row"]) if (q, r) in by_type} - set(
+        zip(teach.loc[teach["source"] == "seed", C.QUERY_ID], teach.loc[teach["source"] == "seed", "row"]))
+    assert set(zip(typed[C.QUERY_ID], typed["row"])) == outside and len(outside) > 0
+    want = Annotator(prods).grade_pairs(typed[C.QUERY].tolist(), typed["row"].tolist())
+    assert typed[C.LABEL].tolist() == want
+    assert 0 in want  # the juice for "apples" or "oranges" is not relevant
+    assert seed_stats["teacher_labelled_pairs"] == teach_stats["teacher_labelled_pairs"] - len(typed)
+    assert seed_stats["seed_type_pairs"] == len(typed) and teach_stats["seed_type_pairs"] == 0
+    key = [C.QUERY_ID, "row"]
+    assert seeded[key].sort_values(key).values.tolist() == teach[key].sort_values(key).values.tolist()

@@ -14,7 +14,8 @@ then this script reads the logs and the outputs' summaries:
     python bench/stage_times.py --stage stage2 --current CUR cur.log --base BASE base.log --base-commit BASE_COMMIT
     python bench/stage_times.py --stage stage1 --current CUR cur.log --base BASE base.log --base-commit BASE_COMMIT
 
-and adds the pair to ``bench/results/stage_times.json`` (current / base ratios).
+and adds the pair to ``bench/results/stage_times.json`` (current / base ratios), under the stage's
+name or ``--key``: two settings of the same code compared the same way go under their own key.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", nargs=2, type=Path, metavar=("OUT", "LOG"), required=True)
     ap.add_argument("--base-commit", required=True)
     ap.add_argument("--note", default="")
+    ap.add_argument("--key", help="the record's key in the results file (default: the stage); e.g. a setting "
+                                  "compared on the same code, with --base-commit naming it")
     args = ap.parse_args(argv)
     try:
         cur, base = run_figures(*args.current, args.stage), run_figures(*args.base, args.stage)
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
               "note": args.note}
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results["what"] = "stage 1 / stage 2 wall time of the current code against an earlier checkout, side by side"
-    results[args.stage] = record
+    results[args.key or args.stage] = record
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(record, indent=2))

@@ -251,7 +251,7 @@ def seed_pairs(cfg: Stage2Config, queries: pd.DataFrame, pairs: pd.DataFrame, ca
     strata = query_departments(cands, train_df) if cfg.seed_spread != "random" else None
     seed_q, heldout_q = choose_seed(queries[C.QUERY_ID].tolist(), [len(c) for c in cands], cfg, rng, strata,
                                     power=0.5 if cfg.seed_spread == "department_sqrt" else 0.0)
-    seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].drop(columns=[BY_TYPE])
+    seed = pairs[pairs[C.QUERY_ID].isin(seed_q)].copy()
     seed[C.LABEL] = Annotator(train_df).grade_pairs(seed[C.QUERY].tolist(), seed["row"].tolist())
     return seed, seed_q, heldout_q, {"seed_source": SIMULATED}
 
@@ -318,6 +318,7 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     """Queries -> mined candidates -> seed annotation -> teacher -> labelled pairs."""
     rng = np.random.default_rng(cfg.seed)
     queries, cands, pairs = candidate_pairs(cfg, model, train_df, p_train, rng)
+    by_type = pairs.pop(BY_TYPE).to_numpy()  # who grades a pair is said by ``source`` from here on
     seed, seed_q, heldout_q, seed_info = seed_pairs(cfg, queries, pairs, cands, train_df, rng)
     seed_train = seed[~seed[C.QUERY_ID].isin(heldout_q)]
     seed_test = seed[seed[C.QUERY_ID].isin(heldout_q)]
@@ -331,12 +332,12 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
                              "every request once per process; label in one process first and pass its folder "
                              "as reuse_labels_from")
 
-        return llm_label_set(cfg, queries, pairs.drop(columns=[BY_TYPE]), seed, seed_q, heldout_q, seed_info, train_df,
-                             ptext, out, progress)
+        return llm_label_set(cfg, queries, pairs, seed, seed_q, heldout_q, seed_info, train_df, ptext, out, progress)
 
-    rest = pairs[~pairs[C.QUERY_ID].isin(seed_q)].copy()
+    outside = ~pairs[C.QUERY_ID].isin(seed_q).to_numpy()
+    rest = pairs[outside].copy()
     annotator_grades_type = cfg.cand_type_labeller == "seed" and seed_info["seed_source"] == SIMULATED
-    by_seed = rest[BY_TYPE].to_numpy() & annotator_grades_type
+    by_seed = by_type[outside] & annotator_grades_type
     typed = rest[by_seed].copy()  # the seed's annotator grades them (``cand_type_labeller``)
     if len(typed):
         typed[C.LABEL] = Annotator(train_df).grade_pairs(typed[C.QUERY].tolist(), typed["row"].tolist())
@@ -352,7 +353,6 @@ def build_label_set(cfg: Stage2Config, model: DashCLIP, train_df: pd.DataFrame, 
     rest["source"] = "teacher"
     seed_train = seed_train.assign(source="seed")  # gold labels stay gold; held-out seed stays out
     labelled = pd.concat([seed_train, typed.assign(source="seed_type"), rest], ignore_index=True)
-    labelled = labelled.drop(columns=[BY_TYPE], errors="ignore")  # ``source`` says who graded a pair
     labelled[C.PRODUCT_ID] = train_df[C.PRODUCT_ID].to_numpy()[labelled["row"].to_numpy()]
     if distributed.is_main():  # the other processes wait for these files before validation (``train_stage2``)
         write_parquet_atomic(labelled.drop(columns=["row"]), out / "labels.parquet")
